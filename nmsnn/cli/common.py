@@ -1,0 +1,40 @@
+"""What every command-line entry point shares: config location and user-facing errors."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+
+from nmsnn.errors import NmsnnError
+
+CONFIG_PATH = "pkg://nmsnn.conf"
+DEBUG_ENV = "NMSNN_DEBUG"
+
+log = logging.getLogger("nmsnn")
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn an :class:`NmsnnError` into one error line and exit status 2 (no traceback).
+
+    Set ``NMSNN_DEBUG=1`` (or ``HYDRA_FULL_ERROR=1``) to see the traceback.
+    """
+    try:
+        yield
+    except NmsnnError as err:
+        if os.environ.get(DEBUG_ENV) or os.environ.get("HYDRA_FULL_ERROR"):
+            raise
+        log.error("%s", err)
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def format_table(metrics: dict[str, float], title: str) -> str:
+    """A two-column text table of metric names and values."""
+    width = max([len(k) for k in metrics] + [len(title)])
+    lines = [title, "-" * (width + 14)]
+    lines += [f"{k:<{width}}  {v:>12.6g}" for k, v in sorted(metrics.items())]
+    return "\n".join(lines)

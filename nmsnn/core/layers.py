@@ -1,0 +1,255 @@
+r"""Spiking layers, the network that stacks them, and the time-averaging readout head.
+
+Tensors are time-major, ``[T, B, features]``. A layer applies its Linear to all T steps at once
+(``[T*B, F] @ W``); only the elementwise neuron recurrence walks over T, through the backend
+chosen with ``backend``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from nmsnn.core.backends import get_backend
+from nmsnn.core.encoders import Encoder
+from nmsnn.core.neuron import NeuronConfig, NeuronState, RecurrenceOutput
+from nmsnn.errors import ConfigError
+
+READOUTS = ("integrator", "membrane", "spikes")
+REDUCTIONS = ("mean", "sum")
+INITS = ("calibrated", "torch")
+
+
+class SpikingLayer(nn.Module):
+    """``Linear(in, out)`` followed by the neuron recurrence.
+
+    ``decay``, ``threshold`` and ``penalty`` are per-layer scalars, stored as parameters when
+    ``neuron.learnable`` and as buffers otherwise. Learnable values are clamped to their valid
+    ranges in the forward pass.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        neuron: NeuronConfig,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features)
+        self.neuron = neuron
+        self.backend = backend
+        self._recurrence = get_backend(backend)
+        for name in ("decay", "threshold", "penalty"):
+            value = torch.tensor(float(getattr(neuron, name)))
+            if neuron.learnable and math.isfinite(float(value)):
+                self.register_parameter(name, nn.Parameter(value))
+            else:
+                self.register_buffer(name, value)
+
+    @property
+    def fires(self) -> bool:
+        """False for a non-firing leaky integrator (infinite threshold)."""
+        return math.isfinite(float(self.threshold))
+
+    def neuron_values(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Current decay, threshold and penalty, clamped to their valid ranges."""
+        decay, threshold, penalty = self.decay, self.threshold, self.penalty
+        if self.neuron.learnable:
+            decay = decay.clamp(1e-3, 1.0)
+            threshold = threshold.clamp_min(1e-3)
+            penalty = penalty.clamp_min(0.0)
+        return decay, threshold, penalty
+
+    def forward(self, x: Tensor, state: NeuronState | None = None) -> RecurrenceOutput:
+        """``x [T, B, in]`` -> delayed spikes and membrane ``[T, B, out]`` and the final state."""
+        steps, batch = x.shape[:2]
+        current = self.linear(x.reshape(steps * batch, -1)).reshape(steps, batch, -1)
+        return self._recurrence(current, *self.neuron_values(), self.neuron, state)
+
+    def extra_repr(self) -> str:
+        n = self.neuron
+        return (
+            f"decay={n.decay}, threshold={n.threshold}, penalty={n.penalty}, reset={n.reset}, "
+            f"spike_fn={n.spike_fn}, learnable={n.learnable}, backend={self.backend}"
+        )
+
+
+class NetworkOutput(NamedTuple):
+    """What a forward pass computes: the readout trace ``[T, B, O]`` and every layer's activity."""
+
+    trace: Tensor
+    layers: list[RecurrenceOutput]
+
+
+class SpikingNetwork(nn.Module):
+    """A stack of spiking layers ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``.
+
+    The last layer is read out according to ``readout``:
+
+    * ``integrator``: it does not fire (a leaky integrator); its delayed membrane is the trace;
+    * ``membrane``: it fires and resets like the others; its delayed membrane is the trace (seed);
+    * ``spikes``: it fires; its delayed spikes are the trace (rate code).
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        neurons: Sequence[NeuronConfig],
+        readout: str = "integrator",
+        backend: str = "auto",
+        init: str = "calibrated",
+    ) -> None:
+        super().__init__()
+        if len(sizes) < 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
+            raise ConfigError(f"layer sizes must be at least two positive integers, got {list(sizes)}.")
+        if len(neurons) != len(sizes) - 1:
+            raise ConfigError(f"need {len(sizes) - 1} neuron configs (one per layer), got {len(neurons)}.")
+        if readout not in READOUTS:
+            raise ConfigError(f"readout={readout!r} is not a readout; use one of {READOUTS}.")
+        if init not in INITS:
+            raise ConfigError(f"init={init!r} is not an initialization; use one of {INITS}.")
+        neurons = list(neurons)
+        if readout == "integrator":
+            neurons[-1] = replace(neurons[-1], threshold=math.inf, penalty=0.0, learnable=False)
+        self.readout = readout
+        self.layers = nn.ModuleList(
+            SpikingLayer(i, o, n, backend) for i, o, n in zip(sizes[:-1], sizes[1:], neurons)
+        )
+        self.init = init
+        if init == "calibrated":
+            for layer in self.layers:
+                nn.init.kaiming_normal_(layer.linear.weight, nonlinearity="relu")
+                nn.init.zeros_(layer.linear.bias)
+
+    def forward(self, x: Tensor, states: Sequence[NeuronState] | None = None) -> NetworkOutput:
+        """``x [T, B, F]`` -> readout trace ``[T, B, O]`` and each layer's recurrence output."""
+        outputs = []
+        for i, layer in enumerate(self.layers):
+            out = layer(x, None if states is None else states[i])
+            outputs.append(out)
+            x = out.spikes
+        last = outputs[-1]
+        trace = last.spikes if self.readout == "spikes" else last.membrane
+        return NetworkOutput(trace, outputs)
+
+
+class TimeAverageHead(nn.Module):
+    """Reduce a trace ``[T, B, O]`` over the steps ``t >= burn_in`` to ``[B, O]`` (mean or sum)."""
+
+    def __init__(self, burn_in: int = 0, reduce: str = "mean") -> None:
+        super().__init__()
+        if isinstance(burn_in, bool) or not isinstance(burn_in, int) or burn_in < 0:
+            raise ConfigError(f"burn_in must be an integer >= 0, got {burn_in!r}.")
+        if reduce not in REDUCTIONS:
+            raise ConfigError(f"reduce={reduce!r} is not a reduction; use one of {REDUCTIONS}.")
+        self.burn_in = burn_in
+        self.reduce = reduce
+
+    def forward(self, trace: Tensor) -> Tensor:
+        if self.burn_in >= trace.shape[0]:
+            raise ConfigError(f"burn_in={self.burn_in} leaves no time step to average (T={trace.shape[0]}).")
+        kept = trace[self.burn_in :]
+        return kept.mean(0) if self.reduce == "mean" else kept.sum(0)
+
+    def extra_repr(self) -> str:
+        return f"burn_in={self.burn_in}, reduce={self.reduce}"
+
+
+class ModelOutput(NamedTuple):
+    """A model's prediction ``[B, O]`` (logits or scaled values) and the network's activity."""
+
+    prediction: Tensor
+    network: NetworkOutput
+
+
+def neuron_configs(neuron: Mapping[str, Any], n_layers: int) -> list[NeuronConfig]:
+    """One :class:`NeuronConfig` per layer from a mapping whose values are scalars or lists.
+
+    A list gives one value per spiking layer (``decay: [0.9, 0.8]``); a scalar applies to all.
+    """
+    per_layer: list[dict[str, Any]] = [{} for _ in range(n_layers)]
+    for key, value in neuron.items():
+        if isinstance(value, (list, tuple)):
+            if len(value) != n_layers:
+                raise ConfigError(
+                    f"neuron.{key} has {len(value)} values but the network has {n_layers} layers; "
+                    "give one value or one per layer."
+                )
+            for d, v in zip(per_layer, value):
+                d[key] = v
+        else:
+            for d in per_layer:
+                d[key] = value
+    configs = []
+    for i, d in enumerate(per_layer):
+        unknown = set(d) - set(NeuronConfig.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(
+                f"unknown neuron setting(s) {sorted(unknown)}; "
+                f"known: {sorted(NeuronConfig.__dataclass_fields__)}."
+            )
+        try:
+            configs.append(NeuronConfig(**d))
+        except ConfigError as err:
+            raise ConfigError(f"layer {i + 1}: {err}") from None
+    return configs
+
+
+class SpikingModel(nn.Module):
+    """Encoder -> spiking network -> time-averaging head: rows ``[B, F]`` to outputs ``[B, O]``."""
+
+    def __init__(self, encoder: Encoder, network: SpikingNetwork, head: TimeAverageHead) -> None:
+        super().__init__()
+        if head.burn_in >= encoder.time_steps:
+            raise ConfigError(f"burn_in={head.burn_in} must be smaller than time_steps={encoder.time_steps}.")
+        self.encoder = encoder
+        self.network = network
+        self.head = head
+        if network.init == "calibrated":
+            calibrate_(self)
+
+    def forward(self, x: Tensor) -> ModelOutput:
+        """``x`` is a batch of rows ``[B, F]`` or an already encoded train ``[T, B, F]``."""
+        if x.dim() == 2:
+            x = self.encoder(x)
+        net = self.network(x)
+        return ModelOutput(self.head(net.trace), net)
+
+
+@torch.no_grad()
+def calibrate_(model: SpikingModel, gain: float = 1.0, rows: int = 256, seed: int = 0) -> None:
+    r"""Scale each layer's weights so that every layer fires on standardized input, at any depth.
+
+    Standard Linear init lets deep stacks fall silent (a layer's graded spikes are sparse and
+    small, so the next layer's current never reaches threshold). Here ``rows`` synthetic rows
+    :math:`x \sim \mathcal{N}(0, I)` are encoded (deterministically) and passed through the
+    network layer by layer; each layer's He-initialized weights are rescaled so that the standard
+    deviation of its input current is ``gain * threshold`` (``gain * (1 - decay)`` for a
+    non-firing integrator, whose membrane then has unit scale), and its bias is set to zero.
+    Uses a private random generator: the global RNG is untouched.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    param = next(model.parameters())
+    x = torch.randn(rows, model.network.layers[0].linear.in_features, generator=generator)
+    was_training = model.training
+    model.eval()
+    inputs = model.encoder(x.to(param.device, param.dtype))
+    for layer in model.network.layers:
+        steps, batch = inputs.shape[:2]
+        current = layer.linear(inputs.reshape(steps * batch, -1))
+        std = float(current.std())
+        if layer.fires:
+            target = gain * float(layer.threshold)
+        else:
+            target = gain * (1.0 - float(layer.decay)) if float(layer.decay) < 1 else gain
+        if std > 0:
+            layer.linear.weight.mul_(target / std)
+        layer.linear.bias.zero_()
+        inputs = layer(inputs).spikes
+    model.train(was_training)

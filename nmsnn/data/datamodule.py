@@ -1,0 +1,289 @@
+"""The tabular LightningDataModule: raw rows -> validated, split, preprocessed tensors.
+
+``setup`` reads the source, validates it, splits it (stratified for classification), fits the
+preprocessing on the training split only, and keeps each split as whole float32 tensors. Batches
+are index slices of those tensors. The fitted preprocessing is the module's ``state_dict``, so
+Lightning stores it in every checkpoint and a checkpoint alone can predict raw rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader
+
+from nmsnn.data.batching import IndexBatchSampler, TensorRows
+from nmsnn.data.preprocessing import TabularPreprocessor, infer_task, split_columns, validate_target
+from nmsnn.data.sources import load_bundled, read_table
+from nmsnn.errors import DataError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+class TabularDataModule(L.LightningDataModule):
+    """Rows from a bundled dataset, a CSV/Parquet file or a DataFrame, ready for a spiking model.
+
+    Args:
+        dataset: name of a bundled dataset (see :data:`nmsnn.data.sources.BUNDLED`).
+        path: a CSV or Parquet file (instead of ``dataset``).
+        frame: a pandas DataFrame (Python API; instead of ``dataset`` and ``path``).
+        target: target column (bundled datasets know theirs).
+        task: ``auto`` | ``classification`` | ``regression``.
+        test_size: fraction of rows held out for testing.
+        val_size: fraction of the remaining rows held out for validation (0: no validation).
+        split_seed: seed of the test split (and of the validation split unless ``val_split_seed``).
+        val_split_seed: seed of the validation split.
+        stratify: stratify splits by class (classification only).
+        scaler: feature scaling, ``standard`` | ``minmax`` | ``none``.
+        target_scaler: regression target scaling, ``standard`` | ``minmax`` | ``none``.
+        batch_size: rows per training batch (``null``: the whole training split).
+        eval_batch_size: rows per evaluation batch.
+        drop: columns to ignore.
+        max_categories: most distinct values a text column may have to be one-hot encoded.
+        shuffle_seed: seed of the training batch order.
+    """
+
+    def __init__(
+        self,
+        dataset: str | None = None,
+        path: str | None = None,
+        frame: pd.DataFrame | None = None,
+        target: str | None = None,
+        task: str = "auto",
+        test_size: float = 0.2,
+        val_size: float = 0.2,
+        split_seed: int = 0,
+        val_split_seed: int | None = None,
+        stratify: bool = True,
+        scaler: str = "standard",
+        target_scaler: str = "standard",
+        batch_size: int | None = 64,
+        eval_batch_size: int = 4096,
+        drop: Sequence[str] = (),
+        max_categories: int = 50,
+        shuffle_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        given = [
+            name for name, v in (("dataset", dataset), ("path", path), ("frame", frame)) if v is not None
+        ]
+        if len(given) != 1:
+            raise DataError(f"give exactly one data source (dataset, path or frame); got {given or 'none'}.")
+        for name, value in (("test_size", test_size), ("val_size", val_size)):
+            if not 0.0 <= float(value) < 1.0:
+                raise DataError(f"data.{name} must be in [0, 1), got {value}.")
+        if float(test_size) == 0.0:
+            raise DataError("data.test_size must be > 0: nmsnn always keeps a test split.")
+        if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
+            raise DataError(f"data.batch_size must be a positive integer or null, got {batch_size!r}.")
+        # Plain values only: checkpoints must load with torch.load(weights_only=True).
+        self.save_hyperparameters(
+            {
+                "dataset": dataset,
+                "path": None if path is None else str(path),
+                "target": target,
+                "task": task,
+                "test_size": float(test_size),
+                "val_size": float(val_size),
+                "split_seed": int(split_seed),
+                "val_split_seed": None if val_split_seed is None else int(val_split_seed),
+                "stratify": bool(stratify),
+                "scaler": scaler,
+                "target_scaler": target_scaler,
+                "batch_size": None if batch_size is None else int(batch_size),
+                "eval_batch_size": int(eval_batch_size),
+                "drop": [str(c) for c in drop],
+                "max_categories": int(max_categories),
+                "shuffle_seed": int(shuffle_seed),
+            }
+        )
+        self.frame = frame
+        self.preprocessor: TabularPreprocessor | None = None
+        self.tensors: dict[str, TensorRows] = {}
+        self.split_index: dict[str, np.ndarray] = {}
+
+    # --------------------------------------------------------------------- describing
+    @property
+    def source_name(self) -> str:
+        h = self.hparams
+        return h.path or (f"dataset {h.dataset!r}" if h.dataset else "the data frame")
+
+    @property
+    def task(self) -> str:
+        return self._fitted().task
+
+    @property
+    def num_features(self) -> int:
+        return len(self._fitted().feature_names)
+
+    @property
+    def num_outputs(self) -> int:
+        return self._fitted().num_outputs
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """What a model needs to know about the data: task, input and output sizes, target scale."""
+        pre = self._fitted()
+        return {
+            "task": pre.task,
+            "num_inputs": len(pre.feature_names),
+            "num_outputs": pre.num_outputs,
+            "target_mean": pre.target_mean,
+            "target_std": pre.target_std,
+        }
+
+    def _fitted(self) -> TabularPreprocessor:
+        if self.preprocessor is None:
+            raise RuntimeError("call setup() before asking about the fitted data")
+        return self.preprocessor
+
+    # --------------------------------------------------------------------- loading
+    def load_frame(self) -> tuple[pd.DataFrame, str]:
+        """The raw rows and the target column name."""
+        h = self.hparams
+        if self.frame is not None:
+            frame, target = self.frame, h.target
+        elif h.path is not None:
+            frame, target = read_table(h.path), h.target
+        else:
+            frame, default_target = load_bundled(h.dataset)
+            target = h.target or default_target
+        return frame.reset_index(drop=True), target
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tensors:
+            return
+        frame, target = self.load_frame()
+        where = self.source_name
+        y = validate_target(frame, target, where)
+        h = self.hparams
+        if self.preprocessor is not None:  # restored from a checkpoint: reuse its fit
+            task = self.preprocessor.task
+        else:
+            task = infer_task(y, h.task, target)
+        # Record the resolved task: it is what the checkpoint and the logged settings should say.
+        self.save_hyperparameters({**self.hparams, "task": task})
+        index = self._split(y, task, where)
+        if self.preprocessor is None:
+            numeric, categorical = split_columns(frame, target, list(h.drop), h.max_categories, where)
+            train = frame.iloc[index["train"]]
+            self._warn_missing(train, numeric + categorical, where)
+            self.preprocessor = TabularPreprocessor.fit(
+                train, target, task, numeric, categorical, h.scaler, h.target_scaler
+            )
+        pre = self.preprocessor
+        x = torch.from_numpy(pre.transform(frame, where))
+        y_all = torch.from_numpy(pre.transform_target(frame[target], where))
+        self.split_index = index
+        self.tensors = {
+            name: TensorRows(x[torch.from_numpy(rows)], y_all[torch.from_numpy(rows)])
+            for name, rows in index.items()
+            if len(rows)
+        }
+        log.info(
+            "%s: %d rows -> train %d / val %d / test %d; %d features; task %s",
+            where,
+            len(frame),
+            *(len(index[s]) for s in SPLITS),
+            self.num_features,
+            task,
+        )
+
+    def _split(self, y: pd.Series, task: str, where: str) -> dict[str, np.ndarray]:
+        h = self.hparams
+        rows = np.arange(len(y))
+        stratify = h.stratify and task == "classification"
+        if stratify:
+            counts = y.value_counts()
+            rare = counts[counts < 2]
+            if len(rare):
+                raise DataError(
+                    f"{where}: class(es) {list(map(str, rare.index))} of target {y.name!r} have a "
+                    "single row; a stratified split needs at least 2 per class. Remove them or "
+                    "set data.stratify=false."
+                )
+        needed = 3 if h.val_size > 0 else 2
+        if len(rows) < max(needed, 10):
+            raise DataError(
+                f"{where}: only {len(rows)} rows; nmsnn needs at least 10 to split into train/val/test."
+            )
+
+        def split(idx: np.ndarray, size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+            labels = y.iloc[idx].to_numpy() if stratify else None
+            try:
+                return train_test_split(idx, test_size=size, random_state=seed, stratify=labels)
+            except ValueError as err:
+                raise DataError(f"{where}: cannot split {len(idx)} rows ({err}).") from None
+
+        rest, test = split(rows, h.test_size, h.split_seed)
+        if h.val_size > 0:
+            val_seed = h.split_seed if h.val_split_seed is None else h.val_split_seed
+            train, val = split(rest, h.val_size, val_seed)
+        else:
+            train, val = rest, np.array([], dtype=int)
+        return {"train": train, "val": val, "test": test}
+
+    @staticmethod
+    def _warn_missing(train: pd.DataFrame, columns: list[str], where: str) -> None:
+        counts = train[columns].isna().sum()
+        counts = counts[counts > 0]
+        if len(counts):
+            log.warning(
+                "%s: missing feature values in the training split will be imputed "
+                "(median for numbers, most frequent for text): %s",
+                where,
+                counts.to_dict(),
+            )
+
+    # --------------------------------------------------------------------- loaders
+    def _loader(self, split: str, shuffle: bool) -> DataLoader | None:
+        rows = self.tensors.get(split)
+        if rows is None:
+            return None
+        h = self.hparams
+        size = h.batch_size if shuffle else h.eval_batch_size
+        if size is None or size > len(rows):
+            if shuffle and size is not None:
+                log.warning(
+                    "data.batch_size=%d is larger than the %d training rows; using %d.",
+                    size,
+                    len(rows),
+                    len(rows),
+                )
+            size = len(rows)
+        sampler = IndexBatchSampler(len(rows), size, shuffle=shuffle, seed=h.shuffle_seed)
+        return DataLoader(rows, sampler=sampler, batch_size=None)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader("val", shuffle=False) or []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def split_frame(self, split: str) -> pd.DataFrame:
+        """The raw rows of one split (``train``, ``val``, ``test``) as read from the source."""
+        frame, _ = self.load_frame()
+        return frame.iloc[self.split_index[split]]
+
+    # --------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """The fitted preprocessing, as plain values (saved in every checkpoint)."""
+        return {"preprocessor": None if self.preprocessor is None else self.preprocessor.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("preprocessor") is not None:
+            self.preprocessor = TabularPreprocessor.from_state_dict(state["preprocessor"])

@@ -1,0 +1,136 @@
+"""Where rows come from: scikit-learn's bundled sets, the seed CSVs, CSV/Parquet files, frames.
+
+Every reader returns a :class:`pandas.DataFrame` and, where the source knows it, the name of its
+target column. Problems with a file raise :class:`~nmsnn.errors.DataError` naming the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections import Counter
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+from sklearn import datasets as skdatasets
+
+from nmsnn.errors import DataError
+
+log = logging.getLogger(__name__)
+
+CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def _sklearn(loader: Callable[..., object]) -> Callable[[], tuple[pd.DataFrame, str]]:
+    def load() -> tuple[pd.DataFrame, str]:
+        bunch = loader(as_frame=True)
+        frame = bunch.frame.copy()
+        names = getattr(bunch, "target_names", None)
+        if (
+            names is not None
+            and len(names) == frame["target"].nunique()
+            and frame["target"].dtype.kind in "iu"
+        ):
+            frame["target"] = [str(names[i]) for i in frame["target"]]
+        return frame, "target"
+
+    return load
+
+
+def _seed_csv(filename: str, target: str) -> Callable[[], tuple[pd.DataFrame, str]]:
+    def load() -> tuple[pd.DataFrame, str]:
+        with resources.as_file(resources.files("nmsnn.datasets") / filename) as path:
+            return pd.read_csv(path), target
+
+    return load
+
+
+def _synthetic_binary() -> tuple[pd.DataFrame, str]:
+    """The seed notebook's synthetic set: ``make_classification(n_samples=10000, random_state=1)``."""
+    x, y = skdatasets.make_classification(n_samples=10000, random_state=1)
+    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
+    frame["target"] = y
+    return frame, "target"
+
+
+BUNDLED: dict[str, Callable[[], tuple[pd.DataFrame, str]]] = {
+    "breast_cancer": _sklearn(skdatasets.load_breast_cancer),
+    "iris": _sklearn(skdatasets.load_iris),
+    "wine": _sklearn(skdatasets.load_wine),
+    "digits": _sklearn(skdatasets.load_digits),
+    "diabetes": _sklearn(skdatasets.load_diabetes),
+    "seed_iris": _seed_csv("iris_data.csv", "target"),
+    "seed_house": _seed_csv("house_price_data.csv", "house_price"),
+    "synthetic_binary": _synthetic_binary,
+}
+
+
+def load_bundled(name: str) -> tuple[pd.DataFrame, str]:
+    """A bundled dataset (no download) and its target column."""
+    if name not in BUNDLED:
+        raise DataError(f"unknown bundled dataset {name!r}; choose one of {sorted(BUNDLED)}.")
+    return BUNDLED[name]()
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV (``.csv``, ``.tsv``, ``.txt``) or Parquet (``.parquet``, ``.pq``) file.
+
+    Raises :class:`DataError` for a missing, empty, header-only or unreadable file, duplicate
+    column names, or a CSV that seems to use another delimiter.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found.")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a CSV or Parquet file.")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty.")
+    suffix = path.suffix.lower()
+    if suffix in PARQUET_SUFFIXES:
+        frame = _read_parquet(path)
+    elif suffix in CSV_SUFFIXES or suffix == "":
+        frame = _read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    else:
+        raise DataError(
+            f"{path}: unknown file type {suffix!r}; use a CSV ({', '.join(CSV_SUFFIXES)}) "
+            f"or Parquet ({', '.join(PARQUET_SUFFIXES)}) file."
+        )
+    if len(frame) == 0:
+        raise DataError(f"{path}: the file has a header but no data rows.")
+    return frame
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises many types for a broken file
+        raise DataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err}).") from None
+
+
+def _read_csv(path: Path, sep: str) -> pd.DataFrame:
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle, delimiter=sep), [])
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text file (it is not valid UTF-8); expected CSV.") from None
+    duplicates = sorted(name for name, n in Counter(header).items() if n > 1)
+    if duplicates:
+        raise DataError(f"{path}: duplicate column names {duplicates}; rename them so each is unique.")
+    try:
+        frame = pd.read_csv(path, sep=sep)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+        raise DataError(f"{path}: not a readable CSV file ({err}).") from None
+    if frame.shape[1] == 1:
+        name = str(frame.columns[0])
+        for other in (";", "\t", "|"):
+            if other in name and other != sep:
+                raise DataError(
+                    f"{path}: found one column named {name!r}; the file seems to use {other!r} "
+                    f"as delimiter, but nmsnn reads {sep!r}-separated files. Convert it to CSV."
+                )
+    return frame

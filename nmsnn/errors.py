@@ -1,0 +1,23 @@
+"""Errors nmsnn raises for input a user can fix.
+
+Every error carries one message that names the problem (file, column, value) and what to do.
+The command-line entry points print these messages without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class NmsnnError(ValueError):
+    """Base class of all errors caused by user input (data, configuration, checkpoints)."""
+
+
+class DataError(NmsnnError):
+    """A data file, data frame or column cannot be used as given."""
+
+
+class ConfigError(NmsnnError):
+    """A configuration value is out of range or inconsistent."""
+
+
+class CheckpointError(NmsnnError):
+    """A checkpoint file is missing, truncated, foreign or unsafe to load."""

@@ -1,0 +1,208 @@
+"""The LightningModule: a :class:`~nmsnn.core.layers.SpikingModel`, its loss, metrics and optimizer.
+
+All constructor arguments are plain values (numbers, strings, lists, dicts), saved with
+``save_hyperparameters``: a checkpoint rebuilds the model without unpickling any object.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch import Tensor
+
+from nmsnn.core.encoders import build_encoder
+from nmsnn.core.layers import ModelOutput, SpikingModel, SpikingNetwork, TimeAverageHead, neuron_configs
+from nmsnn.errors import ConfigError
+from nmsnn.lit.metrics import build_metrics
+
+log = logging.getLogger(__name__)
+
+TASKS = ("classification", "regression")
+
+DEFAULT_NEURON: dict[str, Any] = {
+    "decay": 0.9,
+    "threshold": 1.0,
+    "penalty": 1.5,
+    "reset": "subtract",
+    "spike_fn": "relu",
+}
+DEFAULT_OPTIMIZER: dict[str, Any] = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 3e-3}
+
+
+def plain(value: Any) -> Any:
+    """Turn OmegaConf containers into plain dicts and lists (checkpoints hold plain values)."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+class SpikingModule(L.LightningModule):
+    """Classification or regression with a spiking network read out by time averaging.
+
+    Args:
+        task: ``"classification"`` (softmax cross-entropy) or ``"regression"`` (MSE on the
+            standardized target).
+        num_inputs: number of input features after preprocessing.
+        num_outputs: number of classes, or 1 for regression.
+        hidden: sizes of the hidden spiking layers (any depth and width).
+        neuron: neuron settings (:class:`~nmsnn.core.neuron.NeuronConfig` fields); a list value
+            gives one value per layer, output layer included.
+        encoder: ``uniform_noise`` | ``bernoulli`` | ``direct``.
+        time_steps: number of simulated steps T.
+        burn_in: steps ignored by the time-averaging head.
+        readout: ``integrator`` | ``membrane`` | ``spikes`` (see :class:`SpikingNetwork`).
+        reduce: ``mean`` or ``sum`` over the kept steps.
+        init: ``calibrated`` (every layer fires at any depth) or ``torch`` (PyTorch's default).
+        backend: recurrence implementation (``auto``, ``reference``, ...).
+        optimizer: Hydra config of a partial optimizer (``_target_``, ``_partial_: true``, ...).
+        scheduler: optional Hydra config of a partial LR scheduler, with optional ``monitor``
+            and ``interval`` keys for Lightning.
+        target_mean, target_std: regression target scaling; predictions and metrics are on the
+            original scale ``y = mean + std * output``.
+    """
+
+    def __init__(
+        self,
+        task: str,
+        num_inputs: int,
+        num_outputs: int,
+        hidden: Sequence[int] = (128,),
+        neuron: Mapping[str, Any] | None = None,
+        encoder: str = "uniform_noise",
+        time_steps: int = 16,
+        burn_in: int = 0,
+        readout: str = "integrator",
+        reduce: str = "mean",
+        init: str = "calibrated",
+        backend: str = "auto",
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+        target_mean: float = 0.0,
+        target_std: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if task not in TASKS:
+            raise ConfigError(f"task={task!r} is not a task; use one of {TASKS}.")
+        if task == "regression" and num_outputs != 1:
+            raise ConfigError(f"regression predicts one value; got num_outputs={num_outputs}.")
+        if task == "classification" and num_outputs < 2:
+            raise ConfigError(f"classification needs at least 2 classes; got {num_outputs}.")
+        hidden = list(plain(hidden))
+        neuron = {**DEFAULT_NEURON, **(plain(neuron) or {})}
+        optimizer = plain(optimizer) or dict(DEFAULT_OPTIMIZER)
+        scheduler = plain(scheduler)
+        self.save_hyperparameters(
+            {
+                "task": task,
+                "num_inputs": num_inputs,
+                "num_outputs": num_outputs,
+                "hidden": hidden,
+                "neuron": neuron,
+                "encoder": encoder,
+                "time_steps": time_steps,
+                "burn_in": burn_in,
+                "readout": readout,
+                "reduce": reduce,
+                "init": init,
+                "backend": backend,
+                "optimizer": optimizer,
+                "scheduler": scheduler,
+                "target_mean": float(target_mean),
+                "target_std": float(target_std),
+            }
+        )
+        sizes = [num_inputs, *hidden, num_outputs]
+        network = SpikingNetwork(
+            sizes, neuron_configs(neuron, len(sizes) - 1), readout=readout, backend=backend, init=init
+        )
+        self.model = SpikingModel(
+            build_encoder(encoder, time_steps), network, TimeAverageHead(burn_in, reduce)
+        )
+        self.task = task
+        self.metrics = torch.nn.ModuleDict(
+            {stage: build_metrics(task, num_outputs, prefix=f"{stage}/") for stage in ("val", "test")}
+        )
+        self.train_metrics = build_metrics(task, num_outputs, prefix="train/")
+
+    # ----------------------------------------------------------------------------- forward
+    def forward(self, x: Tensor) -> ModelOutput:
+        """Rows ``[B, F]`` (or an encoded train ``[T, B, F]``) -> prediction and activity."""
+        return self.model(x)
+
+    def on_after_batch_transfer(self, batch: dict[str, Tensor], dataloader_idx: int) -> dict:
+        """Encode rows into an input train ``[T, B, F]`` on the device, after the transfer."""
+        return {**batch, "x": self.model.encoder(batch["x"])}
+
+    def predict_values(self, prediction: Tensor) -> Tensor:
+        """Class probabilities ``[B, C]``, or regression values ``[B]`` on the original scale."""
+        if self.task == "classification":
+            return torch.softmax(prediction.float(), dim=-1)
+        return prediction.float().squeeze(-1) * self.hparams.target_std + self.hparams.target_mean
+
+    @torch.no_grad()
+    def predict_rows(self, x: Tensor, batch_size: int = 4096) -> Tensor:
+        """Deterministic predictions for preprocessed rows ``x [N, F]`` (see :meth:`predict_values`)."""
+        was_training = self.training
+        self.eval()
+        try:
+            parts = [
+                self.predict_values(self(chunk.to(self.device)).prediction).cpu()
+                for chunk in x.split(batch_size)
+            ]
+        finally:
+            self.train(was_training)
+        return torch.cat(parts)
+
+    # ----------------------------------------------------------------------------- steps
+    def loss(self, prediction: Tensor, y: Tensor) -> Tensor:
+        if self.task == "classification":
+            return F.cross_entropy(prediction.float(), y)
+        return F.mse_loss(prediction.float().squeeze(-1), y)
+
+    def _step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+        out = self(batch["x"])
+        loss = self.loss(out.prediction, batch["y"])
+        metrics = self.train_metrics if stage == "train" else self.metrics[stage]
+        metrics.update(self.predict_values(out.prediction), self.metric_target(batch["y"]))
+        batch_size = batch["y"].shape[0]
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=batch_size)
+        return loss
+
+    def metric_target(self, y: Tensor) -> Tensor:
+        """Targets on the scale the metrics use (original scale for regression)."""
+        if self.task == "classification":
+            return y
+        return y * self.hparams.target_std + self.hparams.target_mean
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "test")
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        return self.predict_values(self(batch["x"]).prediction)
+
+    # ----------------------------------------------------------------------------- optim
+    def configure_optimizers(self) -> Any:
+        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
+        scheduler_cfg = self.hparams.scheduler
+        if not scheduler_cfg:
+            return optimizer
+        scheduler_cfg = dict(scheduler_cfg)
+        lightning_keys = {
+            k: scheduler_cfg.pop(k) for k in ("monitor", "interval", "frequency") if k in scheduler_cfg
+        }
+        scheduler = instantiate(scheduler_cfg)(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **lightning_keys}}

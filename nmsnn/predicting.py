@@ -1,0 +1,55 @@
+"""Predictions for raw rows, and writing result files without ever leaving a partial file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from nmsnn.data.preprocessing import TabularPreprocessor
+from nmsnn.errors import NmsnnError
+from nmsnn.lit.module import SpikingModule
+
+
+def predict_frame(
+    module: SpikingModule, preprocessor: TabularPreprocessor, frame: pd.DataFrame, where: str = "rows"
+) -> pd.DataFrame:
+    """One output row per input row: ``prediction`` and, for classes, ``proba_<class>`` columns."""
+    x = torch.from_numpy(preprocessor.transform(frame, where))
+    values = module.predict_rows(x).numpy()
+    if preprocessor.task == "classification":
+        out = pd.DataFrame({"prediction": preprocessor.decode(values.argmax(1))}, index=frame.index)
+        for j, label in enumerate(preprocessor.classes or []):
+            out[f"proba_{label}"] = values[:, j].astype(np.float64)
+        return out
+    return pd.DataFrame({"prediction": values.astype(np.float64)}, index=frame.index)
+
+
+def write_atomic(path: str | Path, write, overwrite: bool = False) -> Path:
+    """Call ``write(tmp_path)`` and move the result to ``path`` in one step.
+
+    Refuses to replace an existing file unless ``overwrite``; an interrupted write leaves no
+    partial file under the final name.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise NmsnnError(f"{path}: file exists; choose another output path or pass overwrite=true.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path, overwrite: bool = False) -> Path:
+    """Write ``frame`` as CSV (no index) atomically."""
+    return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False), overwrite)
