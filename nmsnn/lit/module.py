@@ -7,6 +7,7 @@ All constructor arguments are plain values (numbers, strings, lists, dicts), sav
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,6 +24,10 @@ from nmsnn.errors import ConfigError
 from nmsnn.lit.metrics import build_metrics
 
 log = logging.getLogger(__name__)
+
+# The module, not the DataModule, owns the encoder (a checkpoint or an export must carry it), so
+# the encoding hook lives here on purpose; Lightning's notice about that is noise.
+warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer` in `LightningModule`.*")
 
 TASKS = ("classification", "regression")
 

@@ -1,0 +1,39 @@
+"""``nmsnn-predict``: predictions for the raw rows of a CSV or Parquet file, from a checkpoint.
+
+Needs only the checkpoint (model, weights and fitted preprocessing) and the rows; the target
+column may be present (it is ignored). Writes one output row per input row.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+from omegaconf import DictConfig
+
+from nmsnn.checkpoint import load_checkpoint
+from nmsnn.cli.common import CONFIG_PATH, user_errors
+from nmsnn.data.sources import read_table
+from nmsnn.predicting import predict_frame, write_csv
+
+log = logging.getLogger(__name__)
+
+
+def predict(cfg: DictConfig) -> str:
+    """Write the predictions CSV and return its path."""
+    loaded = load_checkpoint(cfg.ckpt_path)
+    rows = read_table(cfg.input_path)
+    predictions = predict_frame(loaded.module, loaded.preprocessor, rows, where=str(cfg.input_path))
+    path = write_csv(predictions, cfg.output_path, overwrite=cfg.overwrite)
+    log.info("wrote %d predictions to %s", len(predictions), path)
+    return str(path)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
+def main(cfg: DictConfig) -> None:
+    with user_errors():
+        print(predict(cfg))
+
+
+if __name__ == "__main__":
+    main()
