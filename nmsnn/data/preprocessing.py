@@ -209,8 +209,9 @@ class TabularPreprocessor:
             else:
                 pre.center, pre.scale = [0.0] * len(numeric), [1.0] * len(numeric)
         if categorical:
-            text = train[categorical].astype("object").where(train[categorical].notna(), None)
-            text = text.map(lambda v: None if v is None else str(v))
+            text = np.array(
+                [[None if pd.isna(v) else str(v) for v in train[c]] for c in categorical], dtype=object
+            ).T
             fill = SimpleImputer(strategy="most_frequent", missing_values=None).fit(text)
             pre.category_fill = [str(v) for v in fill.statistics_]
             encoder = OneHotEncoder(handle_unknown="ignore").fit(fill.transform(text))

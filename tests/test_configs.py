@@ -1,0 +1,94 @@
+"""Every config in conf/ composes, and every object it describes instantiates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
+
+from nmsnn.cli.train import instantiate_group
+from tests.conftest import FIXTURES, compose_train
+
+CONF = Path(__file__).parents[1] / "conf"
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+DATA_EXTRA = {
+    "csv": [f"data.path={FIXTURES / 'mixed_classification.csv'}", "data.target=label"],
+    "parquet": [f"data.path={FIXTURES / 'mixed_classification.csv'}", "data.target=label"],
+}
+
+
+@pytest.mark.parametrize("data", [o for o in options("data") if o != "tabular"])
+def test_data_configs_instantiate(tmp_path, data):
+    cfg = compose_train(tmp_path, [f"data={data}", *DATA_EXTRA.get(data, [])])
+    dm = instantiate(cfg.data)
+    if data != "synthetic_binary":  # 10k rows: set up in the experiment tests
+        dm.setup()
+        assert dm.num_features > 0
+
+
+def test_tabular_base_config_needs_a_source(tmp_path):
+    cfg = compose_train(tmp_path, ["data=tabular"])
+    with pytest.raises(Exception, match="exactly one data source"):
+        instantiate(cfg.data)
+
+
+@pytest.mark.parametrize("model", options("model"))
+def test_model_configs_instantiate(tmp_path, model):
+    cfg = compose_train(tmp_path, [f"model={model}"])
+    module = instantiate(cfg.model, task="classification", num_inputs=5, num_outputs=3)
+    module.configure_optimizers()
+
+
+@pytest.mark.parametrize("group", ["trainer", "callbacks", "logger"])
+def test_trainer_callback_and_logger_configs_instantiate(tmp_path, group):
+    for option in options(group):
+        cfg = compose_train(tmp_path, [f"{group}={option}"])
+        if group == "trainer":
+            if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
+                assert cfg.trainer.devices >= 1  # composes; instantiating needs a GPU
+                continue
+            assert isinstance(instantiate(cfg.trainer, logger=False), L.Trainer)
+        else:
+            instantiate_group(cfg.get(group))
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_experiment_configs_compose(tmp_path, experiment):
+    cfg = compose_train(tmp_path, [f"experiment={experiment}"])
+    assert cfg.task_name == experiment
+    instantiate(cfg.data)
+    instantiate(cfg.model, task="classification", num_inputs=5, num_outputs=2)
+    instantiate(cfg.trainer, logger=False, callbacks=instantiate_group(cfg.callbacks))
+
+
+@pytest.mark.parametrize(
+    ("config", "overrides"),
+    [("eval", ["ckpt_path=x.ckpt"]), ("predict", ["ckpt_path=x.ckpt", "input_path=rows.csv"])],
+)
+def test_eval_and_predict_configs_compose(config, overrides):
+    with initialize_config_module("nmsnn.conf", version_base="1.3"):
+        cfg = compose(config, overrides=overrides)
+    assert cfg.ckpt_path == "x.ckpt" and cfg.overwrite is False
+
+
+def test_scheduler_config_is_used(tmp_path):
+    cfg = compose_train(
+        tmp_path,
+        [
+            "+model.scheduler._target_=torch.optim.lr_scheduler.StepLR",
+            "+model.scheduler._partial_=true",
+            "+model.scheduler.step_size=5",
+        ],
+    )
+    module = instantiate(cfg.model, task="regression", num_inputs=3, num_outputs=1)
+    out = module.configure_optimizers()
+    assert type(out["lr_scheduler"]["scheduler"]).__name__ == "StepLR"

@@ -1,0 +1,162 @@
+"""Training end to end: fast_dev_run, checkpoints, predicting and evaluating from a checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from nmsnn.checkpoint import load_checkpoint
+from nmsnn.cli.train import train
+from nmsnn.data.datamodule import TabularDataModule
+from nmsnn.errors import CheckpointError
+from nmsnn.predicting import predict_frame
+from tests.conftest import compose_train, run_cli
+
+SEED_CSVS = Path(__file__).parents[1] / "nmsnn" / "datasets"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        ["data=iris"],
+        ["data=diabetes"],
+        ["data=csv", f"data.path={SEED_CSVS / 'house_price_data.csv'}", "data.target=house_price"],
+        ["data=csv", f"data.path={SEED_CSVS / 'iris_data.csv'}", "data.target=target"],
+    ],
+    ids=["iris", "diabetes", "seed_house_csv", "seed_iris_csv"],
+)
+def test_fast_dev_run(tmp_path, data):
+    metrics = train(compose_train(tmp_path, [*data, "+trainer.fast_dev_run=true", "logger=none"]))
+    key = "test/rmse" if "house" in str(data) or "diabetes" in str(data) else "test/acc"
+    assert key in metrics and torch.isfinite(torch.tensor(metrics[key]))
+    assert (tmp_path / "metrics.json").exists()
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A short real run on the mixed fixture CSV (missing values, a text column)."""
+    out = tmp_path_factory.mktemp("run")
+    csv = Path(__file__).parent / "fixtures" / "mixed_classification.csv"
+    cfg = compose_train(
+        out, ["data=csv", f"data.path={csv}", "data.target=label", "trainer.max_epochs=4", "seed=0"]
+    )
+    metrics = train(cfg)
+    return out, csv, metrics
+
+
+def test_run_directory_contents(trained_run):
+    out, _, metrics = trained_run
+    assert (out / "checkpoints" / "best.ckpt").exists() and (out / "checkpoints" / "last.ckpt").exists()
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["metrics"]["test/acc"] == pytest.approx(metrics["test/acc"])
+    assert {"val/acc", "val/f1_macro", "val/auroc", "test/acc", "test/f1_macro", "test/auroc"} <= set(metrics)
+
+
+def test_checkpoint_is_plain_data(trained_run):
+    out, _, _ = trained_run
+    ckpt = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
+    pre = ckpt["TabularDataModule"]["preprocessor"]
+    assert pre["categorical"] == ["color"] and pre["classes"] == ["no", "yes"]
+    assert ckpt["hyper_parameters"]["task"] == "classification"
+
+
+def test_checkpoint_predictions_reproduce_the_test_split(trained_run):
+    out, csv, metrics = trained_run
+    loaded = load_checkpoint(out / "checkpoints" / "best.ckpt")
+    dm = TabularDataModule(path=str(csv), target="label", split_seed=0)
+    dm.setup()
+    test_rows = dm.split_frame("test")
+    expected = pd.read_csv(out / "test_predictions.csv")
+    again = predict_frame(loaded.module, loaded.preprocessor, test_rows).reset_index(drop=True)
+    pd.testing.assert_frame_equal(again, expected, check_exact=True)
+    accuracy = (again["prediction"].to_numpy() == test_rows["label"].to_numpy()).mean()
+    assert accuracy == pytest.approx(metrics["test/acc"], abs=1e-6)
+    repeated = predict_frame(loaded.module, loaded.preprocessor, test_rows).reset_index(drop=True)
+    pd.testing.assert_frame_equal(repeated, again, check_exact=True)
+
+
+def test_cli_train_predict_eval_round_trip(tmp_path, fixtures):
+    csv = fixtures / "mixed_regression.csv"
+    run_cli(
+        "nmsnn-train",
+        "data=csv",
+        f"data.path={csv}",
+        "data.target=price",
+        "trainer.max_epochs=3",
+        cwd=tmp_path,
+    )
+    (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    ckpt = run_dir / "checkpoints" / "best.ckpt"
+    metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
+
+    dm = TabularDataModule(path=str(csv), target="price", split_seed=0)
+    dm.setup()
+    dm.split_frame("test").to_csv(tmp_path / "rows.csv", index=False)
+    run_cli("nmsnn-predict", f"ckpt_path={ckpt}", "input_path=rows.csv", "output_path=out.csv", cwd=tmp_path)
+    predicted = pd.read_csv(tmp_path / "out.csv")
+    expected = pd.read_csv(run_dir / "test_predictions.csv")
+    pd.testing.assert_frame_equal(predicted, expected, check_exact=True)
+    assert not list(tmp_path.glob("*.log")), "predict leaves no log files behind"
+
+    result = run_cli("nmsnn-eval", f"ckpt_path={ckpt}", cwd=tmp_path)
+    scored = json.loads(result.stdout.strip().splitlines()[-1])
+    assert scored["test/rmse"] == pytest.approx(metrics["test/rmse"], rel=1e-5)
+
+    refused = run_cli(
+        "nmsnn-predict",
+        f"ckpt_path={ckpt}",
+        "input_path=rows.csv",
+        "output_path=out.csv",
+        cwd=tmp_path,
+        check=False,
+    )
+    assert refused.returncode == 2 and "file exists" in refused.stderr
+    assert "Traceback" not in refused.stderr + refused.stdout
+
+
+def test_cli_reports_bad_input_without_traceback(tmp_path):
+    result = run_cli(
+        "nmsnn-train", "data=csv", "data.path=missing.csv", "data.target=y", cwd=tmp_path, check=False
+    )
+    assert result.returncode == 2
+    assert "missing.csv: file not found" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_malicious_checkpoint_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "pwned"
+    bad = tmp_path / "bad.ckpt"
+    torch.save({"hyper_parameters": _Payload(marker), "state_dict": {}}, bad)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        load_checkpoint(bad)
+    assert not marker.exists()
+    torch.load(bad, weights_only=False)  # the payload is real: plain unpickling runs it
+    assert marker.exists()
+
+
+def test_truncated_and_foreign_checkpoints(tmp_path, trained_run):
+    out, _, _ = trained_run
+    data = (out / "checkpoints" / "best.ckpt").read_bytes()
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        load_checkpoint(truncated)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError, match="not an nmsnn checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(CheckpointError, match="checkpoint file not found"):
+        load_checkpoint(tmp_path / "nope.ckpt")
