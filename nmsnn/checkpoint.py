@@ -35,6 +35,7 @@ class LoadedCheckpoint:
     def datamodule(self, **overrides: Any) -> TabularDataModule:
         """A DataModule with the checkpoint's settings (and ``overrides``) and fitted preprocessing."""
         settings = {**self.data_hparams, **overrides}
+        settings["target"] = overrides.get("target") or self.preprocessor.target
         if overrides.get("path") is not None or overrides.get("frame") is not None:
             settings["dataset"] = None
         if overrides.get("dataset") is not None or overrides.get("frame") is not None:

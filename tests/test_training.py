@@ -160,3 +160,19 @@ def test_truncated_and_foreign_checkpoints(tmp_path, trained_run):
         load_checkpoint(foreign)
     with pytest.raises(CheckpointError, match="checkpoint file not found"):
         load_checkpoint(tmp_path / "nope.ckpt")
+
+
+def test_eval_scores_every_row_of_another_file(trained_run):
+    from hydra import compose, initialize_config_module
+
+    from nmsnn.cli.eval import evaluate
+
+    out, csv, _ = trained_run
+    ckpt = out / "checkpoints" / "best.ckpt"
+    with initialize_config_module("nmsnn.conf", version_base="1.3"):
+        cfg = compose("eval", overrides=[f"ckpt_path={ckpt}", f"+data.path={csv}", "split=all"])
+    metrics = evaluate(cfg)
+    loaded = load_checkpoint(ckpt)
+    rows = pd.read_csv(csv)
+    predicted = predict_frame(loaded.module, loaded.preprocessor, rows)["prediction"]
+    assert metrics["all/acc"] == pytest.approx((predicted == rows["label"]).mean(), abs=1e-6)

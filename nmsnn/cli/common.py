@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -12,8 +11,6 @@ from nmsnn.errors import NmsnnError
 
 CONFIG_PATH = "pkg://nmsnn.conf"
 DEBUG_ENV = "NMSNN_DEBUG"
-
-log = logging.getLogger("nmsnn")
 
 
 @contextlib.contextmanager
@@ -27,7 +24,6 @@ def user_errors() -> Iterator[None]:
     except NmsnnError as err:
         if os.environ.get(DEBUG_ENV) or os.environ.get("HYDRA_FULL_ERROR"):
             raise
-        log.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
 

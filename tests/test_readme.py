@@ -1,0 +1,27 @@
+"""The README opens with the two set-up commands, and CI runs the second one verbatim."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+
+
+def setup_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", text, re.S)
+    assert block and text.index(block.group(0)) < 200, "the README must open with its set-up commands"
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_readme_starts_with_two_setup_commands():
+    train, test = setup_commands()
+    assert train.startswith("pip install") and train.endswith("nmsnn-train")
+    assert test.startswith("pip install") and '".[dev]"' in test and test.endswith("pytest")
+
+
+def test_ci_runs_the_readme_test_command():
+    _, test = setup_commands()
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test in ci
