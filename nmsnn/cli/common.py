@@ -21,11 +21,23 @@ def user_errors() -> Iterator[None]:
     """
     try:
         yield
-    except NmsnnError as err:
-        if os.environ.get(DEBUG_ENV) or os.environ.get("HYDRA_FULL_ERROR"):
+    except Exception as err:
+        cause = user_error(err)
+        if os.environ.get(DEBUG_ENV):
+            os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra then prints the whole traceback
+        if cause is None or os.environ.get("HYDRA_FULL_ERROR"):
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)
+
+
+def user_error(err: BaseException) -> NmsnnError | None:
+    """The :class:`NmsnnError` behind ``err`` (Hydra's instantiate wraps errors), if any."""
+    while err is not None:
+        if isinstance(err, NmsnnError):
+            return err
+        err = err.__cause__
+    return None
 
 
 def format_table(metrics: dict[str, float], title: str) -> str:

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from nmsnn.cli.common import CONFIG_PATH, format_table, user_errors
 from nmsnn.errors import ConfigError
-from nmsnn.predicting import predict_frame, write_csv
+from nmsnn.predicting import predict_frame, write_atomic, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         callbacks=instantiate_group(cfg.get("callbacks")),
         logger=instantiate_group(cfg.get("logger")) or False,
     )
-    trainer.fit(model, datamodule=datamodule)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
     ckpt_path = _test_checkpoint(trainer, cfg.get("test_ckpt", "best"))
     metrics: dict[str, float] = {}
@@ -64,7 +64,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         )
         write_csv(predictions, out_dir / "test_predictions.csv", overwrite=True)
         summary = {"metrics": metrics, "checkpoint": ckpt_path, "run_dir": str(out_dir)}
-        (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        write_atomic(
+            out_dir / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)), True
+        )
         print(format_table(metrics, f"nmsnn-train: {out_dir}"))
         if ckpt_path:
             print(f"checkpoint: {ckpt_path}")

@@ -114,7 +114,7 @@ def validate_target(frame: pd.DataFrame, target: str, where: str) -> pd.Series:
         )
     if values.nunique() < 2:
         raise DataError(
-            f"{where}: target column {target!r} has a single value ({values.iloc[0]!r}); "
+            f"{where}: target column {target!r} has a single value ({_native([values.iloc[0]])[0]!r}); "
             "there is nothing to learn."
         )
     if ptypes.is_numeric_dtype(values) and not ptypes.is_bool_dtype(values):

@@ -1,0 +1,384 @@
+"""The bad-input catalogue: what users get wrong, and what the command line says back.
+
+Every case runs a real entry point (in-process, through Hydra's command-line parsing) and checks
+the exit status, that the message names the problem, that no traceback reaches the user, and
+that no output file was left half-written.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from nmsnn.cli import eval as eval_cli
+from nmsnn.cli import predict as predict_cli
+from nmsnn.cli import train as train_cli
+from nmsnn.errors import ConfigError
+from nmsnn.lit.module import SpikingModule
+
+FIXTURE = Path(__file__).parent / "fixtures" / "mixed_classification.csv"
+ENTRY_POINTS = {"train": train_cli.main, "predict": predict_cli.main, "eval": eval_cli.main}
+
+
+def good_frame(n: int = 60) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n), "y": ["a", "b", "c"] * (n // 3)})
+
+
+def csv(frame: pd.DataFrame):
+    return lambda d: frame.to_csv(d / "data.csv", index=False)
+
+
+def text(content: str | bytes, name: str = "data.csv"):
+    def make(d: Path) -> None:
+        (d / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+
+    return make
+
+
+def nested_parquet(d: Path) -> None:
+    frame = good_frame()
+    frame["tags"] = [[1, 2]] * len(frame)
+    frame.to_parquet(d / "data.parquet")
+
+
+@dataclass
+class Case:
+    name: str
+    command: str
+    args: list[str]
+    message: str
+    make: object = None
+    status: int = 2
+    must_not_exist: list[str] = field(default_factory=list)
+
+
+TRAIN_DATA = ["data=csv", "data.path={d}/data.csv", "data.target=y"]
+FAST = ["trainer.max_epochs=1", "logger=none", "trainer.enable_progress_bar=false"]
+
+CASES = [
+    # ---- files
+    Case("missing file", "train", TRAIN_DATA, "data.csv: file not found"),
+    Case("empty file", "train", TRAIN_DATA, "data.csv: the file is empty", text("")),
+    Case("header-only file", "train", TRAIN_DATA, "has a header but no data rows", text("x1,x2,y\n")),
+    Case("binary file", "train", TRAIN_DATA, "not a text file", text(bytes(range(256)) * 8)),
+    Case(
+        "semicolon delimiter", "train", TRAIN_DATA, "seems to use ';' as delimiter", text("x1;y\n1;a\n2;b\n")
+    ),
+    Case(
+        "duplicate column names",
+        "train",
+        TRAIN_DATA,
+        "duplicate column names ['x1']",
+        text("x1,x1,y\n1,2,a\n"),
+    ),
+    Case(
+        "unknown file type",
+        "train",
+        ["data=csv", "data.path={d}/data.xlsx", "data.target=y"],
+        "unknown file type '.xlsx'",
+        text("x", "data.xlsx"),
+    ),
+    Case(
+        "parquet with nested column",
+        "train",
+        ["data=parquet", "data.path={d}/data.parquet", "data.target=y"],
+        "column 'tags' holds nested values",
+        nested_parquet,
+    ),
+    # ---- target
+    Case(
+        "target column missing",
+        "train",
+        ["data=csv", "data.path={d}/data.csv", "data.target=label"],
+        "target column 'label' not found; the columns are ['x1', 'x2', 'y']",
+        csv(good_frame()),
+    ),
+    Case(
+        "target all NaN",
+        "train",
+        TRAIN_DATA,
+        "target column 'y' is entirely empty",
+        csv(good_frame().assign(y=np.nan)),
+    ),
+    Case(
+        "target with missing values",
+        "train",
+        TRAIN_DATA,
+        "target column 'y' has 20 missing value(s)",
+        csv(good_frame().assign(y=["a", "b", None] * 20)),
+    ),
+    Case("constant target", "train", TRAIN_DATA, "has a single value ('a')", csv(good_frame().assign(y="a"))),
+    Case(
+        "class with one member",
+        "train",
+        TRAIN_DATA,
+        "class(es) ['c'] of target 'y' have a single row",
+        csv(good_frame().assign(y=["a", "b"] * 29 + ["a", "c"])),
+    ),
+    Case(
+        "regression on text labels",
+        "train",
+        [*TRAIN_DATA, "data.task=regression"],
+        "task=regression needs a numeric target",
+        csv(good_frame()),
+    ),
+    Case(
+        "unknown task",
+        "train",
+        [*TRAIN_DATA, "data.task=ranking"],
+        "task='ranking' is not a task",
+        csv(good_frame()),
+    ),
+    # ---- features
+    Case(
+        "infinite values",
+        "train",
+        TRAIN_DATA,
+        "column 'x1' has infinite values (rows 7)",
+        csv(good_frame().assign(x1=[0.0] * 7 + [np.inf] + [0.0] * 52)),
+    ),
+    Case(
+        "numbers with stray words",
+        "train",
+        TRAIN_DATA,
+        "column 'x2' holds numbers, but 1 value(s) are not numbers, e.g. 'n/a?' in row 3",
+        csv(good_frame().assign(x2=["1.5", "2", "3", "n/a?"] + ["0.1"] * 56)),
+    ),
+    Case(
+        "text column with thousands of values",
+        "train",
+        TRAIN_DATA,
+        "text column 'name' has 3000 distinct values",
+        csv(pd.concat([good_frame(3000)], ignore_index=True).assign(name=[f"user{i}" for i in range(3000)])),
+    ),
+    Case(
+        "drop names unknown column",
+        "train",
+        [*TRAIN_DATA, "data.drop=[zzz]"],
+        "data.drop names column(s) ['zzz']",
+        csv(good_frame()),
+    ),
+    Case("too few rows", "train", TRAIN_DATA, "only 6 rows", csv(good_frame(6))),
+    # ---- settings from the command line
+    Case(
+        "test size out of range", "train", ["data.test_size=1.5"], "data.test_size must be in [0, 1), got 1.5"
+    ),
+    Case("unknown bundled dataset", "train", ["data.dataset=mnist"], "unknown bundled dataset 'mnist'"),
+    Case("decay above one", "train", ["model.neuron.decay=1.5"], "layer 1: decay must be in (0, 1], got 1.5"),
+    Case("zero threshold", "train", ["model.neuron.threshold=0"], "threshold must be > 0, got 0"),
+    Case(
+        "negative penalty",
+        "train",
+        ["model.neuron.penalty=-1"],
+        "penalty must be a finite number >= 0, got -1",
+    ),
+    Case(
+        "per-layer list of wrong length",
+        "train",
+        ["model.neuron.decay=[0.9,0.8,0.7]"],
+        "neuron.decay has 3 values but the network has 2 layers",
+    ),
+    Case("zero time steps", "train", ["model.time_steps=0"], "time_steps must be a positive integer, got 0"),
+    Case(
+        "time steps as text",
+        "train",
+        ["model.time_steps=many"],
+        "time_steps must be a positive integer, got 'many'",
+    ),
+    Case(
+        "burn-in not below time steps",
+        "train",
+        ["model.burn_in=16"],
+        "burn_in=16 must be smaller than time_steps=16",
+    ),
+    Case("unknown encoder", "train", ["model.encoder=poisson"], "encoder='poisson' is not an encoder"),
+    Case("unknown reset", "train", ["model.neuron.reset=zero"], "reset='zero' is not a reset mode"),
+    Case("unknown backend", "train", ["model.backend=gpu9000"], "backend='gpu9000' is not available"),
+    Case(
+        "test checkpoint choice",
+        "train",
+        [*FAST, "test_ckpt=worst"],
+        "test_ckpt='worst' must be 'best' or 'last'",
+    ),
+    Case(
+        "config key that does not exist",
+        "train",
+        ["model.neuron.tau=3"],
+        "Could not override 'model.neuron.tau'",
+        status=1,
+    ),
+    # ---- prediction and evaluation
+    Case(
+        "checkpoint missing",
+        "predict",
+        ["ckpt_path={d}/none.ckpt", "input_path={d}/rows.csv", "output_path={d}/out.csv"],
+        "none.ckpt: checkpoint file not found",
+        must_not_exist=["out.csv"],
+    ),
+    Case(
+        "truncated checkpoint",
+        "predict",
+        ["ckpt_path={d}/cut.ckpt", "input_path={d}/rows.csv", "output_path={d}/out.csv"],
+        "not a readable PyTorch checkpoint",
+        must_not_exist=["out.csv"],
+    ),
+    Case(
+        "foreign checkpoint",
+        "predict",
+        ["ckpt_path={d}/foreign.ckpt", "input_path={d}/rows.csv", "output_path={d}/out.csv"],
+        "not an nmsnn checkpoint",
+        must_not_exist=["out.csv"],
+    ),
+    Case(
+        "input rows missing",
+        "predict",
+        ["ckpt_path={d}/model.ckpt", "input_path={d}/nope.csv", "output_path={d}/out.csv"],
+        "nope.csv: file not found",
+        must_not_exist=["out.csv"],
+    ),
+    Case(
+        "prediction columns missing",
+        "predict",
+        ["ckpt_path={d}/model.ckpt", "input_path={d}/missing_cols.csv", "output_path={d}/out.csv"],
+        "missing column(s) ['b', 'color'] that the model was trained on",
+        must_not_exist=["out.csv"],
+    ),
+    Case(
+        "output exists",
+        "predict",
+        ["ckpt_path={d}/model.ckpt", "input_path={d}/rows.csv", "output_path={d}/existing.csv"],
+        "existing.csv: file exists; choose another output path or pass overwrite=true",
+    ),
+    Case(
+        "unseen categories (warned)",
+        "predict",
+        ["ckpt_path={d}/model.ckpt", "input_path={d}/unseen.csv", "output_path={d}/out.csv"],
+        "categories not seen in training, encoded as all zeros: ['purple']",
+        status=0,
+    ),
+    Case(
+        "extra columns (logged)",
+        "predict",
+        ["ckpt_path={d}/model.ckpt", "input_path={d}/extra.csv", "output_path={d}/out.csv"],
+        "ignoring column(s) not used in training: ['note']",
+        status=0,
+    ),
+    Case(
+        "eval split unknown",
+        "eval",
+        ["ckpt_path={d}/model.ckpt", "split=everything"],
+        "split='everything' must be one of",
+    ),
+    Case(
+        "eval on a file without the target",
+        "eval",
+        ["ckpt_path={d}/model.ckpt", "+data.path={d}/rows.csv", "split=all"],
+        "target column 'label' not found",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A trained checkpoint and the prediction inputs the predict/eval cases use."""
+    from tests.conftest import compose_train
+
+    d = tmp_path_factory.mktemp("model")
+    cfg = compose_train(
+        d / "run",
+        ["data=csv", f"data.path={FIXTURE}", "data.target=label", "trainer.max_epochs=1", "logger=none"],
+    )
+    train_cli.train(cfg)
+    ckpt = (d / "run" / "checkpoints" / "best.ckpt").read_bytes()
+    (d / "model.ckpt").write_bytes(ckpt)
+    (d / "cut.ckpt").write_bytes(ckpt[: len(ckpt) // 3])
+    torch.save({"weights": torch.zeros(2)}, d / "foreign.ckpt")
+    rows = pd.read_csv(FIXTURE).drop(columns="label")
+    rows.to_csv(d / "rows.csv", index=False)
+    rows.drop(columns=["b", "color"]).to_csv(d / "missing_cols.csv", index=False)
+    rows.assign(color="purple").to_csv(d / "unseen.csv", index=False)
+    rows.assign(note="x").to_csv(d / "extra.csv", index=False)
+    (d / "existing.csv").write_text("precious\n")
+    return d
+
+
+def run(command: str, args: list[str], capsys) -> tuple[int, str]:
+    sys_argv = sys.argv
+    sys.argv = [f"nmsnn-{command}", *args]
+    try:
+        ENTRY_POINTS[command]()
+        status = 0
+    except SystemExit as exit_:
+        status = int(exit_.code or 0)
+    finally:
+        sys.argv = sys_argv
+        # Hydra points logging handlers at this test's captured streams; drop them afterwards
+        for logger in (logging.getLogger(), *map(logging.getLogger, logging.root.manager.loggerDict)):
+            for handler in list(getattr(logger, "handlers", [])):
+                logger.removeHandler(handler)
+    captured = capsys.readouterr()
+    return status, captured.out + captured.err
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_catalogue(case: Case, tmp_path, monkeypatch, capsys, request):
+    monkeypatch.setenv("NMSNN_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.delenv("NMSNN_DEBUG", raising=False)
+    d = request.getfixturevalue("model_dir") if case.command != "train" else tmp_path
+    if case.make:
+        case.make(tmp_path)
+    before = {p: p.read_bytes() for p in d.glob("*.csv")}
+    args = [a.format(d=d if "ckpt" in a or case.command != "train" else tmp_path) for a in case.args]
+    status, output = run(case.command, args, capsys)
+
+    assert status == case.status, output
+    assert case.message in output, output
+    assert "Traceback" not in output
+    for name in case.must_not_exist:
+        assert not (d / name).exists()
+    assert not list(d.rglob("*.tmp")) and not list(tmp_path.rglob("*.tmp")), "no half-written files"
+    for path, content in before.items():
+        assert path.read_bytes() == content, f"{path.name} was modified"
+    if status == 0 and case.command == "predict":
+        assert len(pd.read_csv(d / "out.csv")) == 240
+        (d / "out.csv").unlink()
+
+
+def test_catalogue_size():
+    assert len(CASES) >= 30
+
+
+def test_debug_switch_lets_the_traceback_through(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NMSNN_LOG_DIR", str(tmp_path))
+    monkeypatch.setenv("NMSNN_DEBUG", "1")
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    # the exception escapes the entry point, and Python prints its traceback
+    with pytest.raises(Exception, match="decay must be in"):
+        run("train", ["model.neuron.decay=1.5"], capsys)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"neuron": {"decay": 2.0}}, "decay must be in (0, 1]"),
+        ({"neuron": {"threshold": -1}}, "threshold must be > 0"),
+        ({"neuron": {"penalty": float("inf")}}, "penalty must be a finite number"),
+        ({"time_steps": 0}, "time_steps must be a positive integer"),
+        ({"hidden": [0]}, "layer sizes must be at least two positive integers"),
+        ({"readout": "max"}, "readout='max' is not a readout"),
+        ({"init": "xavier"}, "init='xavier' is not an initialization"),
+    ],
+)
+def test_python_api_rejects_invalid_model_settings(kwargs, message):
+    with pytest.raises(ConfigError) as err:
+        SpikingModule("classification", 4, 2, **kwargs)
+    assert message in str(err.value)
