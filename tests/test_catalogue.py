@@ -209,6 +209,13 @@ CASES = [
         "test_ckpt='worst' must be 'best' or 'last'",
     ),
     Case(
+        "batch size larger than the data (warned)",
+        "train",
+        ["data=iris", "data.batch_size=100000", *FAST],
+        "data.batch_size=100000 is larger than the 96 training rows",
+        status=0,
+    ),
+    Case(
         "config key that does not exist",
         "train",
         ["model.neuron.tau=3"],

@@ -34,6 +34,9 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, validate and test the configured model; return the metrics of the tested checkpoint."""
+    which = cfg.get("test_ckpt", "best")
+    if which not in ("best", "last"):
+        raise ConfigError(f"test_ckpt={which!r} must be 'best' or 'last'.")
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
@@ -47,7 +50,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
-    ckpt_path = _test_checkpoint(trainer, cfg.get("test_ckpt", "best"))
+    ckpt_path = _test_checkpoint(trainer, which)
     metrics: dict[str, float] = {}
     if "val" in datamodule.tensors:
         metrics.update(
@@ -75,8 +78,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 def _test_checkpoint(trainer: L.Trainer, which: str) -> str | None:
     """Path of the checkpoint to test (``best`` or ``last``); ``None``: the final weights."""
-    if which not in ("best", "last"):
-        raise ConfigError(f"test_ckpt={which!r} must be 'best' or 'last'.")
     callback = trainer.checkpoint_callback
     if callback is None:
         log.warning("no checkpoint callback: testing the final weights")
