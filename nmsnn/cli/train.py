@@ -6,7 +6,6 @@ Writes under the run directory: checkpoints, TensorBoard events, ``metrics.json`
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,11 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from nmsnn.analysis.plots import close_figures
+from nmsnn.analysis.report import evaluation_plots, log_figures, log_hparams_with_metrics, write_summary
 from nmsnn.cli.common import CONFIG_PATH, format_table, user_errors
 from nmsnn.errors import ConfigError
-from nmsnn.predicting import predict_frame, write_atomic, write_csv
+from nmsnn.predicting import predict_frame, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +63,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics["epochs"] = float(trainer.current_epoch)
 
     if trainer.is_global_zero:
-        predictions = predict_frame(
-            model, datamodule.preprocessor, datamodule.split_frame("test"), "test rows"
-        )
+        rows = datamodule.split_frame("test")
+        predictions = predict_frame(model, datamodule.preprocessor, rows, "test rows")
         write_csv(predictions, out_dir / "test_predictions.csv", overwrite=True)
-        summary = {"metrics": metrics, "checkpoint": ckpt_path, "run_dir": str(out_dir)}
-        write_atomic(
-            out_dir / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)), True
-        )
+        plots, figures = evaluation_plots(datamodule.preprocessor, rows, predictions, out_dir / "plots")
+        log_figures(trainer, figures, trainer.global_step)
+        close_figures(figures)
+        params = {"model": dict(model.hparams), "data": dict(datamodule.hparams), "seed": cfg.get("seed")}
+        log_hparams_with_metrics(trainer, params, metrics)
+        write_summary(out_dir, metrics, ckpt_path, plots)
         print(format_table(metrics, f"nmsnn-train: {out_dir}"))
-        if ckpt_path:
-            print(f"checkpoint: {ckpt_path}")
+        print(f"summary: {out_dir / 'summary.md'}")
     return metrics
 
 

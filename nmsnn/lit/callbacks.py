@@ -1,4 +1,4 @@
-"""Callbacks that keep long runs safe: stop on divergence, save a checkpoint on Ctrl-C."""
+"""Callbacks: spike statistics, a stop on divergence, a checkpoint on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor
 
+from nmsnn.analysis.activity import ActivityAccumulator
+from nmsnn.analysis.plots import activity_figure
 from nmsnn.errors import NmsnnError
 
 log = logging.getLogger(__name__)
@@ -82,3 +86,118 @@ class InterruptCheckpoint(L.Callback):
                 self.path,
                 self.path,
             )
+
+
+def tensorboard_writer(trainer: L.Trainer) -> Any | None:
+    """The TensorBoard SummaryWriter of the run on rank 0, if a TensorBoardLogger is attached."""
+    if not trainer.is_global_zero:
+        return None
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+class SpikeStatistics(L.Callback):
+    """Spike statistics of every firing layer from the validation and test passes.
+
+    Uses the activity that ``validation_step``/``test_step`` return with their loss (no second
+    forward pass). Every ``every_n_epochs`` validation epochs it logs, per layer,
+    ``val/spikes/<layer>/{firing_rate, mean_output, dead_fraction, saturated_fraction}``, histograms
+    ``spikes/<layer>/neuron_rates`` (per-neuron firing rates) and ``membrane/<layer>`` (membrane
+    potentials of the first validation batch), and every ``figure_every_n_epochs`` epochs a figure
+    ``spikes/activity`` (rasters and membrane traces of ``sample_rows`` validation rows). After
+    testing it logs the same statistics under ``test/spikes/...`` and the energy estimate
+    ``test/synops_per_row``, ``test/ann_macs_per_row``, ``test/synops_per_mac``. Counts are
+    summed across DDP ranks; rank 0 writes histograms and figures.
+    """
+
+    def __init__(
+        self,
+        every_n_epochs: int = 1,
+        figure_every_n_epochs: int = 10,
+        sample_rows: int = 3,
+        histogram_rows: int = 64,
+    ) -> None:
+        self.every_n_epochs = every_n_epochs
+        self.figure_every_n_epochs = figure_every_n_epochs
+        self.sample_rows = sample_rows
+        self.histogram_rows = histogram_rows
+        self._acc: ActivityAccumulator | None = None
+        self._sample: tuple[list[Tensor], list[Tensor]] | None = None
+
+    # ------------------------------------------------------------------ collecting
+    def _start(self, pl_module: L.LightningModule) -> None:
+        self._acc = ActivityAccumulator(pl_module.model.network, pl_module.model.head.burn_in)
+        self._sample = None
+
+    def _collect(self, outputs: Any) -> None:
+        if self._acc is None or not isinstance(outputs, dict) or "activity" not in outputs:
+            return
+        activity = outputs["activity"]
+        self._acc.update(outputs["inputs"], activity)
+        if self._sample is None:
+            rows = self.histogram_rows
+            self._sample = (
+                [out.spikes[:, :rows].detach().float().cpu() for out in activity.layers],
+                [out.membrane[:, :rows].detach().float().cpu() for out in activity.layers],
+            )
+
+    def _finish(self, trainer: L.Trainer) -> ActivityAccumulator | None:
+        acc, self._acc = self._acc, None
+        if acc is None or not acc.state:
+            return None
+        acc.reduce(lambda t: trainer.strategy.reduce(t, reduce_op="sum"))
+        return acc
+
+    # ------------------------------------------------------------------ validation
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.current_epoch % self.every_n_epochs == 0:
+            self._start(pl_module)
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        self._collect(outputs)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        acc = self._finish(trainer)
+        if acc is None:
+            return
+        stats = acc.layer_stats()
+        for layer in stats:
+            for key, value in layer.scalars().items():
+                pl_module.log(f"val/spikes/{layer.name}/{key}", value, sync_dist=False)
+        writer = tensorboard_writer(trainer)
+        if writer is None or self._sample is None:
+            return
+        epoch = trainer.current_epoch
+        spikes, membranes = self._sample
+        for i, name in enumerate(acc.names):
+            if acc.fires[i]:
+                rates = next(s.neuron_rates for s in stats if s.name == name)
+                writer.add_histogram(f"spikes/{name}/neuron_rates", rates, epoch)
+            writer.add_histogram(f"membrane/{name}", membranes[i], epoch)
+        if self.figure_every_n_epochs and epoch % self.figure_every_n_epochs == 0:
+            rows = self.sample_rows
+            figure = activity_figure(
+                [s[:, :rows] for s in spikes], [m[:, :rows] for m in membranes], acc.names
+            )
+            writer.add_figure("spikes/activity", figure, epoch, close=True)
+
+    # ------------------------------------------------------------------ test
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start(pl_module)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(outputs)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        acc = self._finish(trainer)
+        if acc is None:
+            return
+        for layer in acc.layer_stats():
+            for key, value in layer.scalars().items():
+                pl_module.log(f"test/spikes/{layer.name}/{key}", value, sync_dist=False)
+        for key, value in acc.energy().items():
+            pl_module.log(f"test/{key}", value, sync_dist=False)

@@ -171,7 +171,7 @@ class SpikingModule(L.LightningModule):
             return F.cross_entropy(prediction.float(), y)
         return F.mse_loss(prediction.float().squeeze(-1), y)
 
-    def _step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+    def _step(self, batch: dict[str, Tensor], stage: str) -> dict[str, Any]:
         out = self(batch["x"])
         loss = self.loss(out.prediction, batch["y"])
         metrics = self.train_metrics if stage == "train" else self.metrics[stage]
@@ -179,7 +179,8 @@ class SpikingModule(L.LightningModule):
         batch_size = batch["y"].shape[0]
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=batch_size)
-        return loss
+        # the activity goes to callbacks (spike statistics) without a second forward pass
+        return {"loss": loss, "activity": out.network, "inputs": batch["x"]}
 
     def metric_target(self, y: Tensor) -> Tensor:
         """Targets on the scale the metrics use (original scale for regression)."""
@@ -188,12 +189,12 @@ class SpikingModule(L.LightningModule):
         return y * self.hparams.target_std + self.hparams.target_mean
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
+        return self._step(batch, "train")["loss"]
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         return self._step(batch, "val")
 
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         return self._step(batch, "test")
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> Tensor:

@@ -1,0 +1,1 @@
+"""Looking inside trained models: spike activity, energy estimates, evaluation plots."""
