@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
-from nmsnn.analysis.activity import ActivityAccumulator
+from nmsnn.analysis.activity import ActivityAccumulator, layer_names
 from nmsnn.analysis.plots import activity_figure
 from nmsnn.errors import NmsnnError
 
@@ -105,8 +105,9 @@ class SpikeStatistics(L.Callback):
     forward pass). Every ``every_n_epochs`` validation epochs it logs, per layer,
     ``val/spikes/<layer>/{firing_rate, mean_output, dead_fraction, saturated_fraction}``, histograms
     ``spikes/<layer>/neuron_rates`` (per-neuron firing rates) and ``membrane/<layer>`` (membrane
-    potentials of the first validation batch), and every ``figure_every_n_epochs`` epochs a figure
-    ``spikes/activity`` (rasters and membrane traces of ``sample_rows`` validation rows). After
+    potentials of the first validation batch). At the end of training, and every
+    ``figure_every_n_epochs`` epochs if that is > 0, it draws a figure ``spikes/activity``
+    (rasters and membrane traces of ``sample_rows`` validation rows). After
     testing it logs the same statistics under ``test/spikes/...`` and the energy estimate
     ``test/synops_per_row``, ``test/ann_macs_per_row``, ``test/synops_per_mac``. Counts are
     summed across DDP ranks; rank 0 writes histograms and figures.
@@ -115,7 +116,7 @@ class SpikeStatistics(L.Callback):
     def __init__(
         self,
         every_n_epochs: int = 1,
-        figure_every_n_epochs: int = 10,
+        figure_every_n_epochs: int = 0,
         sample_rows: int = 3,
         histogram_rows: int = 64,
     ) -> None:
@@ -172,18 +173,25 @@ class SpikeStatistics(L.Callback):
         if writer is None or self._sample is None:
             return
         epoch = trainer.current_epoch
-        spikes, membranes = self._sample
+        membranes = self._sample[1]
         for i, name in enumerate(acc.names):
             if acc.fires[i]:
                 rates = next(s.neuron_rates for s in stats if s.name == name)
                 writer.add_histogram(f"spikes/{name}/neuron_rates", rates, epoch)
             writer.add_histogram(f"membrane/{name}", membranes[i], epoch)
         if self.figure_every_n_epochs and epoch % self.figure_every_n_epochs == 0:
-            rows = self.sample_rows
-            figure = activity_figure(
-                [s[:, :rows] for s in spikes], [m[:, :rows] for m in membranes], acc.names
-            )
-            writer.add_figure("spikes/activity", figure, epoch, close=True)
+            self._figure(writer, acc.names, epoch)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writer = tensorboard_writer(trainer)
+        if writer is not None and self._sample is not None:
+            self._figure(writer, layer_names(pl_module.model.network), trainer.current_epoch)
+
+    def _figure(self, writer: Any, names: list[str], step: int) -> None:
+        spikes, membranes = self._sample
+        rows = self.sample_rows
+        figure = activity_figure([s[:, :rows] for s in spikes], [m[:, :rows] for m in membranes], names)
+        writer.add_figure("spikes/activity", figure, step, close=True)
 
     # ------------------------------------------------------------------ test
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
