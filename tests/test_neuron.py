@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nmsnn.core.backends import available_backends, get_backend
+from nmsnn.core.backends import cpu_backends, get_backend
 from nmsnn.core.neuron import NeuronConfig, NeuronState, reference_recurrence
 from nmsnn.core.surrogate import surrogate_grad
 from nmsnn.errors import ConfigError
@@ -104,7 +104,7 @@ def test_unknown_backend_is_a_config_error():
         get_backend("nope")
 
 
-@pytest.mark.parametrize("backend", available_backends())
+@pytest.mark.parametrize("backend", cpu_backends())
 @settings(max_examples=25, deadline=None)
 @given(
     steps=st.integers(1, 12),

@@ -1,33 +1,159 @@
 """Implementations of the multi-step recurrence behind one switch.
 
 Every backend has the signature of :func:`nmsnn.core.neuron.reference_recurrence` and is tested
-against it. ``auto`` picks the fastest available backend for the tensors' device.
+against it:
+
+* ``reference``: the plain loop over T with autograd recording every step (source of truth);
+* ``fused``: one custom autograd node whose forward and backward are plain torch loops over T
+  that save only the pre-reset membrane (any device; the portable fallback);
+* ``numba``: the same node with both loops compiled by numba, parallel over neurons, zero-copy on
+  the tensors' memory (CPU; optional extra ``nmsnn[fast]``);
+* ``triton``: the same node with Triton kernels, one program per block of neurons walking T
+  (CUDA, fp32/bf16/fp16; optional extra ``nmsnn[cuda]``; runs on CPU tensors only under
+  ``TRITON_INTERPRET=1``, for testing);
+* ``auto``: picks per call from the tensors' device: CUDA -> triton, CPU -> numba, falling back
+  to ``fused`` with a logged reason when the faster one is not installed or fails.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+import os
+import sys
 from collections.abc import Callable
 
-from nmsnn.core.neuron import RecurrenceOutput, reference_recurrence
+from torch import Tensor
+
+from nmsnn.core.backends.fused import fused_recurrence
+from nmsnn.core.neuron import NeuronConfig, NeuronState, RecurrenceOutput, reference_recurrence
 from nmsnn.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 Recurrence = Callable[..., RecurrenceOutput]
 
-BACKENDS: dict[str, Recurrence] = {"reference": reference_recurrence}
+INSTALL_HINTS = {"numba": "pip install 'nmsnn[fast]'", "triton": "pip install 'nmsnn[cuda]'"}
+
+
+def _numba_recurrence(*args, **kwargs) -> RecurrenceOutput:
+    from nmsnn.core.backends.numba_cpu import numba_recurrence
+
+    return numba_recurrence(*args, **kwargs)
+
+
+def _triton_recurrence(*args, **kwargs) -> RecurrenceOutput:
+    from nmsnn.core.backends.triton_cuda import triton_recurrence
+
+    return triton_recurrence(*args, **kwargs)
+
+
+BACKENDS: dict[str, Recurrence] = {
+    "reference": reference_recurrence,
+    "fused": fused_recurrence,
+    "numba": _numba_recurrence,
+    "triton": _triton_recurrence,
+}
+
+
+def installed(name: str) -> bool:
+    """Whether the optional package a backend needs (``numba``, ``triton``) can be imported."""
+    return name not in INSTALL_HINTS or importlib.util.find_spec(name) is not None
+
+
+def triton_interpreted() -> bool:
+    """Whether Triton kernels run in its CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+def triton_runs_on_cpu() -> bool:
+    """Whether Triton kernels can run on CPU tensors in this process (its interpreter).
+
+    Needs ``TRITON_INTERPRET=1`` *before* triton is first imported: triton decorates its own
+    language functions at import time (and importing lightning or ``torch._dynamo`` imports it).
+    """
+    if not (installed("triton") and triton_interpreted()):
+        return False
+    if "triton" not in sys.modules:
+        return True
+    from triton.language import standard
+    from triton.runtime.interpreter import InterpretedFunction
+
+    return isinstance(standard.zeros, InterpretedFunction)
 
 
 def available_backends() -> tuple[str, ...]:
-    """Names accepted by :func:`get_backend` (besides ``auto``)."""
-    return tuple(BACKENDS)
+    """Names accepted by :func:`get_backend` here (besides ``auto``): those whose package imports."""
+    return tuple(name for name in BACKENDS if installed(name))
+
+
+def cpu_backends() -> tuple[str, ...]:
+    """Available backends that run on CPU tensors (``triton`` only in its interpreter)."""
+    return tuple(n for n in available_backends() if n != "triton" or triton_runs_on_cpu())
 
 
 def get_backend(name: str) -> Recurrence:
-    """Return the recurrence implementation called ``name`` (``auto`` picks the best one)."""
+    """Return the recurrence implementation called ``name`` (``auto`` picks the best one per call)."""
     if name == "auto":
-        return BACKENDS["reference"]
-    try:
-        return BACKENDS[name]
-    except KeyError:
+        return auto_recurrence
+    if name not in BACKENDS:
+        raise ConfigError(f"backend={name!r} is not available; choose one of {('auto', *BACKENDS)}.")
+    if not installed(name):
         raise ConfigError(
-            f"backend={name!r} is not available; choose one of {('auto', *BACKENDS)}."
-        ) from None
+            f"backend={name!r} needs the {name} package, which is not installed; "
+            f"install it with `{INSTALL_HINTS[name]}` or use backend=auto."
+        )
+    return BACKENDS[name]
+
+
+_AUTO_CHOICE: dict[str, str] = {}
+
+
+def auto_choice(device_type: str) -> str:
+    """The backend ``auto`` uses for tensors on ``device_type`` (``cpu``, ``cuda``, ...)."""
+    if device_type not in _AUTO_CHOICE:
+        preferred = {"cuda": "triton", "cpu": "numba"}.get(device_type)
+        if preferred is None:
+            choice, reason = "fused", f"no compiled backend for device type {device_type!r}"
+        elif installed(preferred):
+            choice, reason = preferred, "fastest for this device"
+        else:
+            choice = "fused"
+            reason = f"{preferred} is not installed ({INSTALL_HINTS[preferred]})"
+        _set_auto(device_type, choice, reason)
+    return _AUTO_CHOICE[device_type]
+
+
+def _set_auto(device_type: str, choice: str, reason: str) -> None:
+    _AUTO_CHOICE[device_type] = choice
+    level = logging.INFO if choice != "fused" or device_type not in ("cpu", "cuda") else logging.WARNING
+    log.log(level, "backend=auto on %s uses %r: %s", device_type, choice, reason)
+
+
+def reset_auto() -> None:
+    """Forget ``auto``'s choices (they are made again, and logged, on the next call)."""
+    _AUTO_CHOICE.clear()
+
+
+def auto_recurrence(
+    current: Tensor,
+    decay: Tensor,
+    threshold: Tensor,
+    penalty: Tensor,
+    config: NeuronConfig,
+    state: NeuronState | None = None,
+) -> RecurrenceOutput:
+    """The ``auto`` backend: the best installed backend for ``current``'s device.
+
+    If the chosen compiled backend raises on its first use (a failed compilation, a driver
+    problem), ``auto`` logs why and uses ``fused`` for that device from then on.
+    """
+    device_type = current.device.type
+    choice = auto_choice(device_type)
+    if choice == "fused":
+        return fused_recurrence(current, decay, threshold, penalty, config, state)
+    try:
+        return BACKENDS[choice](current, decay, threshold, penalty, config, state)
+    except Exception as err:  # a compiled backend failing must not stop training
+        _set_auto(device_type, "fused", f"{choice} failed ({type(err).__name__}: {err})")
+        return fused_recurrence(current, decay, threshold, penalty, config, state)

@@ -1,0 +1,283 @@
+"""The ``numba`` backend: the fused recurrence's two loops compiled for CPU.
+
+Each loop walks T for a contiguous range of neurons, reading whole row slices so that the inner
+loop over neurons is contiguous and vectorized. Large problems are split into one range per torch
+CPU thread and run on a small thread pool (the kernels release the GIL). Measured on this
+project's 2-core machine, numba's ``prange`` (parfor) versions of the same loops were 3-5x
+slower than these serial kernels (they lost vectorization and paid a thread wake-up per call), so
+the split is done by hand. The kernels read and write the tensors' memory directly (``Tensor.numpy()`` on
+contiguous CPU tensors: no copies). float32 and float64 run natively; other dtypes (bf16, fp16)
+are computed in float32 and cast back. The math is the one documented in
+:mod:`nmsnn.core.backends.fused`, operation for operation as the reference evaluates it.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+import torch
+from torch import Tensor
+
+from nmsnn.core.backends.fused import BackwardResult, Flat, ForwardResult, fused_apply
+from nmsnn.core.neuron import NeuronConfig, NeuronState, RecurrenceOutput
+
+TILE = 1024  # neurons walked through T together: their state stays in L1
+
+
+def _build(scale: bool, heaviside: bool):
+    """Compile (or load from numba's cache) the forward and backward loops for one neuron variant.
+
+    The reset mode and spike function are closure constants, so every branch on them is resolved
+    at compile time and the inner loops vectorize; numba's cache key includes closure values.
+    """
+
+    @numba.njit(cache=True, nogil=True)
+    def forward(cur, d, th, p, s0, o0, spikes, membrane, pre, s_out, o_out, save, zero, one, lo, hi):
+        steps = cur.shape[0]
+        for start in range(lo, hi, TILE):
+            stop = min(hi, start + TILE)
+            m = stop - start
+            s = s0[start:stop].copy()
+            o = o0[start:stop].copy()
+            db, tb, pb = d[start:stop], th[start:stop], p[start:stop]
+            rb = pb / tb
+            for t in range(steps):
+                ct, st, mt = cur[t, start:stop], spikes[t, start:stop], membrane[t, start:stop]
+                for j in range(m):
+                    st[j] = o[j]
+                    mt[j] = s[j]
+                if save:
+                    pt = pre[t, start:stop]
+                    for j in range(m):
+                        pt[j] = ct[j] + db[j] * s[j]
+                for j in range(m):
+                    a = ct[j] + db[j] * s[j]
+                    v = a - tb[j]
+                    if heaviside:
+                        oj = one if v > zero else zero
+                    else:
+                        oj = v if v > zero else zero
+                    g = one if oj > zero else zero
+                    if scale:
+                        s[j] = a - rb[j] * a * g
+                    else:
+                        s[j] = a - (pb[j] + oj) * g
+                    o[j] = oj
+            s_out[start:stop] = s
+            o_out[start:stop] = o
+
+    @numba.njit(cache=True, nogil=True)
+    def backward(
+        pre, d, th, p, s0, g_spikes, g_membrane, g_inner, g_outer,
+        g_current, g_decay, g_threshold, g_penalty, g_inner0, g_outer0,
+        slope, zero, one, lo, hi,
+    ):  # fmt: skip
+        steps = pre.shape[0]
+        has_m, has_s = g_membrane.shape[0] > 0, g_spikes.shape[0] > 0
+        for start in range(lo, hi, TILE):
+            stop = min(hi, start + TILE)
+            m = stop - start
+            db, tb, pb = d[start:stop], th[start:stop], p[start:stop]
+            rb = pb / tb
+            kb = pb / (tb * tb)
+            ib = one / tb  # multiply in the loop: a division there slows it down
+            ga = np.zeros(m, pre.dtype)
+            gd = np.zeros(m, pre.dtype)
+            gt = np.zeros(m, pre.dtype)
+            gp = np.zeros(m, pre.dtype)
+            sp = np.empty(m, pre.dtype)
+            no_grad = np.zeros(m, pre.dtype)
+            for t in range(steps - 1, -1, -1):
+                at = pre[t, start:stop]
+                if t + 1 < steps:
+                    gm_next = g_membrane[t + 1, start:stop] if has_m else no_grad
+                    gs_next = g_spikes[t + 1, start:stop] if has_s else no_grad
+                else:
+                    gm_next, gs_next = g_inner[start:stop], g_outer[start:stop]
+                # the previous step's post-reset membrane, recomputed from its pre-reset value
+                if t == 0:
+                    sp[:] = s0[start:stop]
+                else:
+                    prev = pre[t - 1, start:stop]
+                    for j in range(m):
+                        ap = prev[j]
+                        vp = ap - tb[j]
+                        if heaviside:
+                            op = one if vp > zero else zero
+                        else:
+                            op = vp if vp > zero else zero
+                        gpv = one if op > zero else zero
+                        if scale:
+                            sp[j] = ap - rb[j] * ap * gpv
+                        else:
+                            sp[j] = ap - (pb[j] + op) * gpv
+                gct = g_current[t, start:stop]
+                for j in range(m):
+                    a = at[j]
+                    v = a - tb[j]
+                    g = one if v > zero else zero
+                    gs = gm_next[j] + db[j] * ga[j]
+                    go = gs_next[j]
+                    if not scale:
+                        go = go - g * gs
+                    if heaviside:
+                        r = one / (one + slope * abs(v))
+                        gv = go * (r * r)
+                    else:
+                        gv = go * g
+                    if scale:
+                        new_ga = gs * (one - rb[j] * g) + gv
+                        gsag = gs * a * g
+                        gt[j] += gsag * kb[j] - gv
+                        gp[j] -= gsag * ib[j]
+                    else:
+                        new_ga = gs + gv
+                        gt[j] -= gv
+                        gp[j] -= gs * g
+                    gd[j] += new_ga * sp[j]
+                    ga[j] = new_ga
+                    gct[j] = new_ga
+            g_decay[start:stop] = gd
+            g_threshold[start:stop] = gt
+            g_penalty[start:stop] = gp
+            for j in range(m):
+                g_inner0[start + j] = (g_membrane[0, start + j] if has_m else zero) + db[j] * ga[j]
+                g_outer0[start + j] = g_spikes[0, start + j] if has_s else zero
+
+    return forward, backward
+
+
+_COMPILED: dict[tuple[bool, bool], tuple] = {}
+
+
+def _loops(config: NeuronConfig) -> tuple:
+    key = (config.reset == "scale", config.spike_fn == "heaviside")
+    if key not in _COMPILED:
+        _COMPILED[key] = _build(*key)
+    return _COMPILED[key]
+
+
+MIN_WORK_PER_THREAD = 1 << 18  # neuron-steps below which splitting over threads does not pay
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _run_split(kernel, args: tuple, steps: int, n: int) -> None:
+    """Run ``kernel(*args, lo, hi)`` over contiguous neuron ranges, one per torch CPU thread.
+
+    The kernels release the GIL, so a small thread pool runs the ranges in parallel; each range
+    is a multiple of 16 neurons (whole cache lines) and small problems run inline.
+    """
+    global _POOL
+    threads = max(1, min(torch.get_num_threads(), steps * n // MIN_WORK_PER_THREAD, n // 16))
+    if threads == 1:
+        kernel(*args, 0, n)
+        return
+    if _POOL is None or _POOL._max_workers < threads:
+        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="nmsnn-numba")
+    size = -(-n // threads)
+    size = -(-size // 16) * 16
+    bounds = [(lo, min(n, lo + size)) for lo in range(0, n, size)]
+    futures = [_POOL.submit(kernel, *args, lo, hi) for lo, hi in bounds[1:]]
+    kernel(*args, *bounds[0])
+    for future in futures:
+        future.result()
+
+
+NATIVE = (torch.float32, torch.float64)
+
+
+def _np(x: Tensor) -> np.ndarray:
+    return x.detach().numpy()
+
+
+def _consts(dtype: torch.dtype):
+    npdt = np.float32 if dtype == torch.float32 else np.float64
+    return npdt(0), npdt(1), npdt
+
+
+class NumbaKernels:
+    """:class:`~nmsnn.core.backends.fused.Kernels` compiled by numba (CPU tensors)."""
+
+    name = "numba"
+
+    def forward(
+        self, current: Tensor, params: Flat, inner0: Tensor, outer0: Tensor, config: NeuronConfig, save: bool
+    ) -> ForwardResult:
+        dtype = current.dtype
+        if dtype not in NATIVE:
+            out = self.forward(
+                current.float(),
+                Flat(*(x.float() for x in params)),
+                inner0.float(),
+                outer0.float(),
+                config,
+                save,
+            )
+            return ForwardResult(
+                out.spikes.to(dtype),
+                out.membrane.to(dtype),
+                out.pre,
+                out.inner.to(dtype),
+                out.outer.to(dtype),
+            )
+        steps, n = current.shape
+        spikes = torch.empty_like(current)
+        membrane = torch.empty_like(current)
+        pre = torch.empty_like(current) if save else current.new_empty(1, 1)
+        inner, outer = current.new_empty(n), current.new_empty(n)
+        zero, one, _ = _consts(dtype)
+        args = (
+            _np(current), *(_np(x) for x in params), _np(inner0), _np(outer0),
+            _np(spikes), _np(membrane), _np(pre), _np(inner), _np(outer), save, zero, one,
+        )  # fmt: skip
+        _run_split(_loops(config)[0], args, steps, n)
+        return ForwardResult(spikes, membrane, pre if save else None, inner, outer)
+
+    def backward(
+        self,
+        pre: Tensor,
+        params: Flat,
+        inner0: Tensor,
+        grad_spikes: Tensor | None,
+        grad_membrane: Tensor | None,
+        grad_inner: Tensor,
+        grad_outer: Tensor,
+        config: NeuronConfig,
+    ) -> BackwardResult:
+        # pre is float32/float64 (other dtypes were promoted in forward); grads follow pre's dtype
+        n = pre.shape[1]
+        g_current = torch.empty_like(pre)
+        g_params = [pre.new_empty(n) for _ in range(5)]
+        zero, one, npdt = _consts(pre.dtype)
+        absent = pre.new_empty(0, n)
+        grad_spikes = absent if grad_spikes is None else grad_spikes
+        grad_membrane = absent if grad_membrane is None else grad_membrane
+        args = (
+            _np(pre), *(_np(x.to(pre.dtype)) for x in params), _np(inner0.to(pre.dtype)),
+            _np(grad_spikes), _np(grad_membrane), _np(grad_inner), _np(grad_outer),
+            _np(g_current), *(_np(x) for x in g_params),
+            npdt(config.surrogate_slope), zero, one,
+        )  # fmt: skip
+        _run_split(_loops(config)[1], args, pre.shape[0], n)
+        return BackwardResult(g_current, *g_params)
+
+
+NUMBA_KERNELS = NumbaKernels()
+
+
+def numba_recurrence(
+    current: Tensor,
+    decay: Tensor,
+    threshold: Tensor,
+    penalty: Tensor,
+    config: NeuronConfig,
+    state: NeuronState | None = None,
+) -> RecurrenceOutput:
+    """The ``numba`` backend (CPU tensors only)."""
+    if current.device.type != "cpu":
+        raise RuntimeError(
+            f"backend='numba' runs on CPU tensors, got {current.device}; use backend=auto or triton."
+        )
+    return fused_apply(NUMBA_KERNELS, current, decay, threshold, penalty, config, state)

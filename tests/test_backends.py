@@ -1,0 +1,290 @@
+"""Fast recurrence backends: agreement with the reference, saved memory, ``auto``'s choices.
+
+Triton's kernels run here in its CPU interpreter, which needs ``TRITON_INTERPRET=1`` before triton
+is first imported (importing lightning imports it). This module sets it when triton is not
+imported yet; otherwise ``test_triton_in_a_fresh_interpreter`` reruns the Triton cases in a
+subprocess.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+if "triton" not in sys.modules:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nmsnn.core.backends as backends
+from nmsnn.core.backends import (
+    auto_choice,
+    cpu_backends,
+    get_backend,
+    installed,
+    reset_auto,
+    triton_runs_on_cpu,
+)
+from nmsnn.core.layers import SpikingNetwork
+from nmsnn.core.neuron import NeuronConfig, NeuronState, reference_recurrence
+from nmsnn.errors import ConfigError
+
+FAST = [b for b in cpu_backends() if b != "reference"]
+
+
+def _case(steps, batch, hidden, decay, threshold, penalty, per_neuron, with_state, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    current = (torch.randn(steps, batch, hidden, generator=g, dtype=dtype) * 2).requires_grad_()
+    shape = (hidden,) if per_neuron else ()
+
+    def param(value, spread):
+        base = torch.full(shape, value, dtype=dtype)
+        if per_neuron:
+            base = base * (1 + spread * torch.rand(shape, generator=g, dtype=dtype))
+        return base
+
+    decay_t = param(decay, -0.5).requires_grad_()
+    threshold_t = param(threshold, 0.5)
+    if math.isfinite(threshold):
+        threshold_t.requires_grad_()
+    penalty_t = param(penalty, 0.5).requires_grad_()
+    state = None
+    if with_state:
+        inner = (torch.randn(batch, hidden, generator=g, dtype=dtype) * 2).requires_grad_()
+        outer = torch.rand(batch, hidden, generator=g, dtype=dtype).requires_grad_()
+        state = NeuronState(inner, outer)
+    weights = torch.randn(4, steps, batch, hidden, generator=g, dtype=dtype)
+    return current, (decay_t, threshold_t, penalty_t), state, weights
+
+
+def _check(got, ref, n_params):
+    """Outputs and per-element gradients within 1e-5; decay/threshold/penalty gradients are sums
+    over every neuron-step, whose float32 rounding depends on the summation order: 1e-4 there."""
+    for name, g, r in zip(["spikes", "membrane", "inner", "outer"], got[0], ref[0]):
+        torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
+    for i, (g, r) in enumerate(zip(got[1], ref[1])):
+        tol = 1e-4 if 1 <= i <= n_params and r.dtype == torch.float32 else 1e-5
+        torch.testing.assert_close(g, r, atol=tol, rtol=tol, msg=lambda m, i=i: f"gradient {i}: {m}")
+
+
+def _run(fn, current, params, state, weights, config):
+    out = fn(current, *params, config, state)
+    loss = (out.spikes * weights[0]).sum() + (out.membrane * weights[1]).sum()
+    loss = loss + (out.state.inner * weights[2, 0]).sum() + (out.state.outer * weights[3, 0]).sum()
+    inputs = [current, *(p for p in params if p.requires_grad)]
+    if state is not None:
+        inputs += [state.inner, state.outer]
+    grads = torch.autograd.grad(loss, inputs, allow_unused=True)
+    grads = [torch.zeros_like(x) if gr is None else gr for x, gr in zip(inputs, grads)]
+    return [out.spikes, out.membrane, out.state.inner, out.state.outer], grads
+
+
+@pytest.mark.parametrize("backend", FAST)
+@settings(max_examples=30, deadline=None)
+@given(
+    steps=st.integers(1, 40),
+    batch=st.integers(1, 5),
+    hidden=st.integers(1, 40),
+    decay=st.floats(0.05, 1.0),
+    threshold=st.one_of(st.floats(0.05, 2.0), st.just(math.inf)),
+    penalty=st.floats(0.0, 2.0),
+    reset=st.sampled_from(["subtract", "scale"]),
+    spike_fn=st.sampled_from(["relu", "heaviside"]),
+    per_neuron=st.booleans(),
+    with_state=st.booleans(),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    seed=st.integers(0, 2**16),
+)
+def test_backend_matches_reference(
+    backend,
+    steps,
+    batch,
+    hidden,
+    decay,
+    threshold,
+    penalty,
+    reset,
+    spike_fn,
+    per_neuron,
+    with_state,
+    dtype,
+    seed,
+):
+    if backend == "triton":  # the interpreter is slow: keep its cases small
+        steps, batch, hidden = min(steps, 12), min(batch, 3), min(hidden, 12)
+    config = NeuronConfig(reset=reset, spike_fn=spike_fn)
+    case = _case(steps, batch, hidden, decay, threshold, penalty, per_neuron, with_state, dtype, seed)
+    ref = _run(reference_recurrence, *case, config)
+    got = _run(get_backend(backend), *case, config)
+    _check(got, ref, sum(p.requires_grad for p in case[1]))
+
+
+@pytest.mark.parametrize("backend", FAST)
+def test_backend_long_sequence_float32(backend):
+    """T=300 at the seed's width: one flipped gate would show; the loss sums every step."""
+    if backend == "triton":
+        pytest.skip("too slow for Triton's interpreter")
+    config = NeuronConfig(decay=0.9, threshold=1.0, penalty=1.5, reset="scale")
+    case = _case(300, 8, 64, 0.9, 1.0, 1.5, False, False, torch.float32, 7)
+    ref = _run(reference_recurrence, *case, config)
+    got = _run(get_backend(backend), *case, config)
+    _check(got, ref, 3)
+
+
+@pytest.mark.parametrize("backend", FAST)
+def test_backend_inference_and_streaming(backend):
+    """Without grad nothing is saved; chunks with the state carried over equal one long call."""
+    config = NeuronConfig(reset="subtract", spike_fn="heaviside")
+    params = [torch.tensor(v) for v in (0.8, 0.6, 0.3)]
+    current = torch.randn(20, 3, 5) * 2
+    fn = get_backend(backend)
+    with torch.no_grad():
+        whole = fn(current, *params, config)
+        first = fn(current[:8], *params, config)
+        second = fn(current[8:], *params, config, first.state)
+    ref = reference_recurrence(current, *params, config)
+    torch.testing.assert_close(whole.spikes, ref.spikes)
+    torch.testing.assert_close(whole.membrane, ref.membrane)
+    torch.testing.assert_close(torch.cat([first.spikes, second.spikes]), ref.spikes)
+    torch.testing.assert_close(second.state.inner, ref.state.inner)
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("readout", ["integrator", "membrane"])
+def test_network_with_backend_matches_reference(backend, readout):
+    """A whole network (learnable neurons, a non-firing integrator readout) trains identically."""
+    torch.manual_seed(0)
+    neurons = [NeuronConfig(learnable=True, reset="scale"), NeuronConfig(learnable=True)]
+    nets = {
+        b: SpikingNetwork([6, 16, 3], neurons, readout=readout, backend=b) for b in ("reference", backend)
+    }
+    nets[backend].load_state_dict(nets["reference"].state_dict())
+    x = torch.randn(10, 4, 6) * 2
+    grads = {}
+    for name, net in nets.items():
+        trace = net(x).trace
+        trace.square().sum().backward()
+        grads[name] = (trace.detach(), {k: p.grad for k, p in net.named_parameters()})
+    ref_trace, ref_grads = grads["reference"]
+    trace, got_grads = grads[backend]
+    torch.testing.assert_close(trace, ref_trace)
+    for key, g in ref_grads.items():
+        torch.testing.assert_close(got_grads[key], g, atol=1e-4, rtol=1e-5, msg=lambda m, k=key: f"{k}: {m}")
+
+
+@pytest.mark.skipif(not installed("numba"), reason="numba is not installed")
+def test_numba_bfloat16_runs_in_float32():
+    config = NeuronConfig()
+    params = [torch.tensor(v) for v in (0.9, 1.0, 1.5)]
+    current = (torch.randn(30, 4, 8) * 2).to(torch.bfloat16).requires_grad_()
+    out = get_backend("numba")(current, *params, config)
+    assert out.spikes.dtype == torch.bfloat16
+    out.membrane.float().sum().backward()
+    assert current.grad.dtype == torch.bfloat16
+    # like torch's own mixed-dtype ops, the parameters take the current's dtype
+    ref = get_backend("fused")(current.detach().float(), *(p.bfloat16().float() for p in params), config)
+    torch.testing.assert_close(out.membrane.float(), ref.membrane, atol=0.05, rtol=0.02)
+
+
+def _saved_bytes(fn, *args) -> int:
+    """Bytes of distinct tensors autograd keeps for backward while ``fn`` runs."""
+    seen: dict[tuple[int, int], int] = {}
+
+    def pack(t):
+        seen[(t.untyped_storage().data_ptr(), t.storage_offset())] = t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(*args)
+    return sum(seen.values())
+
+
+@pytest.mark.parametrize("backend", [b for b in FAST if b != "triton"])
+def test_fused_backward_saves_one_number_per_neuron_step(backend):
+    steps, batch, hidden = 50, 4, 32
+    config = NeuronConfig(reset="scale")
+    current = torch.randn(steps, batch, hidden).requires_grad_()
+    params = [torch.tensor(v, requires_grad=True) for v in (0.9, 1.0, 1.5)]
+    fused = _saved_bytes(get_backend(backend), current, *params, config)
+    reference = _saved_bytes(reference_recurrence, current, *params, config)
+    one_per_step = steps * batch * hidden * 4
+    assert fused <= one_per_step + 8 * batch * hidden * 4  # a_t, plus [N] parameters and state
+    assert reference >= 3 * fused, (reference, fused)
+
+
+def test_auto_uses_numba_on_cpu_when_installed(monkeypatch, caplog):
+    monkeypatch.setattr(backends, "installed", lambda name: True)
+    reset_auto()
+    with caplog.at_level(logging.INFO, logger="nmsnn.core.backends"):
+        assert auto_choice("cpu") == "numba"
+        assert auto_choice("cuda") == "triton"
+    assert "uses 'numba'" in caplog.text
+    reset_auto()
+
+
+def test_auto_falls_back_when_not_installed(monkeypatch, caplog):
+    monkeypatch.setattr(backends, "installed", lambda name: name not in ("numba", "triton"))
+    reset_auto()
+    with caplog.at_level(logging.INFO, logger="nmsnn.core.backends"):
+        assert auto_choice("cpu") == "fused"
+        assert auto_choice("cuda") == "fused"
+        assert auto_choice("mps") == "fused"
+    assert "numba is not installed" in caplog.text and "triton is not installed" in caplog.text
+    reset_auto()
+
+
+def test_auto_falls_back_when_the_compiled_backend_fails(monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("compilation failed")
+
+    monkeypatch.setattr(backends, "installed", lambda name: True)
+    monkeypatch.setitem(backends.BACKENDS, "numba", broken)
+    reset_auto()
+    config = NeuronConfig()
+    params = [torch.tensor(v) for v in (0.9, 1.0, 1.5)]
+    current = torch.randn(6, 2, 3) * 2
+    with caplog.at_level(logging.WARNING, logger="nmsnn.core.backends"):
+        out = get_backend("auto")(current, *params, config)
+    assert "numba failed (RuntimeError: compilation failed)" in caplog.text
+    assert auto_choice("cpu") == "fused"
+    torch.testing.assert_close(out.spikes, reference_recurrence(current, *params, config).spikes)
+    reset_auto()
+
+
+def test_missing_optional_backend_is_a_config_error(monkeypatch):
+    monkeypatch.setattr(backends, "installed", lambda name: name != "numba")
+    with pytest.raises(ConfigError, match=r"needs the numba package.*nmsnn\[fast\]"):
+        get_backend("numba")
+
+
+@pytest.mark.skipif(not installed("numba"), reason="numba is not installed")
+def test_numba_rejects_non_cpu_tensors():
+    from nmsnn.core.backends.numba_cpu import numba_recurrence
+
+    current = torch.randn(3, 2, 2, device="meta")
+    with pytest.raises(RuntimeError, match="runs on CPU tensors"):
+        numba_recurrence(current, *(torch.tensor(v) for v in (0.9, 1.0, 1.5)), NeuronConfig())
+
+
+@pytest.mark.skipif(
+    not installed("triton") or triton_runs_on_cpu(), reason="triton absent, or its cases ran in-process"
+)
+def test_triton_in_a_fresh_interpreter():
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", "triton"],
+        cwd=Path(__file__).parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout
