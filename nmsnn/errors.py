@@ -21,3 +21,12 @@ class ConfigError(NmsnnError):
 
 class CheckpointError(NmsnnError):
     """A checkpoint file is missing, truncated, foreign or unsafe to load."""
+
+
+def user_error(err: BaseException | None) -> NmsnnError | None:
+    """The :class:`NmsnnError` behind ``err`` (Hydra's instantiate wraps errors), if any."""
+    while err is not None:
+        if isinstance(err, NmsnnError):
+            return err
+        err = err.__cause__
+    return None

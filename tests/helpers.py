@@ -16,3 +16,42 @@ class InterruptAtEpoch(L.Callback):
     ) -> None:
         if trainer.current_epoch == self.epoch and batch_idx == self.batch:
             raise KeyboardInterrupt
+
+
+class KillOnce(L.Callback):
+    """SIGKILL this process before batch 1 of epoch ``epoch``, once (a marker file remembers)."""
+
+    def __init__(self, epoch: int, marker: str) -> None:
+        self.epoch, self.marker = epoch, marker
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int
+    ) -> None:
+        import os
+        import signal
+        from pathlib import Path
+
+        if trainer.current_epoch == self.epoch and batch_idx == 1 and not Path(self.marker).exists():
+            Path(self.marker).touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class RecordRows(L.Callback):
+    """Write the training rows each rank saw, per epoch, to ``<directory>/rows_rank<r>_epoch<e>.json``."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.rows: list[int] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.rows = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        self.rows += batch["row"].tolist()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        import json
+        from pathlib import Path
+
+        path = Path(self.directory) / f"rows_rank{trainer.global_rank}_epoch{trainer.current_epoch}.json"
+        path.write_text(json.dumps(self.rows))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[1]
 
 
@@ -25,3 +27,14 @@ def test_ci_runs_the_readme_test_command():
     _, test = setup_commands()
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test in ci
+
+
+def test_every_package_is_installed():
+    """A plain ``pip install .`` ships exactly the packages listed in pyproject.toml."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "nmsnn").rglob("__init__.py")} | {
+        "nmsnn.conf"
+    }
+    assert found == listed

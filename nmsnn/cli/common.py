@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Iterator
 
-from nmsnn.errors import NmsnnError
+from nmsnn.errors import user_error
 
 CONFIG_PATH = "pkg://nmsnn.conf"
 DEBUG_ENV = "NMSNN_DEBUG"
@@ -29,15 +29,6 @@ def user_errors() -> Iterator[None]:
             raise
         print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)
-
-
-def user_error(err: BaseException) -> NmsnnError | None:
-    """The :class:`NmsnnError` behind ``err`` (Hydra's instantiate wraps errors), if any."""
-    while err is not None:
-        if isinstance(err, NmsnnError):
-            return err
-        err = err.__cause__
-    return None
 
 
 def format_table(metrics: dict[str, float], title: str) -> str:

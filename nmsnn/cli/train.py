@@ -7,11 +7,13 @@ Writes under the run directory: checkpoints, TensorBoard events, ``metrics.json`
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -20,6 +22,7 @@ from nmsnn.analysis.report import evaluation_plots, log_figures, log_hparams_wit
 from nmsnn.cli.common import CONFIG_PATH, format_table, user_errors
 from nmsnn.errors import ConfigError
 from nmsnn.predicting import predict_frame, write_csv
+from nmsnn.sweeps import in_multirun, run_job
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
+    check_launch(cfg)
+    resume_from = resume_checkpoint(cfg, out_dir)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     model = instantiate(cfg.model, **datamodule.model_kwargs())
@@ -49,7 +54,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         callbacks=instantiate_group(cfg.get("callbacks")),
         logger=instantiate_group(cfg.get("logger")) or False,
     )
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
 
     ckpt_path = _test_checkpoint(trainer, which)
     metrics: dict[str, float] = {}
@@ -60,7 +65,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics.update(
         _scalars(trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0])
     )
-    metrics["epochs"] = float(trainer.current_epoch)
+    metrics["epochs"] = float(completed_epochs(trainer))
+    if ckpt_path:  # the tested weights, also in this process when the strategy spawned workers
+        model.load_state_dict(torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"])
 
     if trainer.is_global_zero:
         rows = datamodule.split_frame("test")
@@ -77,22 +84,75 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def completed_epochs(trainer: L.Trainer) -> int:
+    """Epochs trained (read from last.ckpt when the fit ran in spawned worker processes)."""
+    last = last_checkpoint(trainer)
+    if trainer.current_epoch == 0 and last:
+        return int(torch.load(last, map_location="cpu", weights_only=True)["epoch"]) + 1
+    return trainer.current_epoch
+
+
+def last_checkpoint(trainer: L.Trainer) -> str | None:
+    """``last.ckpt`` of the checkpoint callback (after spawned workers too, which do not report it)."""
+    callback = trainer.checkpoint_callback
+    if callback is None:
+        return None
+    for path in (callback.last_model_path, Path(callback.dirpath or ".") / "last.ckpt"):
+        if path and Path(path).is_file():
+            return str(path)
+    return None
+
+
+def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
+    """The checkpoint to resume from: ``ckpt_path`` if given, else with ``resume: auto`` the newest
+    of the run directory's ``last.ckpt`` and ``interrupted.ckpt`` (a rerun of the same command with
+    the same ``run_name``, or a requeued cluster job), else none."""
+    if cfg.get("ckpt_path"):
+        return str(cfg.ckpt_path)
+    resume = cfg.get("resume", "auto")
+    if resume not in ("auto", False, None, "never"):
+        raise ConfigError(f"resume={resume!r} must be 'auto' or 'never' (or give ckpt_path=...).")
+    if resume != "auto":
+        return None
+    found = [
+        p for p in (out_dir / "checkpoints" / n for n in ("last.ckpt", "interrupted.ckpt")) if p.exists()
+    ]
+    if not found:
+        return None
+    newest = max(found, key=lambda p: p.stat().st_mtime)
+    log.info("resuming from %s (resume=auto; set resume=never to start over)", newest)
+    return str(newest)
+
+
+def check_launch(cfg: DictConfig) -> None:
+    """Refuse the one combination that cannot work: a local multirun with script-relaunching DDP."""
+    strategy = str(cfg.trainer.get("strategy", "auto"))
+    relaunches = strategy.startswith("ddp") and not any(k in strategy for k in ("spawn", "fork", "notebook"))
+    if in_multirun() and relaunches and "SLURM_NTASKS" not in os.environ and "LOCAL_RANK" not in os.environ:
+        raise ConfigError(
+            f"trainer.strategy={strategy} re-launches this script once per device, which would re-run "
+            "the whole sweep in every process. For a sweep on one machine use trainer=ddp_sim-style "
+            "trainer.strategy=ddp_spawn, or run each job as a cluster job with "
+            "hydra/launcher=submitit_slurm (one task per device); a single run (no --multirun) works with strategy=ddp."
+        )
+
+
 def _test_checkpoint(trainer: L.Trainer, which: str) -> str | None:
     """Path of the checkpoint to test (``best`` or ``last``); ``None``: the final weights."""
     callback = trainer.checkpoint_callback
     if callback is None:
         log.warning("no checkpoint callback: testing the final weights")
         return None
-    path = callback.best_model_path if which == "best" else callback.last_model_path
-    return path or callback.last_model_path or None
+    path = callback.best_model_path if which == "best" else last_checkpoint(trainer)
+    return path or last_checkpoint(trainer)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    if in_multirun():  # a failing job is recorded, and the sweep goes on
+        return run_job(train, cfg, Path(cfg.paths.output_dir))
     with user_errors():
-        metrics = train(cfg)
-        value = metrics.get(cfg.get("optimized_metric"))
-        return value
+        return train(cfg).get(cfg.get("optimized_metric"))
     return None
 
 

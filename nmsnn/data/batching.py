@@ -10,7 +10,7 @@ from torch.utils.data import Dataset, Sampler
 
 
 class TensorRows(Dataset):
-    """Whole-dataset tensors; ``rows[indices]`` returns ``{"x": x[indices], "y": y[indices]}``."""
+    """Whole-split tensors; ``rows[indices]`` returns ``{"x": x[indices], "y": y[indices], "row": indices}``."""
 
     def __init__(self, x: Tensor, y: Tensor | None = None) -> None:
         self.x, self.y = x, y
@@ -20,28 +20,46 @@ class TensorRows(Dataset):
 
     def __getitem__(self, indices: list[int] | Tensor) -> dict[str, Tensor]:
         indices = torch.as_tensor(indices, dtype=torch.long)
-        batch = {"x": self.x[indices]}
+        batch = {"x": self.x[indices], "row": indices}
         if self.y is not None:
             batch["y"] = self.y[indices]
         return batch
 
 
 class IndexBatchSampler(Sampler[list[int]]):
-    """Yields lists of row indices, one list per batch.
+    """Yields lists of row indices, one list per batch, for one rank of ``world_size``.
 
     Shuffling draws a permutation from ``seed + epoch`` (call :meth:`set_epoch`; Lightning does),
-    so an epoch's batches depend only on the seed and the epoch number.
+    so an epoch's batches depend only on the seed and the epoch number. Under DDP the permutation
+    is dealt out to the ranks (``order[rank::world_size]``): every row is seen exactly once per
+    epoch across ranks, and every rank gets the same number of batches (a rank with one row more
+    puts it into its last batch), so no rank waits for another.
     """
 
-    def __init__(self, num_rows: int, batch_size: int, shuffle: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        num_rows: int,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if num_rows < world_size:
+            raise ValueError(f"{num_rows} rows cannot be shared by {world_size} processes")
         self.num_rows = num_rows
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-(self.num_rows // self.world_size) // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
         if self.shuffle:
@@ -49,7 +67,8 @@ class IndexBatchSampler(Sampler[list[int]]):
             order = torch.randperm(self.num_rows, generator=generator)
         else:
             order = torch.arange(self.num_rows)
-        yield from (chunk.tolist() for chunk in order.split(self.batch_size))
-
-    def __len__(self) -> int:
-        return -(-self.num_rows // self.batch_size)
+        chunks = list(order[self.rank :: self.world_size].split(self.batch_size))
+        n = len(self)
+        if len(chunks) > n:  # this rank has one row more than the smallest shard
+            chunks[n - 1 :] = [torch.cat(chunks[n - 1 :])]
+        yield from (chunk.tolist() for chunk in chunks)

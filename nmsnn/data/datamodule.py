@@ -45,7 +45,8 @@ class TabularDataModule(L.LightningDataModule):
         stratify: stratify splits by class (classification only).
         scaler: feature scaling, ``standard`` | ``minmax`` | ``none``.
         target_scaler: regression target scaling, ``standard`` | ``minmax`` | ``none``.
-        batch_size: rows per training batch (``null``: the whole training split).
+        batch_size: rows per training batch on each device (``null``: the whole training split);
+            under DDP the global batch is ``batch_size * world_size``.
         eval_batch_size: rows per evaluation batch.
         drop: columns to ignore.
         max_categories: most distinct values a text column may have to be one-hot encoded.
@@ -259,7 +260,11 @@ class TabularDataModule(L.LightningDataModule):
                     len(rows),
                 )
             size = len(rows)
-        sampler = IndexBatchSampler(len(rows), size, shuffle=shuffle, seed=h.shuffle_seed)
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        sampler = IndexBatchSampler(
+            len(rows), size, shuffle=shuffle, seed=h.shuffle_seed, rank=rank, world_size=world
+        )
         return DataLoader(rows, sampler=sampler, batch_size=None)
 
     def train_dataloader(self) -> DataLoader:

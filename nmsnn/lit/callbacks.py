@@ -33,11 +33,18 @@ class DivergenceGuard(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if loss is not None and not bool(torch.isfinite(loss.detach()).all()):
-            self._stop(trainer, f"the training loss became {float(loss):g}", f"batch {batch_idx}")
+        bad_loss = loss is not None and not bool(torch.isfinite(loss.detach()).all())
         bad = [name for name, p in pl_module.named_parameters() if not bool(torch.isfinite(p).all())]
-        if bad:
-            self._stop(trainer, f"parameter(s) {bad[:3]} became NaN or infinite", f"batch {batch_idx}")
+        # decided together, so that under DDP every rank stops (none waits for the others)
+        if not trainer.strategy.reduce_boolean_decision(bad_loss or bool(bad), all=False):
+            return
+        if bad_loss:
+            self._stop(trainer, f"the training loss became {float(loss):g}", f"batch {batch_idx}")
+        self._stop(
+            trainer,
+            f"parameter(s) {bad[:3] or 'on another rank'} became NaN or infinite",
+            f"batch {batch_idx}",
+        )
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # runs before ModelCheckpoint (Lightning orders checkpoint callbacks last): a diverged
@@ -168,7 +175,7 @@ class SpikeStatistics(L.Callback):
         stats = acc.layer_stats()
         for layer in stats:
             for key, value in layer.scalars().items():
-                pl_module.log(f"val/spikes/{layer.name}/{key}", value, sync_dist=False)
+                pl_module.log(f"val/spikes/{layer.name}/{key}", value, sync_dist=True)
         writer = tensorboard_writer(trainer)
         if writer is None or self._sample is None:
             return
@@ -206,6 +213,6 @@ class SpikeStatistics(L.Callback):
             return
         for layer in acc.layer_stats():
             for key, value in layer.scalars().items():
-                pl_module.log(f"test/spikes/{layer.name}/{key}", value, sync_dist=False)
+                pl_module.log(f"test/spikes/{layer.name}/{key}", value, sync_dist=True)
         for key, value in acc.energy().items():
-            pl_module.log(f"test/{key}", value, sync_dist=False)
+            pl_module.log(f"test/{key}", value, sync_dist=True)

@@ -177,7 +177,16 @@ class SpikingModule(L.LightningModule):
         metrics = self.train_metrics if stage == "train" else self.metrics[stage]
         metrics.update(self.predict_values(out.prediction), self.metric_target(batch["y"]))
         batch_size = batch["y"].shape[0]
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        sync = stage != "train"  # metrics sync themselves; the epoch loss is averaged over ranks
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch_size,
+            sync_dist=sync,
+        )
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=batch_size)
         # the activity goes to callbacks (spike statistics) without a second forward pass
         return {"loss": loss, "activity": out.network, "inputs": batch["x"]}
@@ -199,6 +208,21 @@ class SpikingModule(L.LightningModule):
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         return self.predict_values(self(batch["x"]).prediction)
+
+    # ----------------------------------------------------------------------------- state
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Save torch's RNG state (the training encoders' noise) so a resumed run continues exactly."""
+        checkpoint["nmsnn_rng"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["nmsnn_rng"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("nmsnn_rng")
+        if not state or self.trainer is None or self.trainer.state.fn != "fit":
+            return
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
 
     # ----------------------------------------------------------------------------- optim
     def configure_optimizers(self) -> Any:

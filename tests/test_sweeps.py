@@ -1,0 +1,185 @@
+"""Sweeps and scale: real Hydra multiruns (basic, joblib, Optuna, submitit), DDP on CPU, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from hydra import compose, initialize_config_module
+
+from nmsnn.cli.eval import evaluate
+from nmsnn.cli.train import train
+from tests.conftest import compose_train, run_cli
+
+ROOT = Path(__file__).parents[1]
+QUICK = ["data=iris", "trainer.max_epochs=2", "logger=none", "trainer.enable_progress_bar=false"]
+
+
+def sweep_dir(cwd: Path) -> Path:
+    (path,) = (cwd / "logs" / "train" / "multiruns").iterdir()
+    return path
+
+
+@pytest.mark.slow
+def test_parallel_sweep_with_a_failing_job_keeps_the_other_results(tmp_path):
+    run_cli(
+        "nmsnn-train",
+        "--multirun",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "model.neuron.decay=0.8,1.5,0.95",
+        *QUICK,
+        cwd=tmp_path,
+    )
+    sweep = sweep_dir(tmp_path)
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2"]
+    summary = pd.read_csv(sweep / "summary.csv").set_index("job")
+    assert len(summary) == 3 and (sweep / "summary.md").exists()
+    assert (
+        summary.loc[1, "status"] == "failed" and "decay must be in (0, 1], got 1.5" in summary.loc[1, "error"]
+    )
+    for job in (0, 2):
+        assert summary.loc[job, "status"] == "ok" and 0 <= summary.loc[job, "test/acc"] <= 1
+        assert "model.neuron.decay" in summary.loc[job, "overrides"] and summary.loc[job, "seconds"] > 0
+        assert (sweep / str(job) / "checkpoints" / "best.ckpt").exists()
+    assert "val/spikes/layer1/firing_rate" in summary.columns
+
+
+@pytest.mark.slow
+def test_optuna_search_writes_its_best_parameters(tmp_path):
+    run_cli(
+        "nmsnn-train",
+        "--multirun",
+        "hparams_search=neuron_optuna",
+        "hydra.sweeper.n_trials=3",
+        *QUICK,
+        cwd=tmp_path,
+    )
+    sweep = sweep_dir(tmp_path)
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert set(best["best_params"]) == {
+        "model.neuron.decay",
+        "model.neuron.threshold",
+        "model.neuron.penalty",
+        "model.optimizer.lr",
+    }
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert len(summary) == 3 and best["best_value"] == pytest.approx(summary["val/loss"].min())
+
+
+@pytest.mark.slow
+def test_submitit_local_runs_two_jobs(tmp_path):
+    run_cli(
+        "nmsnn-train",
+        "--multirun",
+        "hydra/launcher=submitit_local",
+        "model.neuron.threshold=0.5,1.0",
+        *QUICK,
+        cwd=tmp_path,
+    )
+    summary = pd.read_csv(sweep_dir(tmp_path) / "summary.csv")
+    assert list(summary["status"]) == ["ok", "ok"]
+
+
+def test_slurm_launcher_config_follows_the_trainer():
+    with initialize_config_module("nmsnn.conf", version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                "hydra/launcher=submitit_slurm",
+                "trainer=ddp",
+                "trainer.devices=4",
+                "hydra.launcher.partition=gpu",
+            ],
+            return_hydra_config=True,
+        )
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.tasks_per_node == 4 and launcher.gpus_per_node == 4 and launcher.nodes == 1
+    assert launcher.partition == "gpu" and launcher.max_num_timeout == 3
+    assert {"timeout_min", "cpus_per_task", "mem_gb", "array_parallelism"} <= set(launcher)
+
+
+def test_multirun_with_relaunching_ddp_is_refused_with_the_alternative(tmp_path):
+    run_cli(
+        "nmsnn-train",
+        "--multirun",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "model.neuron.decay=0.9",
+        *QUICK,
+        cwd=tmp_path,
+    )
+    summary = pd.read_csv(sweep_dir(tmp_path) / "summary.csv")
+    assert summary.loc[0, "status"] == "failed"
+    assert "re-launches this script" in summary.loc[0, "error"] and "ddp_spawn" in summary.loc[0, "error"]
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(tmp_path):
+    rows_dir = tmp_path / "rows"
+    rows_dir.mkdir()
+    cfg = compose_train(
+        tmp_path / "run",
+        [
+            "trainer=ddp_sim",
+            "data=iris",
+            "trainer.max_epochs=2",
+            "data.batch_size=16",
+            "logger=none",
+            "+callbacks.rows._target_=tests.helpers.RecordRows",
+            f"+callbacks.rows.directory={rows_dir}",
+        ],
+    )
+    metrics = train(cfg)
+    n_train = 96
+    for epoch in (0, 1):
+        seen = [json.loads((rows_dir / f"rows_rank{r}_epoch{epoch}.json").read_text()) for r in (0, 1)]
+        assert not set(seen[0]) & set(seen[1]), "the ranks saw disjoint rows"
+        assert sorted(seen[0] + seen[1]) == list(range(n_train)), "together every training row, once"
+    ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    with initialize_config_module("nmsnn.conf", version_base="1.3"):
+        single = evaluate(compose("eval", overrides=[f"ckpt_path={ckpt}"]))
+    assert single["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+    assert metrics["epochs"] == 2
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    env = {"PYTHONPATH": str(ROOT)}
+    common = [
+        "data=wine",
+        "trainer.max_epochs=5",
+        "trainer.deterministic=true",
+        "callbacks.early_stopping=null",
+        "logger=none",
+    ]
+    kill = [
+        "+callbacks.kill._target_=tests.helpers.KillOnce",
+        "+callbacks.kill.epoch=3",
+        f"+callbacks.kill.marker={tmp_path / 'killed'}",
+    ]
+    first = run_cli("nmsnn-train", "run_name=interrupted", *common, *kill, cwd=tmp_path, env=env, check=False)
+    assert first.returncode != 0 and (tmp_path / "killed").exists()
+    run_dir = tmp_path / "logs" / "train" / "runs" / "interrupted"
+    assert not (run_dir / "metrics.json").exists()
+    resumed = run_cli("nmsnn-train", "run_name=interrupted", *common, *kill, cwd=tmp_path, env=env)
+    assert "resuming from" in resumed.stdout + resumed.stderr
+    run_cli("nmsnn-train", "run_name=uninterrupted", *common, cwd=tmp_path, env=env)
+    got = json.loads((run_dir / "metrics.json").read_text())["metrics"]
+    want = json.loads((tmp_path / "logs" / "train" / "runs" / "uninterrupted" / "metrics.json").read_text())[
+        "metrics"
+    ]
+    assert got == want
+
+
+def test_ddp_configs_compose(tmp_path):
+    for trainer, strategy in (("ddp", "ddp"), ("ddp_sim", "ddp_spawn")):
+        cfg = compose_train(tmp_path, [f"trainer={trainer}"])
+        assert cfg.trainer.strategy == strategy and cfg.trainer.use_distributed_sampler is False
+    assert os.environ.get("LOCAL_RANK") is None
