@@ -367,7 +367,7 @@ def test_catalogue_size():
 def test_debug_switch_lets_the_traceback_through(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NMSNN_LOG_DIR", str(tmp_path))
     monkeypatch.setenv("NMSNN_DEBUG", "1")
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "")  # restored (removed) after the test: the switch sets it
     # the exception escapes the entry point, and Python prints its traceback
     with pytest.raises(Exception, match="decay must be in"):
         run("train", ["model.neuron.decay=1.5"], capsys)
