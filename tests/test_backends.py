@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -288,3 +289,26 @@ def test_triton_in_a_fresh_interpreter():
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
+
+
+@pytest.mark.skipif(not installed("numba") or not hasattr(os, "fork"), reason="numba absent or no fork")
+def test_numba_thread_split_works_in_a_forked_child():
+    """The thread pool is per process: a forked child (e.g. a ``ddp_fork`` worker) makes its own."""
+    from nmsnn.core.backends import numba_cpu
+
+    config = NeuronConfig()
+    params = [torch.tensor(v) for v in (0.9, 1.0, 1.5)]
+    current = torch.randn(64, 32, 512)  # big enough to split over two threads
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        expected = numba_cpu.numba_recurrence(current, *params, config).spikes  # creates the pool
+        pid = os.fork()
+        if pid == 0:  # child: must not hang on the parent's dead pool threads
+            signal.alarm(60)
+            ok = torch.equal(numba_cpu.numba_recurrence(current, *params, config).spikes, expected)
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        torch.set_num_threads(threads)

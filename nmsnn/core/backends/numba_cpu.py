@@ -13,6 +13,7 @@ are computed in float32 and cast back. The math is the one documented in
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -161,6 +162,7 @@ def _loops(config: NeuronConfig) -> tuple:
 
 MIN_WORK_PER_THREAD = 1 << 18  # neuron-steps below which splitting over threads does not pay
 _POOL: ThreadPoolExecutor | None = None
+_POOL_PID = 0  # a forked child inherits the pool object but not its threads: make a new one
 
 
 def _run_split(kernel, args: tuple, steps: int, n: int) -> None:
@@ -169,13 +171,14 @@ def _run_split(kernel, args: tuple, steps: int, n: int) -> None:
     The kernels release the GIL, so a small thread pool runs the ranges in parallel; each range
     is a multiple of 16 neurons (whole cache lines) and small problems run inline.
     """
-    global _POOL
+    global _POOL, _POOL_PID
     threads = max(1, min(torch.get_num_threads(), steps * n // MIN_WORK_PER_THREAD, n // 16))
     if threads == 1:
         kernel(*args, 0, n)
         return
-    if _POOL is None or _POOL._max_workers < threads:
+    if _POOL is None or _POOL._max_workers < threads or _POOL_PID != os.getpid():
         _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="nmsnn-numba")
+        _POOL_PID = os.getpid()
     size = -(-n // threads)
     size = -(-size // 16) * 16
     bounds = [(lo, min(n, lo + size)) for lo in range(0, n, size)]
