@@ -294,21 +294,17 @@ def test_triton_in_a_fresh_interpreter():
 @pytest.mark.skipif(not installed("numba") or not hasattr(os, "fork"), reason="numba absent or no fork")
 def test_numba_thread_split_works_in_a_forked_child():
     """The thread pool is per process: a forked child (e.g. a ``ddp_fork`` worker) makes its own."""
-    from nmsnn.core.backends import numba_cpu
+    from nmsnn.core.backends.numba_cpu import _run_split
 
-    config = NeuronConfig()
-    params = [torch.tensor(v) for v in (0.9, 1.0, 1.5)]
-    current = torch.randn(64, 32, 512)  # big enough to split over two threads
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        expected = numba_cpu.numba_recurrence(current, *params, config).spikes  # creates the pool
-        pid = os.fork()
-        if pid == 0:  # child: must not hang on the parent's dead pool threads
-            signal.alarm(60)
-            ok = torch.equal(numba_cpu.numba_recurrence(current, *params, config).spikes, expected)
-            os._exit(0 if ok else 1)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-    finally:
-        torch.set_num_threads(threads)
+    def covered() -> list[tuple[int, int]]:
+        ranges: list[tuple[int, int]] = []
+        _run_split(lambda lo, hi: ranges.append((lo, hi)), (), 1 << 20, 1024, threads=2)
+        return sorted(ranges)
+
+    assert covered() == [(0, 512), (512, 1024)]  # creates the pool in this process
+    pid = os.fork()
+    if pid == 0:  # child: must not wait forever on the parent's pool, whose threads are gone
+        signal.alarm(30)
+        os._exit(0 if covered() == [(0, 512), (512, 1024)] else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

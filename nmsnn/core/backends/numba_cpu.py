@@ -165,14 +165,15 @@ _POOL: ThreadPoolExecutor | None = None
 _POOL_PID = 0  # a forked child inherits the pool object but not its threads: make a new one
 
 
-def _run_split(kernel, args: tuple, steps: int, n: int) -> None:
+def _run_split(kernel, args: tuple, steps: int, n: int, threads: int | None = None) -> None:
     """Run ``kernel(*args, lo, hi)`` over contiguous neuron ranges, one per torch CPU thread.
 
     The kernels release the GIL, so a small thread pool runs the ranges in parallel; each range
     is a multiple of 16 neurons (whole cache lines) and small problems run inline.
     """
     global _POOL, _POOL_PID
-    threads = max(1, min(torch.get_num_threads(), steps * n // MIN_WORK_PER_THREAD, n // 16))
+    threads = torch.get_num_threads() if threads is None else threads
+    threads = max(1, min(threads, steps * n // MIN_WORK_PER_THREAD, n // 16))
     if threads == 1:
         kernel(*args, 0, n)
         return
