@@ -1,0 +1,33 @@
+"""``nmsnn-compare``: the spiking model against non-spiking baselines on one split of one dataset.
+
+Trains the spiking model as ``nmsnn-train`` would (every train setting applies) into
+``<run dir>/spiking/``, fits a same-shaped MLP, a linear model, HistGradientBoosting and XGBoost
+(when installed) on the same rows, and writes ``comparison.csv``, ``comparison.md`` and
+``comparison.png`` to the run directory (``logs/compare/runs/<timestamp>``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from nmsnn.cli.common import CONFIG_PATH, user_errors
+from nmsnn.compare import command_line, compare
+from nmsnn.sweeps import markdown_table
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="compare")
+def main(cfg: DictConfig) -> None:
+    with user_errors():
+        command = command_line(list(HydraConfig.get().overrides.task))
+        table = compare(cfg, command)
+        out_dir = Path(cfg.paths.output_dir)
+        print(markdown_table(table))
+        print(f"comparison: {out_dir / 'comparison.md'}")
+
+
+if __name__ == "__main__":
+    main()
