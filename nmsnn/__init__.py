@@ -4,4 +4,21 @@ from nmsnn.errors import CheckpointError, ConfigError, DataError, NmsnnError
 
 __version__ = "0.1.0"
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "NmsnnError", "__version__"]
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "NmsnnError",
+    "SpikingClassifier",
+    "SpikingRegressor",
+    "__version__",
+]
+
+
+def __getattr__(name: str):
+    # the estimators pull in Lightning and scikit-learn: import them on first use
+    if name in ("SpikingClassifier", "SpikingRegressor"):
+        from nmsnn import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'nmsnn' has no attribute {name!r}")

@@ -18,13 +18,19 @@ import pytest
 import torch
 
 from nmsnn.cli import eval as eval_cli
+from nmsnn.cli import export as export_cli
 from nmsnn.cli import predict as predict_cli
 from nmsnn.cli import train as train_cli
 from nmsnn.errors import ConfigError
 from nmsnn.lit.module import SpikingModule
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mixed_classification.csv"
-ENTRY_POINTS = {"train": train_cli.main, "predict": predict_cli.main, "eval": eval_cli.main}
+ENTRY_POINTS = {
+    "train": train_cli.main,
+    "predict": predict_cli.main,
+    "eval": eval_cli.main,
+    "export": export_cli.main,
+}
 
 
 def good_frame(n: int = 60) -> pd.DataFrame:
@@ -279,6 +285,12 @@ CASES = [
         status=0,
     ),
     Case(
+        "export over existing files",
+        "export",
+        ["ckpt_path={d}/model.ckpt", "output_dir={d}/exported", "formats=[torchscript]"],
+        "file(s) exist; choose another output_dir or pass overwrite=true",
+    ),
+    Case(
         "eval split unknown",
         "eval",
         ["ckpt_path={d}/model.ckpt", "split=everything"],
@@ -314,6 +326,8 @@ def model_dir(tmp_path_factory) -> Path:
     rows.assign(color="purple").to_csv(d / "unseen.csv", index=False)
     rows.assign(note="x").to_csv(d / "extra.csv", index=False)
     (d / "existing.csv").write_text("precious\n")
+    (d / "exported").mkdir()
+    (d / "exported" / "model.torchscript.pt").write_text("precious\n")
     return d
 
 
@@ -353,6 +367,8 @@ def test_catalogue(case: Case, tmp_path, monkeypatch, capsys, request):
     for name in case.must_not_exist:
         assert not (d / name).exists()
     assert not list(d.rglob("*.tmp")) and not list(tmp_path.rglob("*.tmp")), "no half-written files"
+    if case.command == "export":
+        assert (d / "exported" / "model.torchscript.pt").read_text() == "precious\n"
     for path, content in before.items():
         assert path.read_bytes() == content, f"{path.name} was modified"
     if status == 0 and case.command == "predict":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nmsnn.core.encoders import build_encoder, hashed_uniform
+from nmsnn.core.encoders import build_encoder, frozen_uniform
 from nmsnn.errors import ConfigError
 
 
@@ -49,16 +49,17 @@ def test_direct_repeats_the_input():
     assert out.shape == (7, 4, 3) and torch.equal(out[5], x)
 
 
-def test_hashed_uniform_is_uniform_and_decorrelated():
-    x = torch.randn(500, 8)
-    u = hashed_uniform(x, 50)
-    assert u.shape == (50, 500, 8)
+def test_frozen_uniform_is_uniform_and_decorrelated():
+    u = frozen_uniform(2000, 64)
+    assert u.shape == (2000, 1, 64)
     assert float(u.min()) >= 0 and float(u.max()) < 1
     assert abs(float(u.mean()) - 0.5) < 0.01
     assert abs(float(u.std()) - (1 / 12) ** 0.5) < 0.01
-    corr = torch.corrcoef(torch.stack([u[:-1].flatten(), u[1:].flatten()]))[0, 1]
-    assert abs(float(corr)) < 0.02
-    assert not torch.equal(hashed_uniform(x, 5, seed=1), hashed_uniform(x, 5, seed=2))
+    over_time = torch.corrcoef(torch.stack([u[:-1].flatten(), u[1:].flatten()]))[0, 1]
+    over_features = torch.corrcoef(torch.stack([u[..., :-1].flatten(), u[..., 1:].flatten()]))[0, 1]
+    assert abs(float(over_time)) < 0.02 and abs(float(over_features)) < 0.02
+    assert not torch.equal(frozen_uniform(5, 3, seed=1), frozen_uniform(5, 3, seed=2))
+    assert torch.equal(frozen_uniform(5, 3), frozen_uniform(5, 3))
 
 
 @pytest.mark.parametrize("steps", [0, -1, 2.5, True])

@@ -48,6 +48,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     resume_from = resume_checkpoint(cfg, out_dir)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
+    if "test" not in datamodule.tensors:
+        raise ConfigError("data.test_size must be > 0 for nmsnn-train: it tests the trained model.")
     model = instantiate(cfg.model, **datamodule.model_kwargs())
     trainer: L.Trainer = instantiate(
         cfg.trainer,

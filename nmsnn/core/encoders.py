@@ -5,9 +5,10 @@ r"""Input encoders: turn a batch of rows ``x [B, F]`` into an input train ``[T, 
   mapped to firing probabilities by the logistic function).
 * ``direct``: constant current, :math:`x_t = x`.
 
-Training draws fresh randomness from torch's generator. Evaluation is deterministic: the random
-numbers come from a counter-based hash of the row's values, the feature index and the time step,
-so the same row is encoded the same way whatever batch it sits in and however often it is seen.
+Training draws fresh randomness from torch's generator. Evaluation is deterministic: it uses one
+frozen table of random numbers ``u[t, f]`` (a counter-based hash of the time step, the feature
+index and a seed), shared by all rows, so a row is encoded the same way whatever batch it sits
+in and however often it is seen, on any device, and the table is a constant in an export.
 """
 
 from __future__ import annotations
@@ -31,17 +32,22 @@ def _fmix32(h: Tensor) -> Tensor:
     return h ^ (h >> 16)
 
 
-def hashed_uniform(x: Tensor, time_steps: int, seed: int = 0) -> Tensor:
-    """Deterministic uniform numbers in [0, 1), shaped ``[T, B, F]``, keyed on the values of ``x``.
+def frozen_uniform(
+    time_steps: int,
+    features: int,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """The evaluation noise table: uniform numbers in [0, 1), shaped ``[T, 1, F]``.
 
-    Element ``(t, b, f)`` depends only on ``x[b, f]``, ``f``, ``t`` and ``seed``.
+    Element ``(t, f)`` is a hash of ``t``, ``f`` and ``seed`` only: no generator state.
     """
-    bits = (x.float() + 0.0).contiguous().view(torch.int32).to(torch.int64) & _MASK32
-    feature = torch.arange(x.shape[-1], device=x.device, dtype=torch.int64)
-    step = torch.arange(time_steps, device=x.device, dtype=torch.int64).view(-1, 1, 1)
-    key = _fmix32((bits * 0x9E3779B1 + feature * 0x85EBCA77 + seed) & _MASK32)
+    feature = torch.arange(features, device=device, dtype=torch.int64)
+    step = torch.arange(time_steps, device=device, dtype=torch.int64).view(-1, 1)
+    key = _fmix32((feature * 0x9E3779B1 + seed * 0x85EBCA77 + 0x27D4EB2F) & _MASK32)
     h = _fmix32((key.unsqueeze(0) + step * 0xC2B2AE3D) & _MASK32)
-    return (h >> 8).to(x.dtype if x.is_floating_point() else torch.float32) * (1.0 / (1 << 24))
+    return ((h >> 8).to(dtype) * (1.0 / (1 << 24))).unsqueeze(1)
 
 
 class Encoder(nn.Module):
@@ -53,12 +59,21 @@ class Encoder(nn.Module):
             raise ConfigError(f"time_steps must be a positive integer, got {time_steps!r}.")
         self.time_steps = time_steps
         self.seed = seed
+        self.register_buffer("frozen", None, persistent=False)
+
+    def freeze(self, features: int) -> None:
+        """Store the evaluation noise table for ``features`` inputs as a buffer (moves with the
+        module, and is a constant when the module is traced or exported)."""
+        self.frozen = frozen_uniform(self.time_steps, features, self.seed)
 
     def uniform(self, x: Tensor) -> Tensor:
-        """Fresh ``U[0, 1)`` noise when training, row-keyed hashed noise when evaluating."""
+        """Fresh ``U[0, 1)`` noise ``[T, B, F]`` when training; the frozen table ``[T, 1, F]``
+        (broadcast over rows) when evaluating."""
         if self.training:
             return torch.rand((self.time_steps, *x.shape), device=x.device, dtype=x.dtype)
-        return hashed_uniform(x, self.time_steps, self.seed)
+        if self.frozen is not None and self.frozen.shape[-1] == x.shape[-1]:
+            return self.frozen.to(x.dtype)
+        return frozen_uniform(self.time_steps, x.shape[-1], self.seed, x.device, x.dtype)
 
     def extra_repr(self) -> str:
         return f"time_steps={self.time_steps}"

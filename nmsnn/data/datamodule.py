@@ -38,7 +38,7 @@ class TabularDataModule(L.LightningDataModule):
         frame: a pandas DataFrame (Python API; instead of ``dataset`` and ``path``).
         target: target column (bundled datasets know theirs).
         task: ``auto`` | ``classification`` | ``regression``.
-        test_size: fraction of rows held out for testing.
+        test_size: fraction of rows held out for testing (0: no test split).
         val_size: fraction of the remaining rows held out for validation (0: no validation).
         split_seed: seed of the test split (and of the validation split unless ``val_split_seed``).
         val_split_seed: seed of the validation split.
@@ -82,8 +82,6 @@ class TabularDataModule(L.LightningDataModule):
         for name, value in (("test_size", test_size), ("val_size", val_size)):
             if not 0.0 <= float(value) < 1.0:
                 raise DataError(f"data.{name} must be in [0, 1), got {value}.")
-        if float(test_size) == 0.0:
-            raise DataError("data.test_size must be > 0: nmsnn always keeps a test split.")
         if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
             raise DataError(f"data.batch_size must be a positive integer or null, got {batch_size!r}.")
         # Plain values only: checkpoints must load with torch.load(weights_only=True).
@@ -201,6 +199,8 @@ class TabularDataModule(L.LightningDataModule):
     def _split(self, y: pd.Series, task: str, where: str) -> dict[str, np.ndarray]:
         h = self.hparams
         rows = np.arange(len(y))
+        if h.test_size == 0 and h.val_size == 0:  # every row trains (the scikit-learn estimators)
+            return {"train": rows, "val": rows[:0], "test": rows[:0]}
         stratify = h.stratify and task == "classification"
         if stratify:
             counts = y.value_counts()
@@ -211,8 +211,7 @@ class TabularDataModule(L.LightningDataModule):
                     "single row; a stratified split needs at least 2 per class. Remove them or "
                     "set data.stratify=false."
                 )
-        needed = 3 if h.val_size > 0 else 2
-        if len(rows) < max(needed, 10):
+        if len(rows) < 10:
             raise DataError(
                 f"{where}: only {len(rows)} rows; nmsnn needs at least 10 to split into train/val/test."
             )
@@ -224,7 +223,7 @@ class TabularDataModule(L.LightningDataModule):
             except ValueError as err:
                 raise DataError(f"{where}: cannot split {len(idx)} rows ({err}).") from None
 
-        rest, test = split(rows, h.test_size, h.split_seed)
+        rest, test = split(rows, h.test_size, h.split_seed) if h.test_size > 0 else (rows, rows[:0])
         if h.val_size > 0:
             val_seed = h.split_seed if h.val_split_seed is None else h.val_split_seed
             train, val = split(rest, h.val_size, val_seed)

@@ -114,8 +114,8 @@ def validate_target(frame: pd.DataFrame, target: str, where: str) -> pd.Series:
         )
     if values.nunique() < 2:
         raise DataError(
-            f"{where}: target column {target!r} has a single value ({_native([values.iloc[0]])[0]!r}); "
-            "there is nothing to learn."
+            f"{where}: target column {target!r} has a single value ({_native([values.iloc[0]])[0]!r}): "
+            "only one class (or value), nothing to learn."
         )
     if ptypes.is_numeric_dtype(values) and not ptypes.is_bool_dtype(values):
         _check_finite(values, target, where)
@@ -311,7 +311,8 @@ class TabularPreprocessor:
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> TabularPreprocessor:
-        return cls(**state)
+        """Rebuild from :meth:`state_dict` (or an exported ``preprocessing.json``)."""
+        return cls(**{k: v for k, v in state.items() if k in cls.__dataclass_fields__})
 
 
 def _labels(values: pd.Series) -> list[Any]:

@@ -48,6 +48,14 @@ def plain(value: Any) -> Any:
     return value
 
 
+def output_values(prediction: Tensor, task: str, target_mean: float = 0.0, target_std: float = 1.0) -> Tensor:
+    """What a model's raw output means: softmax probabilities ``[B, C]`` for classification,
+    ``mean + std * output`` (``[B]``) for regression."""
+    if task == "classification":
+        return torch.softmax(prediction.float(), dim=-1)
+    return prediction.float().squeeze(-1) * target_std + target_mean
+
+
 class SpikingModule(L.LightningModule):
     """Classification or regression with a spiking network read out by time averaging.
 
@@ -147,9 +155,7 @@ class SpikingModule(L.LightningModule):
 
     def predict_values(self, prediction: Tensor) -> Tensor:
         """Class probabilities ``[B, C]``, or regression values ``[B]`` on the original scale."""
-        if self.task == "classification":
-            return torch.softmax(prediction.float(), dim=-1)
-        return prediction.float().squeeze(-1) * self.hparams.target_std + self.hparams.target_mean
+        return output_values(prediction, self.task, self.hparams.target_mean, self.hparams.target_std)
 
     @torch.no_grad()
     def predict_rows(self, x: Tensor, batch_size: int = 4096) -> Tensor:

@@ -1,0 +1,248 @@
+"""scikit-learn estimators over the same Lightning module and preprocessing as ``nmsnn-train``.
+
+``SpikingClassifier`` and ``SpikingRegressor`` accept NumPy arrays and pandas DataFrames (text
+columns of a DataFrame are one-hot encoded, missing values imputed, as in the DataModule), are
+quiet unless ``verbose=True``, and work in ``Pipeline``, ``cross_val_score`` and ``GridSearchCV``.
+``__init__`` stores its arguments and nothing else; ``fit`` builds a
+:class:`~nmsnn.data.datamodule.TabularDataModule` over the given rows and trains a
+:class:`~nmsnn.lit.module.SpikingModule` with a Lightning ``Trainer``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
+
+from nmsnn.data.datamodule import TabularDataModule
+from nmsnn.lit.module import SpikingModule
+
+TARGET = "__nmsnn_target__"
+QUIET_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "nmsnn")
+
+
+@contextlib.contextmanager
+def quiet(verbose: bool) -> Iterator[None]:
+    """Silence Lightning's banners, infos and warnings (and nmsnn's infos) unless ``verbose``."""
+    if verbose:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+class _KeepBest(L.Callback):
+    """Remember the weights with the lowest validation loss (in memory)."""
+
+    def __init__(self) -> None:
+        self.best = float("inf")
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loss = trainer.callback_metrics.get("val/loss")
+        if loss is not None and not trainer.sanity_checking and float(loss) < self.best:
+            self.best = float(loss)
+            self.state = copy.deepcopy(pl_module.state_dict())
+
+
+class _SpikingEstimator(BaseEstimator):
+    _task = "classification"
+
+    def __init__(
+        self,
+        hidden: Sequence[int] = (128,),
+        time_steps: int = 16,
+        encoder: str = "uniform_noise",
+        decay: float = 0.9,
+        threshold: float = 1.0,
+        penalty: float = 1.5,
+        reset: str = "subtract",
+        spike_fn: str = "relu",
+        learnable: bool = False,
+        readout: str = "integrator",
+        burn_in: int = 0,
+        epochs: int = 40,
+        batch_size: int = 64,
+        learning_rate: float = 3e-3,
+        weight_decay: float = 0.0,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        patience: int = 15,
+        backend: str = "auto",
+        random_state: int | None = 0,
+        verbose: bool = False,
+    ) -> None:
+        self.hidden = hidden
+        self.time_steps = time_steps
+        self.encoder = encoder
+        self.decay = decay
+        self.threshold = threshold
+        self.penalty = penalty
+        self.reset = reset
+        self.spike_fn = spike_fn
+        self.learnable = learnable
+        self.readout = readout
+        self.burn_in = burn_in
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.backend = backend
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+    # ------------------------------------------------------------------ input
+    def _frame(self, X: Any, reset: bool) -> pd.DataFrame:
+        """The rows as a DataFrame (DataFrames pass through; arrays are validated as numbers)."""
+        if isinstance(X, pd.DataFrame):
+            validate_data(self, X, reset=reset, skip_check_array=True)
+            if X.shape[0] == 0:
+                raise ValueError(
+                    f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required."
+                )
+            return X.reset_index(drop=True).rename(columns=str)
+        X = validate_data(self, X, reset=reset, dtype="numeric", ensure_all_finite="allow-nan")
+        return pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+
+    def _target(self, y: Any) -> np.ndarray:
+        y = column_or_1d(y, warn=True)
+        if self._task == "classification":
+            check_classification_targets(y)
+        else:
+            y = check_array(y, ensure_2d=False, dtype="numeric", ensure_all_finite=True)
+        return y
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X: Any, y: Any) -> _SpikingEstimator:
+        """Train on all rows (``early_stopping=True``: keep ``validation_fraction`` aside and
+        restore the weights with the lowest validation loss)."""
+        frame = self._frame(X, reset=True)
+        target = self._target(y)
+        if len(target) != len(frame):
+            raise ValueError(f"X has {len(frame)} rows but y has {len(target)}.")
+        frame = frame.assign(**{TARGET: target})
+        with quiet(self.verbose), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(torch.seed() if self.random_state is None else self.random_state)
+            datamodule = TabularDataModule(
+                frame=frame,
+                target=TARGET,
+                task=self._task,
+                test_size=0.0,
+                val_size=self.validation_fraction if self.early_stopping else 0.0,
+                split_seed=0 if self.random_state is None else self.random_state,
+                shuffle_seed=0 if self.random_state is None else self.random_state,
+                batch_size=self.batch_size,
+            )
+            datamodule.setup("fit")
+            module = SpikingModule(
+                **datamodule.model_kwargs(),
+                hidden=list(self.hidden),
+                neuron={
+                    "decay": self.decay,
+                    "threshold": self.threshold,
+                    "penalty": self.penalty,
+                    "reset": self.reset,
+                    "spike_fn": self.spike_fn,
+                    "learnable": self.learnable,
+                },
+                encoder=self.encoder,
+                time_steps=self.time_steps,
+                burn_in=self.burn_in,
+                readout=self.readout,
+                backend=self.backend,
+                optimizer={
+                    "_target_": "torch.optim.AdamW",
+                    "_partial_": True,
+                    "lr": self.learning_rate,
+                    "weight_decay": self.weight_decay,
+                },
+            )
+            callbacks: list[L.Callback] = []
+            keep = _KeepBest()
+            if self.early_stopping:
+                callbacks = [keep, L.pytorch.callbacks.EarlyStopping("val/loss", patience=self.patience)]
+            trainer = L.Trainer(
+                max_epochs=self.epochs,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=self.verbose,
+                enable_model_summary=self.verbose,
+                callbacks=callbacks,
+                num_sanity_val_steps=0,
+            )
+            trainer.fit(module, datamodule=datamodule)
+            if keep.state is not None:
+                module.load_state_dict(keep.state)
+        self.module_ = module.eval()
+        self.preprocessor_ = datamodule.preprocessor
+        self.n_epochs_ = trainer.current_epoch
+        if self._task == "classification":
+            self.classes_ = np.asarray(self.preprocessor_.classes)
+        return self
+
+    # ------------------------------------------------------------------ predict
+    def _outputs(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "module_")
+        frame = self._frame(X, reset=False)
+        with quiet(self.verbose):
+            x = torch.from_numpy(self.preprocessor_.transform(frame, "X"))
+            return self.module_.predict_rows(x).numpy()
+
+
+class SpikingClassifier(ClassifierMixin, _SpikingEstimator):
+    """A spiking neural network classifier (softmax over a time-averaged spiking readout).
+
+    Parameters mirror ``nmsnn-train``'s model: ``hidden`` layer sizes, ``time_steps``,
+    ``encoder``, the neuron's ``decay``, ``threshold``, ``penalty``, ``reset``, ``spike_fn`` and
+    ``learnable``, the ``readout`` and ``burn_in``; training: ``epochs``, ``batch_size``,
+    ``learning_rate``, ``weight_decay``, ``early_stopping`` (with ``validation_fraction`` and
+    ``patience``), ``random_state`` (``None``: a fresh seed), ``verbose``.
+    """
+
+    _task = "classification"
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities ``[n_rows, n_classes]`` in the order of ``classes_``."""
+        return self._outputs(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        probabilities = self.predict_proba(X)
+        return self.classes_[probabilities.argmax(1)]
+
+
+class SpikingRegressor(RegressorMixin, _SpikingEstimator):
+    """A spiking neural network regressor (its spiking hidden layers read out by a leaky
+    integrator); see :class:`SpikingClassifier` for the parameters."""
+
+    _task = "regression"
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self._outputs(X).astype(np.float64)

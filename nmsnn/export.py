@@ -1,0 +1,118 @@
+"""Exporting a trained model for deployment: TorchScript and ONNX.
+
+The exported model maps *preprocessed* rows ``[B, F]`` (float32) to class probabilities
+``[B, C]`` or regression values ``[B]``, with the deterministic evaluation encoding inside (its
+noise table is a constant of the graph) and the time loop unrolled. The preprocessing travels
+beside it as ``preprocessing.json``: for each numeric column ``(value - center) / scale`` after
+replacing a missing value with ``impute``, then one 0/1 column per category of each text column
+(``categories``), in the order of ``feature_names``; class labels are ``classes``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from nmsnn.data.preprocessing import TabularPreprocessor
+from nmsnn.errors import ConfigError
+from nmsnn.lit.module import SpikingModule, output_values
+from nmsnn.predicting import write_atomic
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("torchscript", "onnx")
+FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx", "preprocessing": "preprocessing.json"}
+
+
+class InferenceModel(nn.Module):
+    """Preprocessed rows ``[B, F]`` -> probabilities ``[B, C]`` or values ``[B]``, deterministic."""
+
+    def __init__(self, module: SpikingModule) -> None:
+        super().__init__()
+        hparams = {**module.hparams, "backend": "reference"}  # plain torch ops: traceable
+        copy = SpikingModule(**hparams)
+        copy.load_state_dict(module.state_dict())
+        self.model = copy.model.eval()
+        self.model.encoder.freeze(hparams["num_inputs"])
+        self.task = hparams["task"]
+        self.target_mean = float(hparams["target_mean"])
+        self.target_std = float(hparams["target_std"])
+        self.num_inputs = int(hparams["num_inputs"])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return output_values(self.model(x).prediction, self.task, self.target_mean, self.target_std)
+
+
+def example_rows(model: InferenceModel, rows: int = 4) -> Tensor:
+    return torch.zeros(rows, model.num_inputs)
+
+
+def to_torchscript(model: InferenceModel, path: Path) -> None:
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, example_rows(model), check_trace=False)
+    traced.save(str(path))
+
+
+def to_onnx(model: InferenceModel, path: Path) -> None:
+    batch = torch.export.Dim("batch", min=1)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            model,
+            (example_rows(model),),
+            dynamo=True,
+            input_names=["rows"],
+            output_names=["output"],
+            dynamic_shapes=({0: batch},),
+            verbose=False,
+        )
+        program.save(str(path))
+
+
+def export(
+    module: SpikingModule,
+    preprocessor: TabularPreprocessor,
+    output_dir: str | Path,
+    formats: tuple[str, ...] = FORMATS,
+    overwrite: bool = False,
+) -> dict[str, Path]:
+    """Write the chosen formats and ``preprocessing.json`` to ``output_dir``; return their paths.
+
+    Refuses to replace existing files unless ``overwrite``; every file is written to a temporary
+    name and moved into place.
+    """
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ConfigError(f"unknown export format(s) {unknown}; choose from {FORMATS}.")
+    out = Path(output_dir)
+    targets = {name: out / FILES[name] for name in (*formats, "preprocessing")}
+    existing = [str(p) for p in targets.values() if p.exists()]
+    if existing and not overwrite:
+        raise ConfigError(
+            f"{', '.join(existing)}: file(s) exist; choose another output_dir or pass overwrite=true."
+        )
+    model = InferenceModel(module)
+    writers = {"torchscript": to_torchscript, "onnx": to_onnx}
+    for name in formats:
+        write_atomic(targets[name], lambda tmp, name=name: writers[name](model, Path(tmp)), overwrite=True)
+    spec = {
+        **preprocessor.state_dict(),
+        "feature_names": preprocessor.feature_names,
+        "output": output_spec(preprocessor),
+    }
+    write_atomic(
+        targets["preprocessing"], lambda tmp: Path(tmp).write_text(json.dumps(spec, indent=2)), overwrite=True
+    )
+    return targets
+
+
+def output_spec(preprocessor: TabularPreprocessor) -> str:
+    if preprocessor.task == "classification":
+        return "probabilities [B, C], one column per entry of 'classes'"
+    return "predicted values [B] on the original target scale"

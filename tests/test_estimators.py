@@ -1,0 +1,95 @@
+"""The scikit-learn estimators: estimator checks, pipelines, grid search, DataFrames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_iris, load_wine
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from nmsnn import SpikingClassifier, SpikingRegressor
+from nmsnn.errors import ConfigError
+
+SMALL = {"hidden": (16,), "time_steps": 4, "epochs": 3, "batch_size": 32}
+
+# Checks skipped, and why. Every other check of scikit-learn's suite runs on both estimators.
+SMALL_MODEL_TOO_WEAK = (
+    "the checks run on a tiny 3-epoch model to stay fast, which does not reach R^2 > 0.5 on the "
+    "check's data; the default SpikingRegressor does (test_default_regressor_passes_the_train_check)"
+)
+
+
+def expected_failed_checks(estimator) -> dict[str, str]:
+    if isinstance(estimator, SpikingRegressor):
+        return {
+            "check_regressors_train": SMALL_MODEL_TOO_WEAK,
+            "check_regressors_train(readonly_memmap=True)": SMALL_MODEL_TOO_WEAK,
+            "check_regressors_train(readonly_memmap=True,X_dtype=float32)": SMALL_MODEL_TOO_WEAK,
+        }
+    return {}
+
+
+@parametrize_with_checks(
+    [SpikingClassifier(**SMALL), SpikingRegressor(**SMALL)], expected_failed_checks=expected_failed_checks
+)
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_default_regressor_passes_the_train_check():
+    from sklearn.utils.estimator_checks import check_regressors_train
+
+    check_regressors_train("SpikingRegressor", SpikingRegressor())
+
+
+def test_grid_search_over_decay_and_threshold():
+    X, y = load_iris(return_X_y=True)
+    search = GridSearchCV(
+        SpikingClassifier(**{**SMALL, "epochs": 8}),
+        {"decay": [0.8, 0.95], "threshold": [0.5, 1.0]},
+        cv=3,
+    )
+    search.fit(X, y)
+    assert set(search.best_params_) == {"decay", "threshold"}
+    assert len(search.cv_results_["mean_test_score"]) == 4
+    assert search.best_score_ > 0.5
+
+
+def test_pipeline_and_cross_val_score():
+    X, y = load_wine(return_X_y=True)
+    pipeline = make_pipeline(StandardScaler(), SpikingClassifier(**{**SMALL, "epochs": 10}))
+    scores = cross_val_score(pipeline, X, y, cv=3)
+    assert scores.shape == (3,) and scores.mean() > 0.6
+
+
+def test_dataframe_with_text_and_missing_values(fixtures):
+    frame = pd.read_csv(fixtures / "mixed_classification.csv")
+    X, y = frame.drop(columns="label"), frame["label"]
+    clf = SpikingClassifier(**{**SMALL, "epochs": 10}).fit(X, y)
+    assert list(clf.classes_) == ["no", "yes"] and list(clf.feature_names_in_) == ["a", "b", "c", "color"]
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), 2) and np.allclose(proba.sum(1), 1)
+    assert np.array_equal(clf.predict_proba(X), proba), "predictions are deterministic"
+    assert set(clf.predict(X)) <= {"no", "yes"}
+
+
+def test_get_and_set_params_and_validation():
+    clf = SpikingClassifier(decay=0.8)
+    assert clf.get_params()["decay"] == 0.8
+    clf.set_params(threshold=0.5, time_steps=8)
+    assert clf.threshold == 0.5 and clf.time_steps == 8
+    with pytest.raises(ConfigError, match="decay must be in"):
+        SpikingClassifier(decay=1.5, **SMALL).fit(np.random.rand(20, 3), [0, 1] * 10)
+    with pytest.raises(ConfigError, match="time_steps must be a positive integer"):
+        SpikingClassifier(time_steps=0).fit(np.random.rand(20, 3), [0, 1] * 10)
+
+
+def test_quiet_by_default(capfd):
+    X, y = load_iris(return_X_y=True)
+    SpikingClassifier(**SMALL).fit(X, y)
+    captured = capfd.readouterr()
+    assert captured.out == "" and "GPU available" not in captured.err
