@@ -9,11 +9,12 @@ scores every model on the same test rows with the same metric code, and writes
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import platform
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,23 @@ def run_spiking(cfg: DictConfig, out_dir: Path, repeats: int) -> tuple[dict[str,
     return row, metrics, datamodule
 
 
+@contextlib.contextmanager
+def openmp_threads(limit: int | None) -> Iterator[None]:
+    """Limit OpenMP threads (HistGradientBoosting, XGBoost) to ``limit`` inside the block.
+
+    With torch loaded, two OpenMP runtimes share the cores and their waiting threads slow
+    scikit-learn's gradient boosting many times over on a small machine; one thread avoids it.
+    ``None``: no limit.
+    """
+    if limit is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limit, user_api="openmp"):
+        yield
+
+
 def versions() -> dict[str, str]:
     """Versions of the software the numbers depend on."""
     found = {"python": platform.python_version()}
@@ -246,6 +264,16 @@ def versions() -> dict[str, str]:
     return found
 
 
+def machine() -> str:
+    """The processor, core count and torch threads, and the GPU when there is one."""
+    import os
+
+    text = f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}"
+    if torch.cuda.is_available():
+        text += f", GPU {torch.cuda.get_device_name(0)}"
+    return text
+
+
 # ------------------------------------------------------------------------------ outputs
 def comparison_markdown(
     table: pd.DataFrame,
@@ -254,6 +282,7 @@ def comparison_markdown(
     sizes: dict[str, int],
     spiking_metrics: dict[str, float],
     command: str | None,
+    omp_threads: int | None = None,
 ) -> str:
     """``comparison.md``: the command, the data, the table and what its columns mean."""
     lines = ["# Spiking model vs non-spiking baselines", ""]
@@ -289,7 +318,25 @@ def comparison_markdown(
             f"- The same-shaped non-spiking network needs {macs:.6g} MACs per row (as counted by "
             f"nmsnn, with one output per class); the spiking model's synaptic ops are {ratio:.3g}x that."
         )
-    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()), ""]
+    from_spikes = spiking_metrics.get("test/synops_from_spikes_per_row")
+    if from_spikes is not None and "test/synops_per_row" in spiking_metrics:
+        lines.append(
+            f"- Of the spiking model's {spiking_metrics['test/synops_per_row']:.6g} synaptic ops per row, "
+            f"{from_spikes:.6g} are driven by spikes of hidden layers; the rest carry the encoded input "
+            "into the first layer at every time step."
+        )
+    lines += [
+        "",
+        f"Machine: {machine()}. Timings are single runs on this machine (noisy when it is shared)"
+        + (
+            f"; the baselines ran with {omp_threads} OpenMP thread(s) (`baseline_omp_threads`)."
+            if omp_threads is not None
+            else "."
+        ),
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -348,12 +395,14 @@ def compare(cfg: DictConfig, command: str | None = None) -> pd.DataFrame:
     pre = datamodule.preprocessor
     seed = cfg.get("seed")
     records = [spiking_row]
-    for model in baselines(pre.task, list(cfg.model.hidden), None if seed is None else int(seed)):
-        records.append(run_baseline(model, rows, pre, repeats))
+    threads = cfg.get("baseline_omp_threads")
+    with openmp_threads(None if threads is None else int(threads)):
+        for model in baselines(pre.task, list(cfg.model.hidden), None if seed is None else int(seed)):
+            records.append(run_baseline(model, rows, pre, repeats))
     metrics = CLASSIFICATION_METRICS if pre.task == "classification" else REGRESSION_METRICS
     table = pd.DataFrame(records, columns=["model", *metrics, "fit_s", "infer_ms", "ops_per_row", "op_kind"])
     markdown = comparison_markdown(
-        table, pre.task, datamodule.source_name, rows.sizes, spiking_metrics, command
+        table, pre.task, datamodule.source_name, rows.sizes, spiking_metrics, command, threads
     )
     write_outputs(out_dir, table, markdown, pre.task)
     return table
