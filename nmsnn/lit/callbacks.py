@@ -110,7 +110,8 @@ class SpikeStatistics(L.Callback):
 
     Uses the activity that ``validation_step``/``test_step`` return with their loss (no second
     forward pass). Every ``every_n_epochs`` validation epochs it logs, per layer,
-    ``val/spikes/<layer>/{firing_rate, mean_output, dead_fraction, saturated_fraction}``, histograms
+    ``val/spikes/<layer>/{firing_rate, mean_output, dead_fraction, saturated_fraction}``; every
+    ``histogram_every_n_epochs`` epochs (and at the last) histograms
     ``spikes/<layer>/neuron_rates`` (per-neuron firing rates) and ``membrane/<layer>`` (membrane
     potentials of the first validation batch). At the end of training, and every
     ``figure_every_n_epochs`` epochs if that is > 0, it draws a figure ``spikes/activity``
@@ -123,16 +124,19 @@ class SpikeStatistics(L.Callback):
     def __init__(
         self,
         every_n_epochs: int = 1,
+        histogram_every_n_epochs: int = 10,
         figure_every_n_epochs: int = 0,
         sample_rows: int = 3,
         histogram_rows: int = 64,
     ) -> None:
         self.every_n_epochs = every_n_epochs
+        self.histogram_every_n_epochs = histogram_every_n_epochs
         self.figure_every_n_epochs = figure_every_n_epochs
         self.sample_rows = sample_rows
         self.histogram_rows = histogram_rows
         self._acc: ActivityAccumulator | None = None
         self._sample: tuple[list[Tensor], list[Tensor]] | None = None
+        self._stats: tuple[list, list[str], list[bool], int] | None = None
 
     # ------------------------------------------------------------------ collecting
     def _start(self, pl_module: L.LightningModule) -> None:
@@ -142,13 +146,14 @@ class SpikeStatistics(L.Callback):
     def _collect(self, outputs: Any) -> None:
         if self._acc is None or not isinstance(outputs, dict) or "activity" not in outputs:
             return
-        activity = outputs["activity"]
-        self._acc.update(outputs["inputs"], activity)
+        step = outputs["activity"]
+        activity = step.network
+        self._acc.update(step.inputs, activity)
         if self._sample is None:
             rows = self.histogram_rows
             self._sample = (
-                [out.spikes[:, :rows].detach().float().cpu() for out in activity.layers],
-                [out.membrane[:, :rows].detach().float().cpu() for out in activity.layers],
+                [out.spikes[:, :rows].detach().float().cpu().clone() for out in activity.layers],
+                [out.membrane[:, :rows].detach().float().cpu().clone() for out in activity.layers],
             )
 
     def _finish(self, trainer: L.Trainer) -> ActivityAccumulator | None:
@@ -173,26 +178,41 @@ class SpikeStatistics(L.Callback):
         if acc is None:
             return
         stats = acc.layer_stats()
-        for layer in stats:
-            for key, value in layer.scalars().items():
-                pl_module.log(f"val/spikes/{layer.name}/{key}", value, sync_dist=True)
+        scalars = {f"val/spikes/{layer.name}/{k}": v for layer in stats for k, v in layer.scalars().items()}
+        if trainer.state.fn == "fit":
+            # straight to the loggers: each self.log call costs Lightning a walk over every logged
+            # value, which on small tabular epochs costs more than the statistics themselves
+            for logger in trainer.loggers:
+                logger.log_metrics(scalars, step=trainer.global_step)
+        else:  # a validate() call: return them with its results
+            pl_module.log_dict(scalars, sync_dist=True)
         writer = tensorboard_writer(trainer)
         if writer is None or self._sample is None:
             return
         epoch = trainer.current_epoch
-        membranes = self._sample[1]
-        for i, name in enumerate(acc.names):
-            if acc.fires[i]:
-                rates = next(s.neuron_rates for s in stats if s.name == name)
-                writer.add_histogram(f"spikes/{name}/neuron_rates", rates, epoch)
-            writer.add_histogram(f"membrane/{name}", membranes[i], epoch)
+        self._stats = (stats, acc.names, acc.fires, epoch)
+        if self.histogram_every_n_epochs and epoch % self.histogram_every_n_epochs == 0:
+            self._histograms(writer)
         if self.figure_every_n_epochs and epoch % self.figure_every_n_epochs == 0:
             self._figure(writer, acc.names, epoch)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         writer = tensorboard_writer(trainer)
         if writer is not None and self._sample is not None:
+            if self._stats is not None and not (
+                self.histogram_every_n_epochs and self._stats[3] % self.histogram_every_n_epochs == 0
+            ):
+                self._histograms(writer)  # the last epoch's, unless already written
             self._figure(writer, layer_names(pl_module.model.network), trainer.current_epoch)
+
+    def _histograms(self, writer: Any) -> None:
+        stats, names, fires, epoch = self._stats
+        membranes = self._sample[1]
+        for i, name in enumerate(names):
+            if fires[i]:
+                rates = next(s.neuron_rates for s in stats if s.name == name)
+                writer.add_histogram(f"spikes/{name}/neuron_rates", rates, epoch)
+            writer.add_histogram(f"membrane/{name}", membranes[i], epoch)
 
     def _figure(self, writer: Any, names: list[str], step: int) -> None:
         spikes, membranes = self._sample

@@ -19,7 +19,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
 
 from nmsnn.core.encoders import build_encoder
-from nmsnn.core.layers import ModelOutput, SpikingModel, SpikingNetwork, TimeAverageHead, neuron_configs
+from nmsnn.core.layers import (
+    ModelOutput,
+    NetworkOutput,
+    SpikingModel,
+    SpikingNetwork,
+    TimeAverageHead,
+    neuron_configs,
+)
 from nmsnn.errors import ConfigError
 from nmsnn.lit.metrics import build_metrics
 
@@ -46,6 +53,17 @@ def plain(value: Any) -> Any:
     if isinstance(value, (DictConfig, ListConfig)):
         return OmegaConf.to_container(value, resolve=True)
     return value
+
+
+class StepActivity:
+    """What one evaluation step computed: the encoded input ``[T, B, F]`` and every layer's
+    activity. A plain object on purpose: Lightning walks (and copies) collections returned by a
+    step, and this one holds every layer's ``[T, B, H]`` tensors."""
+
+    __slots__ = ("inputs", "network")
+
+    def __init__(self, inputs: Tensor, network: NetworkOutput) -> None:
+        self.inputs, self.network = inputs, network
 
 
 def output_values(prediction: Tensor, task: str, target_mean: float = 0.0, target_std: float = 1.0) -> Tensor:
@@ -195,7 +213,7 @@ class SpikingModule(L.LightningModule):
         )
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=batch_size)
         # the activity goes to callbacks (spike statistics) without a second forward pass
-        return {"loss": loss, "activity": out.network, "inputs": batch["x"]}
+        return {"loss": loss, "activity": StepActivity(batch["x"], out.network)}
 
     def metric_target(self, y: Tensor) -> Tensor:
         """Targets on the scale the metrics use (original scale for regression)."""
