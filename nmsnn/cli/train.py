@@ -51,10 +51,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if "test" not in datamodule.tensors:
         raise ConfigError("data.test_size must be > 0 for nmsnn-train: it tests the trained model.")
     model = instantiate(cfg.model, **datamodule.model_kwargs())
+    no_validation = {} if "val" in datamodule.tensors else {"limit_val_batches": 0}
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         callbacks=instantiate_group(cfg.get("callbacks")),
         logger=instantiate_group(cfg.get("logger")) or False,
+        **no_validation,
     )
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
 
