@@ -176,3 +176,10 @@ def test_eval_scores_every_row_of_another_file(trained_run):
     rows = pd.read_csv(csv)
     predicted = predict_frame(loaded.module, loaded.preprocessor, rows)["prediction"]
     assert metrics["all/acc"] == pytest.approx((predicted == rows["label"]).mean(), abs=1e-6)
+
+
+@pytest.mark.slow
+def test_readme_first_command_reaches_its_promise(tmp_path):
+    """`nmsnn-train` with every default: breast cancer, seed 0, test accuracy >= 0.95."""
+    metrics = train(compose_train(tmp_path, ["logger=none"]))
+    assert metrics["test/acc"] >= 0.95
