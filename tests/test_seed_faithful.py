@@ -51,3 +51,10 @@ def test_seed_models_use_the_original_encoding_and_init(tmp_path):
     assert cfg.model.encoder == "uniform_noise" and cfg.model.init == "torch"
     assert cfg.model.time_steps == 500 and cfg.model.hidden == [64]
     assert dict(cfg.model.neuron)["reset"] == "scale"
+
+
+@pytest.mark.parametrize("experiment", ["seed_binary", "seed_iris", "seed_house"])
+def test_seed_experiments_keep_the_original_optimizer(tmp_path, experiment):
+    """The tuned default's weight decay must not leak into the original settings."""
+    cfg = compose_train(tmp_path, [f"experiment={experiment}"])
+    assert cfg.model.optimizer.weight_decay == 0.0 and cfg.model.optimizer.lr == 0.001
