@@ -38,3 +38,15 @@ def test_every_package_is_installed():
         "nmsnn.conf"
     }
     assert found == listed
+
+
+def test_readme_python_api_is_the_notebooks_first_cell():
+    import json
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Python API") :]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1).strip()
+    notebook = json.loads((ROOT / "notebooks" / "quickstart.ipynb").read_text())
+    first = next(c for c in notebook["cells"] if c["cell_type"] == "code")
+    assert "".join(first["source"]).strip() == block
+    assert len(block.splitlines()) == 5
