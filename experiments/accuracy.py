@@ -42,12 +42,12 @@ import sys
 import tempfile
 import time
 import warnings
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
+from environment import cpu_name, now  # experiments/environment.py
 
 HERE = Path(__file__).resolve().parent
 DATASETS = ("breast_cancer", "iris", "wine", "digits", "diabetes")
@@ -257,20 +257,6 @@ def backend_used() -> str:
     if choice is None:
         return "reference" if list(getattr(backends, "BACKENDS", {})) == ["reference"] else "unknown"
     return str(choice.get("cpu", "not resolved"))
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def run_all(datasets: list[str], seeds: int, work: Path) -> list[dict[str, Any]]:

@@ -42,11 +42,11 @@ import sys
 import tempfile
 import time
 import warnings
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+from environment import cpu_name, now  # experiments/environment.py
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -272,25 +272,11 @@ def environment() -> dict[str, Any]:
         "torch": torch.__version__,
         "lightning": L.__version__,
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda_available": torch.cuda.is_available(),
     }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def run_setting(setting: str, seeds: int, max_minutes: float | None, command: str, work: Path) -> None:

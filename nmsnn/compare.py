@@ -28,7 +28,7 @@ from nmsnn.analysis.plots import close_figures, save_figures
 from nmsnn.checkpoint import load_checkpoint
 from nmsnn.data.preprocessing import TabularPreprocessor
 from nmsnn.errors import ConfigError
-from nmsnn.predicting import write_atomic
+from nmsnn.predicting import write_csv, write_text
 from nmsnn.sweeps import markdown_table
 
 CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "auroc")
@@ -371,8 +371,8 @@ def comparison_figure(table: pd.DataFrame, task: str):
 
 def write_outputs(out_dir: Path, table: pd.DataFrame, markdown: str, task: str) -> list[Path]:
     """Write ``comparison.csv``, ``comparison.md`` and ``comparison.png`` to ``out_dir``."""
-    csv = write_atomic(out_dir / "comparison.csv", lambda tmp: table.to_csv(tmp, index=False), True)
-    md = write_atomic(out_dir / "comparison.md", lambda tmp: Path(tmp).write_text(markdown), True)
+    csv = write_csv(table, out_dir / "comparison.csv", True)
+    md = write_text(markdown, out_dir / "comparison.md", True)
     figures = {"comparison": comparison_figure(table, task)}
     try:
         png = save_figures(figures, out_dir)

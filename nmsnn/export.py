@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from nmsnn.data.preprocessing import TabularPreprocessor
 from nmsnn.errors import ConfigError
 from nmsnn.lit.module import SpikingModule, output_values
-from nmsnn.predicting import write_atomic
+from nmsnn.predicting import write_atomic, write_text
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +106,7 @@ def export(
         "feature_names": preprocessor.feature_names,
         "output": output_spec(preprocessor),
     }
-    write_atomic(
-        targets["preprocessing"], lambda tmp: Path(tmp).write_text(json.dumps(spec, indent=2)), overwrite=True
-    )
+    write_text(json.dumps(spec, indent=2), targets["preprocessing"], overwrite=True)
     return targets
 
 

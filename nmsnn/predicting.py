@@ -53,3 +53,8 @@ def write_atomic(path: str | Path, write, overwrite: bool = False) -> Path:
 def write_csv(frame: pd.DataFrame, path: str | Path, overwrite: bool = False) -> Path:
     """Write ``frame`` as CSV (no index) atomically."""
     return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False), overwrite)
+
+
+def write_text(text: str, path: str | Path, overwrite: bool = False) -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`write_atomic`)."""
+    return write_atomic(path, lambda tmp: Path(tmp).write_text(text), overwrite)

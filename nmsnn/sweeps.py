@@ -26,7 +26,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from nmsnn.errors import user_error
-from nmsnn.predicting import write_atomic
+from nmsnn.predicting import write_csv, write_text
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def run_job(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfig, out
         log.error("job failed: %s\n%s", record["error"], traceback.format_exc())
     record["seconds"] = round(time.perf_counter() - start, 3)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(out_dir / STATUS_FILE, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)), True)
+    write_text(json.dumps(record, indent=2), out_dir / STATUS_FILE, True)
     return value
 
 
@@ -99,7 +99,7 @@ def write_summary(sweep_dir: Path) -> pd.DataFrame:
     frame = collect(sweep_dir)
     if frame.empty:
         return frame
-    write_atomic(sweep_dir / "summary.csv", lambda tmp: frame.to_csv(tmp, index=False), True)
+    write_csv(frame, sweep_dir / "summary.csv", True)
     failed = int((frame["status"] != "ok").sum())
     short = frame[[c for c in frame.columns if "/spikes/" not in c]]
     text = "\n".join(
@@ -113,7 +113,7 @@ def write_summary(sweep_dir: Path) -> pd.DataFrame:
             "",
         ]
     )
-    write_atomic(sweep_dir / "summary.md", lambda tmp: Path(tmp).write_text(text), True)
+    write_text(text, sweep_dir / "summary.md", True)
     return frame
 
 

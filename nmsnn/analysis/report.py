@@ -19,7 +19,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from nmsnn.analysis.plots import classification_figures, regression_figures, save_figures
 from nmsnn.data.preprocessing import TabularPreprocessor
-from nmsnn.predicting import write_atomic
+from nmsnn.predicting import write_text
 
 HPARAMS_PREFIXES = ("val/", "test/")
 
@@ -74,10 +74,8 @@ def write_summary(
         "plots": {k: str(v) for k, v in plots.items()},
         **(extra or {}),
     }
-    write_atomic(
-        out_dir / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)), True
-    )
-    write_atomic(out_dir / "summary.md", lambda tmp: Path(tmp).write_text(summary_markdown(summary)), True)
+    write_text(json.dumps(summary, indent=2), out_dir / "metrics.json", True)
+    write_text(summary_markdown(summary), out_dir / "summary.md", True)
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
