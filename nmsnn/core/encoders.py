@@ -5,7 +5,8 @@ r"""Input encoders: turn a batch of rows ``x [B, F]`` into an input train ``[T, 
   mapped to firing probabilities by the logistic function).
 * ``direct``: constant current, :math:`x_t = x`.
 
-Training draws fresh randomness from torch's generator. Evaluation is deterministic: it uses one
+Training draws fresh randomness from torch's generator (the global one, or the ``generator``
+passed to ``forward``: a population of models gives each member its own). Evaluation is deterministic: it uses one
 frozen table of random numbers ``u[t, f]`` (a counter-based hash of the time step, the feature
 index and a seed), shared by all rows, so a row is encoded the same way whatever batch it sits
 in and however often it is seen, on any device, and the table is a constant in an export.
@@ -51,7 +52,8 @@ def frozen_uniform(
 
 
 class Encoder(nn.Module):
-    """Base class: ``forward(x [B, F]) -> [T, B, F]``; deterministic when not training."""
+    """Base class: ``forward(x [B, F], generator=None) -> [T, B, F]``; deterministic when not
+    training. All training randomness comes from ``generator`` (torch's global one if ``None``)."""
 
     def __init__(self, time_steps: int, seed: int = 0) -> None:
         super().__init__()
@@ -66,11 +68,14 @@ class Encoder(nn.Module):
         module, and is a constant when the module is traced or exported)."""
         self.frozen = frozen_uniform(self.time_steps, features, self.seed)
 
-    def uniform(self, x: Tensor) -> Tensor:
-        """Fresh ``U[0, 1)`` noise ``[T, B, F]`` when training; the frozen table ``[T, 1, F]``
-        (broadcast over rows) when evaluating."""
+    def uniform(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Fresh ``U[0, 1)`` noise ``[T, B, F]`` from ``generator`` (torch's global one when
+        ``None``) when training; the frozen table ``[T, 1, F]`` (broadcast over rows) when
+        evaluating."""
         if self.training:
-            return torch.rand((self.time_steps, *x.shape), device=x.device, dtype=x.dtype)
+            return torch.rand(
+                (self.time_steps, *x.shape), device=x.device, dtype=x.dtype, generator=generator
+            )
         if self.frozen is not None and self.frozen.shape[-1] == x.shape[-1]:
             return self.frozen.to(x.dtype)
         return frozen_uniform(self.time_steps, x.shape[-1], self.seed, x.device, x.dtype)
@@ -82,21 +87,21 @@ class Encoder(nn.Module):
 class UniformNoiseEncoder(Encoder):
     """The seed's flicker: ``x_t = x * u_t`` with ``u_t ~ U[0, 1)``."""
 
-    def forward(self, x: Tensor) -> Tensor:
-        return x.unsqueeze(0) * self.uniform(x)
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return x.unsqueeze(0) * self.uniform(x, generator)
 
 
 class BernoulliEncoder(Encoder):
     """Rate code: ``x_t = 1[u_t < sigmoid(x)]``."""
 
-    def forward(self, x: Tensor) -> Tensor:
-        return (self.uniform(x) < torch.sigmoid(x).unsqueeze(0)).to(x.dtype)
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return (self.uniform(x, generator) < torch.sigmoid(x).unsqueeze(0)).to(x.dtype)
 
 
 class DirectEncoder(Encoder):
     """Constant current: ``x_t = x`` at every step (deterministic in training too)."""
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return x.unsqueeze(0).expand(self.time_steps, *x.shape)
 
 
