@@ -33,13 +33,35 @@ log = logging.getLogger(__name__)
 STATUS_FILE = "job_status.json"
 
 
+def register_population_launcher() -> None:
+    """Register ``hydra/launcher=population`` with Hydra's plugin registry.
+
+    Hydra finds launchers by scanning the ``hydra_plugins`` namespace package, which does not see
+    a package installed in editable mode (``pip install -e .``); registering the class directly
+    works for every kind of install.
+    """
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.nmsnn_population_launcher.population_launcher import PopulationLauncher
+
+    Plugins.instance().register(PopulationLauncher)
+
+
 def in_multirun() -> bool:
     """True inside a job of a Hydra multirun."""
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def run_job(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfig, out_dir: Path) -> float:
-    """Run one sweep job, record its status, and return ``optimized_metric`` (NaN on failure)."""
+def run_job(
+    task: Callable[[DictConfig], dict[str, float]],
+    cfg: DictConfig,
+    out_dir: Path,
+    extra: dict[str, Any] | None = None,
+    shared_seconds: float = 0.0,
+) -> float:
+    """Run one sweep job, record its status (with ``extra``), and return ``optimized_metric`` (NaN
+    on failure). ``shared_seconds``: this job's share of work done for several jobs at once (a
+    population's training), added to its own time."""
     start = time.perf_counter()
     record: dict[str, Any] = {"status": "ok", "error": None}
     value = math.nan
@@ -50,7 +72,8 @@ def run_job(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfig, out
         cause = user_error(err) or err
         record = {"status": "failed", "error": f"{type(cause).__name__}: {cause}"}
         log.error("job failed: %s\n%s", record["error"], traceback.format_exc())
-    record["seconds"] = round(time.perf_counter() - start, 3)
+    record["seconds"] = round(time.perf_counter() - start + shared_seconds, 3)
+    record.update(extra or {})
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(json.dumps(record, indent=2), out_dir / STATUS_FILE, True)
     return value

@@ -20,11 +20,14 @@ from omegaconf import DictConfig
 from nmsnn.analysis.plots import close_figures
 from nmsnn.analysis.report import evaluation_plots, log_figures, log_hparams_with_metrics, write_summary
 from nmsnn.cli.common import CONFIG_PATH, format_table, user_errors
+from nmsnn.data.datamodule import TabularDataModule
 from nmsnn.errors import ConfigError
+from nmsnn.lit.module import SpikingModule
 from nmsnn.predicting import predict_frame, write_csv
-from nmsnn.sweeps import in_multirun, run_job
+from nmsnn.sweeps import in_multirun, register_population_launcher, run_job
 
 log = logging.getLogger(__name__)
+register_population_launcher()
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -36,31 +39,61 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()}
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit, validate and test the configured model; return the metrics of the tested checkpoint."""
-    which = cfg.get("test_ckpt", "best")
-    if which not in ("best", "last"):
-        raise ConfigError(f"test_ckpt={which!r} must be 'best' or 'last'.")
+def build(cfg: DictConfig) -> tuple[TabularDataModule, SpikingModule]:
+    """Seed, then set up the data and build the model, in this order (the seed decides both)."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
-    out_dir = Path(cfg.paths.output_dir)
-    check_launch(cfg)
-    resume_from = resume_checkpoint(cfg, out_dir)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     if "test" not in datamodule.tensors:
         raise ConfigError("data.test_size must be > 0 for nmsnn-train: it tests the trained model.")
     model = instantiate(cfg.model, **datamodule.model_kwargs())
+    return datamodule, model
+
+
+def build_trainer(cfg: DictConfig, datamodule: TabularDataModule, **overrides: Any) -> L.Trainer:
+    """The configured Trainer with its callbacks and loggers (no validation without a validation split)."""
     no_validation = {} if "val" in datamodule.tensors else {"limit_val_batches": 0}
-    trainer: L.Trainer = instantiate(
+    loggers = overrides.pop("logger", None)
+    if loggers is None:
+        loggers = instantiate_group(cfg.get("logger")) or False
+    return instantiate(
         cfg.trainer,
         callbacks=instantiate_group(cfg.get("callbacks")),
-        logger=instantiate_group(cfg.get("logger")) or False,
+        logger=loggers,
         **no_validation,
+        **overrides,
     )
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit, validate and test the configured model; return the metrics of the tested checkpoint."""
+    which = cfg.get("test_ckpt", "best")
+    if which not in ("best", "last"):
+        raise ConfigError(f"test_ckpt={which!r} must be 'best' or 'last'.")
+    out_dir = Path(cfg.paths.output_dir)
+    check_launch(cfg)
+    resume_from = resume_checkpoint(cfg, out_dir)
+    datamodule, model = build(cfg)
+    trainer = build_trainer(cfg, datamodule)
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
 
     ckpt_path = _test_checkpoint(trainer, which)
+    return report(cfg, trainer, model, datamodule, ckpt_path, completed_epochs(trainer))
+
+
+def report(
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    model: SpikingModule,
+    datamodule: TabularDataModule,
+    ckpt_path: str | None,
+    epochs: int,
+) -> dict[str, float]:
+    """Validate and test ``ckpt_path`` (or the model's weights), then write the run's report:
+    ``test_predictions.csv``, plots, logged hyperparameters, ``metrics.json`` and ``summary.md``.
+    Returns the metrics (validation, test and ``epochs``)."""
+    out_dir = Path(cfg.paths.output_dir)
     metrics: dict[str, float] = {}
     if "val" in datamodule.tensors:
         metrics.update(
@@ -69,7 +102,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics.update(
         _scalars(trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0])
     )
-    metrics["epochs"] = float(completed_epochs(trainer))
+    metrics["epochs"] = float(epochs)
     if ckpt_path:  # the tested weights, also in this process when the strategy spawned workers
         model.load_state_dict(torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"])
 

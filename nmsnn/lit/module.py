@@ -161,6 +161,11 @@ class SpikingModule(L.LightningModule):
             {stage: build_metrics(task, num_outputs, prefix=f"{stage}/") for stage in ("val", "test")}
         )
         self.train_metrics = build_metrics(task, num_outputs, prefix="train/")
+        # The training noise has its own stream, seeded from the global RNG at construction (so
+        # by ``seed``): no other draw (a DataLoader's base seed, a library) can shift it, and a
+        # population member reproduces exactly the stream it would see alone.
+        self.noise_seed = int(torch.randint(0, 2**62, ()).item())
+        self._noise_generators: dict[str, torch.Generator] = {}
 
     # ----------------------------------------------------------------------------- forward
     def forward(self, x: Tensor) -> ModelOutput:
@@ -169,7 +174,29 @@ class SpikingModule(L.LightningModule):
 
     def on_after_batch_transfer(self, batch: dict[str, Tensor], dataloader_idx: int) -> dict:
         """Encode rows into an input train ``[T, B, F]`` on the device, after the transfer."""
-        return {**batch, "x": self.model.encoder(batch["x"])}
+        return {**batch, "x": self.encode(batch["x"])}
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Rows ``[B, F]`` -> input train ``[T, B, F]``: training noise from this model's own
+        generator (:meth:`noise_generator`), the frozen evaluation table otherwise."""
+        generator = self.noise_generator(x.device) if self.model.encoder.training else None
+        return self.model.encoder(x, generator)
+
+    def noise_generator(self, device: torch.device | str) -> torch.Generator:
+        """The generator of this model's training noise on ``device`` (created on first use)."""
+        device = torch.device(device)
+        key = str(device)
+        if key not in self._noise_generators:
+            generator = torch.Generator(device=device)
+            generator.manual_seed(self.noise_seed)
+            self._noise_generators[key] = generator
+        return self._noise_generators[key]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # generators cannot be pickled (ddp_spawn pickles the module): the copy starts its
+        # streams afresh from noise_seed, as this model would
+        state = super().__getstate__()
+        return {**state, "_noise_generators": {}}
 
     def predict_values(self, prediction: Tensor) -> Tensor:
         """Class probabilities ``[B, C]``, or regression values ``[B]`` on the original scale."""
@@ -235,8 +262,13 @@ class SpikingModule(L.LightningModule):
 
     # ----------------------------------------------------------------------------- state
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Save torch's RNG state (the training encoders' noise) so a resumed run continues exactly."""
-        checkpoint["nmsnn_rng"] = {"torch": torch.get_rng_state()}
+        """Save the training noise's generator states (and torch's global RNG state) so that a
+        resumed run continues exactly."""
+        checkpoint["nmsnn_rng"] = {
+            "torch": torch.get_rng_state(),
+            "noise_seed": self.noise_seed,
+            "noise": {key: g.get_state() for key, g in self._noise_generators.items()},
+        }
         if torch.cuda.is_available():
             checkpoint["nmsnn_rng"]["cuda"] = torch.cuda.get_rng_state_all()
 
@@ -247,6 +279,12 @@ class SpikingModule(L.LightningModule):
         torch.set_rng_state(state["torch"])
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
+        self.noise_seed = int(state.get("noise_seed", self.noise_seed))
+        self._noise_generators = {}
+        for key, generator_state in state.get("noise", {}).items():
+            if key.startswith("cuda") and not torch.cuda.is_available():
+                continue
+            self.noise_generator(key).set_state(generator_state)
 
     # ----------------------------------------------------------------------------- optim
     def configure_optimizers(self) -> Any:

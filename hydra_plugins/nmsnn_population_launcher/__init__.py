@@ -1,0 +1,1 @@
+"""nmsnn's population launcher for Hydra (``hydra/launcher=population``)."""

@@ -1,0 +1,210 @@
+"""The ``hydra/launcher=population`` launcher: a sweep's jobs trained as populations.
+
+The launcher receives the jobs a sweeper produced (the basic sweeper's grid, or a batch of Optuna
+trials), and:
+
+1. groups the jobs whose overrides differ only in population-able keys (:data:`POPULATION_KEYS`:
+   neuron decay, threshold and penalty, the learning rate and weight decay, the seed); any other
+   difference (a hidden size, a dataset, the number of epochs) starts another group;
+2. splits each group into populations of at most ``max_members``;
+3. for each population: sets every job up in its own Hydra job directory (``.hydra/``, its log,
+   its seed, data split and model, exactly as ``nmsnn-train`` would), trains the members together
+   (:mod:`nmsnn.population.training`), then writes each job's checkpoints and runs the ordinary
+   report (validation and test of its best checkpoint, predictions, plots, TensorBoard,
+   ``metrics.json``, ``job_status.json``) in that job's directory;
+4. returns one ordinary ``JobReturn`` per job, in the sweeper's order, so the sweep summary, the
+   Optuna sweeper and TensorBoard see ordinary jobs.
+
+Jobs that cannot train as population members (see :func:`nmsnn.population.training.unsupported`),
+and groups of one, run as ordinary jobs, one after another; the log says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict
+
+log = logging.getLogger(__name__)
+
+# override keys whose values members of one population may differ in
+POPULATION_KEYS = frozenset(
+    {
+        "model.neuron.decay",
+        "model.neuron.threshold",
+        "model.neuron.penalty",
+        "model.optimizer.lr",
+        "model.optimizer.weight_decay",
+        "seed",
+    }
+)
+
+
+def group_key(overrides: Sequence[str]) -> tuple[str, ...]:
+    """The overrides that are not population-able, normalized: jobs with equal keys can share a
+    population."""
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    rest = [
+        text
+        for text, override in zip(overrides, parsed)
+        if override.get_key_element().lstrip("+~") not in POPULATION_KEYS
+    ]
+    return tuple(sorted(rest))
+
+
+def group_jobs(job_overrides: Sequence[Sequence[str]], max_members: int) -> list[list[int]]:
+    """Job indices grouped into populations of at most ``max_members``, in first-seen order."""
+    if max_members < 1:
+        raise ValueError(f"hydra.launcher.max_members must be >= 1, got {max_members}")
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for index, overrides in enumerate(job_overrides):
+        groups.setdefault(group_key(overrides), []).append(index)
+    chunks = []
+    for members in groups.values():
+        chunks += [members[i : i + max_members] for i in range(0, len(members), max_members)]
+    return chunks
+
+
+class _Prepared:
+    """What phase one of a member job returns to the launcher (an opaque handle)."""
+
+    def __init__(self, member: Any) -> None:
+        self.member = member
+
+
+def _prepare(cfg: DictConfig) -> _Prepared:
+    """Phase one, inside the member's Hydra job: seed, data, model, loggers (as ``nmsnn-train``)."""
+    from nmsnn.cli.train import build, instantiate_group
+    from nmsnn.population.training import Member, unsupported
+
+    reason = unsupported(cfg)
+    if reason:
+        raise _NotPopulationAble(reason)
+    datamodule, module = build(cfg)
+    out_dir = Path(cfg.paths.output_dir)
+    loggers = instantiate_group(cfg.get("logger"))
+    return _Prepared(Member(cfg, module, datamodule, out_dir, loggers))
+
+
+class _NotPopulationAble(Exception):
+    pass
+
+
+def _finish(cfg: DictConfig, member: Any, seconds: float, size: int) -> float:
+    """Phase three, inside the member's Hydra job again: checkpoints, report, job status."""
+    from nmsnn.cli.train import build_trainer, report
+    from nmsnn.population.training import save_checkpoints
+    from nmsnn.sweeps import run_job as record_job
+
+    def task(_: DictConfig) -> dict[str, float]:
+        if member.error is not None:
+            raise member.error
+        ckpt_path = save_checkpoints(member)
+        trainer = build_trainer(cfg, member.datamodule, logger=member.loggers or False)
+        # the final validation and test are logged at the member's last step, as after a fit
+        # (Lightning's logging step counter, which a Trainer that did not fit starts at 0)
+        trainer.fit_loop.epoch_loop._batches_that_stepped = member.global_step
+        return report(cfg, trainer, member.module.cpu(), member.datamodule, ckpt_path, member.epochs)
+
+    extra = {"population": {"members": size, "training_seconds": round(seconds, 3)}}
+    return record_job(task, cfg, Path(cfg.paths.output_dir), extra=extra, shared_seconds=seconds / size)
+
+
+class PopulationLaunch:
+    """The launcher's work, kept out of the ``hydra_plugins`` module (imported at every start)."""
+
+    def __init__(self, max_members: int = 16) -> None:
+        self.max_members = int(max_members)
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def _job_config(self, overrides: Sequence[str], idx: int) -> DictConfig:
+        assert self.hydra_context is not None and self.config is not None
+        sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = idx
+            sweep_config.hydra.job.num = idx
+        return sweep_config
+
+    def _run(self, task: TaskFunction, overrides: Sequence[str], idx: int) -> JobReturn:
+        assert self.hydra_context is not None and self.config is not None
+        ret = run_job(
+            hydra_context=self.hydra_context,
+            task_function=task,
+            config=self._job_config(overrides, idx),
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return ret
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        setup_globals()
+        assert self.config is not None and self.task_function is not None
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        groups = group_jobs(job_overrides, self.max_members)
+        log.info(
+            "Launching %d jobs as %d population(s) of at most %d",
+            len(job_overrides),
+            len(groups),
+            self.max_members,
+        )
+        results: dict[int, JobReturn] = {}
+        for group in groups:
+            results.update(self._launch_group(group, job_overrides, initial_job_idx))
+        return [results[i] for i in range(len(job_overrides))]
+
+    def _launch_group(
+        self, group: list[int], job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> dict[int, JobReturn]:
+        from nmsnn.population.training import PopulationTrainer
+
+        assert self.task_function is not None
+        results: dict[int, JobReturn] = {}
+        prepared: dict[int, Any] = {}
+        for i in group:
+            overrides = job_overrides[i]
+            idx = initial_job_idx + i
+            log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
+            if len(group) == 1:
+                results[i] = self._run(self.task_function, overrides, idx)
+                continue
+            ret = self._run(_prepare, overrides, idx)
+            try:
+                prepared[i] = ret.return_value.member
+            except _NotPopulationAble as reason:
+                log.info("\t#%d runs on its own: %s", idx, reason)
+                results[i] = self._run(self.task_function, overrides, idx)
+            except Exception:
+                results[i] = self._run(self.task_function, overrides, idx)  # records the error
+        if not prepared:
+            return results
+        members = [prepared[i] for i in sorted(prepared)]
+        start = time.perf_counter()
+        try:
+            PopulationTrainer(members).fit()
+        except Exception as err:  # the whole population failed: every member job records it
+            log.error("population of %d failed: %s", len(members), err)
+            for member in members:
+                member.error = err
+        seconds = time.perf_counter() - start
+        for i in sorted(prepared):
+            member = prepared[i]
+            results[i] = self._run(
+                lambda cfg, m=member: _finish(cfg, m, seconds, len(members)),
+                job_overrides[i],
+                initial_job_idx + i,
+            )
+        return results

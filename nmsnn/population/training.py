@@ -1,0 +1,360 @@
+"""Train a population: K ordinary models that share every forward and backward pass.
+
+Each member is exactly what ``nmsnn-train`` would build for its configuration (same seed, same
+data split and preprocessing, same initial weights, same training-noise stream) and trains as it
+would alone:
+
+* its own batches (its own shuffle seed) and its own noise (its own generator);
+* its own optimizer, so its own learning rate and weight decay (Adam-type optimizers are
+  elementwise: nothing is shared between members);
+* the loss is the sum of the members' losses, so each member's gradient is its own;
+* its own validation metrics, early stopping (patience, ``min_delta``), best and last checkpoint,
+  with the rules of Lightning's ``EarlyStopping`` and ``ModelCheckpoint``; a stopped member leaves
+  the batched pass, the others go on;
+* a member whose loss or weights stop being finite fails alone, with the message the single run
+  would give.
+
+Members whose configuration cannot be trained this way (see :func:`unsupported`) are refused with a
+reason; the launcher then runs them as ordinary jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+
+from nmsnn.data.datamodule import TabularDataModule
+from nmsnn.lit.callbacks import TrainingDiverged
+from nmsnn.lit.module import SpikingModule
+from nmsnn.population.network import PopulationNetwork
+
+log = logging.getLogger(__name__)
+
+DATAMODULE_KEY = TabularDataModule.__qualname__
+
+
+@dataclass
+class Member:
+    """One configuration of a population: its model, data, run directory and training record."""
+
+    cfg: DictConfig
+    module: SpikingModule
+    datamodule: TabularDataModule
+    out_dir: Path
+    loggers: list[Any] = field(default_factory=list)
+    epochs: int = 0
+    global_step: int = 0
+    best_score: float | None = None
+    best_checkpoint: dict[str, Any] | None = None
+    last_checkpoint: dict[str, Any] | None = None
+    wait: int = 0
+    stop_best: float | None = None
+    error: Exception | None = None
+    stopped: bool = False
+
+
+def unsupported(cfg: DictConfig) -> str | None:
+    """Why ``cfg`` cannot train as a population member (``None`` if it can)."""
+    trainer = cfg.trainer
+    checks = {
+        "ckpt_path": cfg.get("ckpt_path") is not None,
+        "model.scheduler": cfg.model.get("scheduler") is not None,
+        "trainer.precision": str(trainer.get("precision", "32-true")) not in ("32", "32-true"),
+        "trainer.devices": trainer.get("devices", 1) not in (1, "1", "auto"),
+        "trainer.num_nodes": trainer.get("num_nodes", 1) != 1,
+        "trainer.strategy": str(trainer.get("strategy", "auto")) not in ("auto", "single_device"),
+        "trainer.gradient_clip_val": trainer.get("gradient_clip_val") is not None,
+        "trainer.accumulate_grad_batches": trainer.get("accumulate_grad_batches", 1) != 1,
+        "trainer.max_steps": trainer.get("max_steps", -1) not in (-1, None),
+        "trainer.min_epochs": trainer.get("min_epochs") not in (None, 0),
+        "trainer.limit_train_batches": trainer.get("limit_train_batches") not in (None, 1, 1.0),
+        "trainer.val_check_interval": trainer.get("val_check_interval") not in (None, 1, 1.0),
+        "trainer.fast_dev_run": bool(trainer.get("fast_dev_run", False)),
+        "test_ckpt": cfg.get("test_ckpt", "best") != "best",
+    }
+    bad = [key for key, failed in checks.items() if failed]
+    if bad:
+        return f"population training does not support {', '.join(bad)} as set"
+    callbacks = cfg.get("callbacks") or {}
+    known = {
+        "model_checkpoint",
+        "early_stopping",
+        "divergence_guard",
+        "interrupt_checkpoint",
+        "spike_statistics",
+    }
+    extra = [name for name, node in callbacks.items() if node is not None and name not in known]
+    if extra:
+        return f"population training cannot run the extra callbacks {extra} during training"
+    return None
+
+
+def device_for(cfg: DictConfig) -> torch.device:
+    """The one device the population trains on (the trainer's accelerator)."""
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", 0)
+    return torch.device("cpu")
+
+
+def _better(current: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
+    if best is None:
+        return not math.isnan(current)
+    if mode == "min":  # an improvement must exceed min_delta (Lightning's EarlyStopping rule)
+        return current + min_delta < best
+    return current - min_delta > best
+
+
+class PopulationTrainer:
+    """Train ``members`` together (see the module docstring) and keep each one's checkpoints."""
+
+    def __init__(self, members: list[Member]) -> None:
+        self.members = members
+        cfg = members[0].cfg
+        self.device = device_for(cfg)
+        self.max_epochs = cfg.trainer.get("max_epochs")
+        if self.max_epochs in (None, -1):
+            self.max_epochs = 1000 if self.max_epochs is None else 10**9  # Lightning's defaults
+        self.val_every = int(cfg.trainer.get("check_val_every_n_epoch") or 1)
+        self.monitor = cfg.get("monitor")
+        self.mode = cfg.get("monitor_mode", "min")
+        callbacks = cfg.get("callbacks") or {}
+        stopping = callbacks.get("early_stopping")
+        self.patience = None if stopping is None else int(stopping.get("patience", 3))
+        self.min_delta = 0.0 if stopping is None else abs(float(stopping.get("min_delta", 0.0)))
+        self.stop_monitor = None if stopping is None else stopping.get("monitor", self.monitor)
+        self.checkpointing = callbacks.get("model_checkpoint") is not None
+        if cfg.trainer.get("deterministic"):
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self.network = PopulationNetwork([m.module for m in members])
+        for m in members:
+            m.module.to(self.device)
+            m.module.train()
+        self.optimizers = [m.module.configure_optimizers() for m in members]
+        self.data = [self._tensors(m.datamodule) for m in members]
+        self._epoch_logs: dict[int, dict[str, float]] = {}
+
+    def _tensors(self, dm: TabularDataModule) -> dict[str, tuple[Tensor, Tensor, list]]:
+        """Each split's whole tensors on the device, with the split's batch sampler."""
+        out = {}
+        for split, loader in (("train", dm.train_dataloader()), ("val", dm.val_dataloader())):
+            if split in dm.tensors and loader:
+                rows = dm.tensors[split]
+                out[split] = (rows.x.to(self.device), rows.y.to(self.device), loader.sampler)
+        return out
+
+    def active(self) -> list[int]:
+        return [k for k, m in enumerate(self.members) if not m.stopped]
+
+    def fit(self) -> None:
+        start = time.perf_counter()
+        for epoch in range(self.max_epochs):
+            active = self.active()
+            if not active:
+                break
+            self._train_epoch(epoch, active)
+            active = self.active()
+            validate = (epoch + 1) % self.val_every == 0 and "val" in self.data[0]
+            if validate and active:
+                self._validate(epoch, active)
+            for k in active:
+                member = self.members[k]
+                if member.stopped:
+                    continue
+                member.epochs = epoch + 1
+                if not validate:
+                    self._log(member, self._epoch_logs.get(k, {}))
+                if self.checkpointing:
+                    member.last_checkpoint = self._checkpoint(member, epoch)
+                    if not validate or self.monitor is None:
+                        member.best_checkpoint = member.last_checkpoint
+        for member in self.members:
+            member.stopped = True
+        log.info(
+            "population of %d trained in %.1f s (epochs: %s)",
+            len(self.members),
+            time.perf_counter() - start,
+            [m.epochs for m in self.members],
+        )
+
+    # ------------------------------------------------------------------------------- training
+    def _train_epoch(self, epoch: int, active: list[int]) -> None:
+        batches = []
+        for k in active:
+            sampler = self.data[k]["train"][2]
+            sampler.set_epoch(epoch)
+            batches.append(list(sampler))
+        if len({len(b) for b in batches}) != 1:
+            raise RuntimeError("population members have different numbers of training batches")
+        sums = {k: [0.0, 0] for k in active}
+        for step in range(len(batches[0])):
+            running = [k for k in active if not self.members[k].stopped]
+            if not running:
+                break
+            inputs, targets = [], []
+            for k in running:
+                x, y, _ = self.data[k]["train"]
+                index = torch.as_tensor(batches[active.index(k)][step], device=self.device)
+                inputs.append(self.members[k].module.encode(x[index]))
+                targets.append(y[index])
+            for k in running:
+                self.optimizers[k].zero_grad(set_to_none=True)
+            predictions = self.network(inputs, running)
+            losses = [self.members[k].module.loss(predictions[i], targets[i]) for i, k in enumerate(running)]
+            torch.stack(losses).sum().backward()
+            finite = torch.isfinite(torch.stack([loss.detach() for loss in losses])).tolist()
+            for i, k in enumerate(running):
+                member = self.members[k]
+                if not finite[i]:
+                    self._fail(
+                        member, f"the training loss became {float(losses[i]):g}", epoch, f"batch {step}"
+                    )
+                    continue
+                self.optimizers[k].step()
+                member.global_step += 1
+                batch = targets[i].shape[0]
+                sums[k][0] += float(losses[i].detach()) * batch
+                sums[k][1] += batch
+                with torch.no_grad():
+                    module = member.module
+                    module.train_metrics.update(
+                        module.predict_values(predictions[i].detach()), module.metric_target(targets[i])
+                    )
+        self._epoch_logs = {}
+        for k in active:
+            member = self.members[k]
+            if member.stopped:
+                continue
+            bad = [n for n, p in member.module.named_parameters() if not bool(torch.isfinite(p).all())]
+            if bad:
+                self._fail(member, f"parameter(s) {bad[:3]} became NaN or infinite", epoch, "end of epoch")
+                continue
+            logs = {"train/loss": sums[k][0] / max(sums[k][1], 1), "epoch": float(epoch)}
+            logs.update({n: float(v) for n, v in member.module.train_metrics.compute().items()})
+            member.module.train_metrics.reset()
+            self._epoch_logs[k] = logs
+
+    def _fail(self, member: Member, what: str, epoch: int, where: str) -> None:
+        lrs = [group["lr"] for group in self.optimizers[self.members.index(member)].param_groups]
+        saved = (
+            "The last good checkpoint is last.ckpt."
+            if member.last_checkpoint is not None
+            else "No checkpoint was saved before the divergence."
+        )
+        member.error = TrainingDiverged(
+            f"training diverged: {what} at epoch {epoch} ({where}), with learning rate "
+            f"{', '.join(f'{lr:g}' for lr in lrs)}. Lower model.optimizer.lr (or the scheduler's growth), "
+            f"or use fewer time steps or smaller inputs. {saved}"
+        )
+        member.stopped = True
+        log.warning("population member %s failed: %s", member.out_dir.name, member.error)
+
+    # ------------------------------------------------------------------------------- validation
+    @torch.no_grad()
+    def _validate(self, epoch: int, active: list[int]) -> None:
+        for k in active:
+            self.members[k].module.eval()
+        batches = []
+        for k in active:
+            batches.append(list(self.data[k]["val"][2]))
+        sums = {k: [0.0, 0] for k in active}
+        for step in range(len(batches[0])):
+            inputs, targets = [], []
+            for i, k in enumerate(active):
+                x, y, _ = self.data[k]["val"]
+                index = torch.as_tensor(batches[i][step], device=self.device)
+                inputs.append(self.members[k].module.encode(x[index]))
+                targets.append(y[index])
+            predictions = self.network(inputs, active)
+            for i, k in enumerate(active):
+                module = self.members[k].module
+                loss = module.loss(predictions[i], targets[i])
+                batch = targets[i].shape[0]
+                sums[k][0] += float(loss) * batch
+                sums[k][1] += batch
+                module.metrics["val"].update(
+                    module.predict_values(predictions[i]), module.metric_target(targets[i])
+                )
+        for k in active:
+            member = self.members[k]
+            module = member.module
+            module.train()
+            logs = dict(self._epoch_logs.get(k, {}))
+            logs["val/loss"] = sums[k][0] / max(sums[k][1], 1)
+            logs.update({n: float(v) for n, v in module.metrics["val"].compute().items()})
+            module.metrics["val"].reset()
+            self._log(member, logs)
+            if not math.isfinite(logs["val/loss"]):
+                self._fail(member, f"the validation loss became {logs['val/loss']:g}", epoch, "validation")
+                continue
+            self._after_validation(member, epoch, logs)
+
+    def _after_validation(self, member: Member, epoch: int, logs: dict[str, float]) -> None:
+        """Lightning's ModelCheckpoint (best by ``monitor``) and EarlyStopping rules, per member."""
+        if self.monitor is not None and self.monitor not in logs:
+            raise KeyError(f"monitor={self.monitor!r} is not a validation metric; have {sorted(logs)}")
+        if self.checkpointing and self.monitor is not None:
+            current = logs[self.monitor]
+            current = (math.inf if self.mode == "min" else -math.inf) if math.isnan(current) else current
+            if member.best_checkpoint is None or _better(current, member.best_score, self.mode):
+                member.best_score = current
+                member.best_checkpoint = self._checkpoint(member, epoch)
+        if self.patience is not None and self.stop_monitor is not None:
+            current = logs[self.stop_monitor]
+            if _better(current, member.stop_best, self.mode, self.min_delta):
+                member.stop_best = current
+                member.wait = 0
+            else:
+                member.wait += 1
+                if member.wait >= self.patience:
+                    member.epochs = epoch + 1
+                    if self.checkpointing:
+                        member.last_checkpoint = self._checkpoint(member, epoch)
+                    member.stopped = True
+
+    # ------------------------------------------------------------------------------- output
+    def _log(self, member: Member, logs: dict[str, float]) -> None:
+        # at the step Lightning uses for epoch-end metrics (the epoch's last batch)
+        for logger in member.loggers:
+            logger.log_metrics(logs, step=max(member.global_step - 1, 0))
+
+    def _checkpoint(self, member: Member, epoch: int) -> dict[str, Any]:
+        """The member's state as a Lightning checkpoint of a single model (weights on CPU)."""
+        module, dm = member.module, member.datamodule
+        checkpoint: dict[str, Any] = {
+            "epoch": epoch,
+            "global_step": member.global_step,
+            "pytorch-lightning_version": L.__version__,
+            "state_dict": {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()},
+            "hparams_name": None,
+            "hyper_parameters": dict(module.hparams),
+            "datamodule_hparams_name": None,
+            "datamodule_hyper_parameters": dict(dm.hparams),
+            DATAMODULE_KEY: dm.state_dict(),
+        }
+        module.on_save_checkpoint(checkpoint)
+        return checkpoint
+
+
+def save_checkpoints(member: Member) -> str | None:
+    """Write the member's best and last checkpoints where its ``model_checkpoint`` config says;
+    return the path to test (best), or ``None`` without checkpointing."""
+    node = (member.cfg.get("callbacks") or {}).get("model_checkpoint")
+    if node is None or member.best_checkpoint is None:
+        return None
+    directory = Path(node.get("dirpath") or member.out_dir / "checkpoints")
+    directory.mkdir(parents=True, exist_ok=True)
+    best = directory / f"{node.get('filename') or 'best'}.ckpt"
+    torch.save(member.best_checkpoint, best)
+    if node.get("save_last") and member.last_checkpoint is not None:
+        torch.save(member.last_checkpoint, directory / "last.ckpt")
+    return str(best)

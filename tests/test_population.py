@@ -1,0 +1,165 @@
+"""Population sweeps: real Hydra multiruns with hydra/launcher=population against the basic launcher."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from sklearn.datasets import load_iris
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from nmsnn.cli.eval import evaluate
+from nmsnn.lit.module import SpikingModule
+from nmsnn.population.launcher import group_jobs, group_key
+from nmsnn.population.network import PopulationNetwork
+from nmsnn.population.training import unsupported
+from tests.conftest import compose_train, run_cli
+
+QUICK = [
+    "data=iris",
+    "trainer.max_epochs=6",
+    "trainer.deterministic=true",
+    "callbacks.early_stopping.patience=1",
+    "callbacks.early_stopping.min_delta=0.02",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def sweep(*args: str, cwd: Path) -> None:
+    cwd.mkdir(parents=True, exist_ok=True)
+    run_cli("nmsnn-train", "--multirun", *args, cwd=cwd)
+
+
+def summary(cwd: Path) -> pd.DataFrame:
+    (sweep,) = (cwd / "logs" / "train" / "multiruns").iterdir()
+    return pd.read_csv(sweep / "summary.csv").set_index("job")
+
+
+def sweep_dir(cwd: Path) -> Path:
+    (sweep,) = (cwd / "logs" / "train" / "multiruns").iterdir()
+    return sweep
+
+
+def metric_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c.startswith(("val/", "test/")) or c == "epochs"]
+
+
+def test_grouping_keeps_population_able_overrides_together():
+    jobs = [
+        ["model.neuron.decay=0.8", "model.hidden=[16]", "seed=0"],
+        ["model.neuron.decay=0.9", "model.hidden=[16]", "seed=1"],
+        ["model.neuron.decay=0.8", "model.hidden=[32]", "seed=0"],
+        ["model.optimizer.lr=0.01", "model.hidden=[16]", "model.neuron.threshold=2"],
+        ["model.neuron.decay=0.9", "model.hidden=[32]", "seed=0"],
+    ]
+    assert group_jobs(jobs, max_members=16) == [[0, 1, 3], [2, 4]]
+    assert group_jobs(jobs, max_members=2) == [[0, 1], [3], [2, 4]]
+    assert group_key(["+model.neuron.penalty=2", "data=iris"]) == ("data=iris",)
+    with pytest.raises(ValueError, match="max_members"):
+        group_jobs(jobs, max_members=0)
+
+
+def test_population_forward_and_gradients_are_each_members_own():
+    members = []
+    for k, (decay, threshold) in enumerate([(0.8, 1.0), (0.9, 0.5), (0.95, 2.0)]):
+        torch.manual_seed(k)
+        members.append(
+            SpikingModule(
+                "classification", 5, 3, hidden=[24, 12], neuron={"decay": decay, "threshold": threshold}
+            )
+        )
+    inputs = [m.encode(torch.randn(7, 5)) for m in members]
+    targets = [torch.randint(0, 3, (7,)) for _ in members]
+    predictions = PopulationNetwork(members)(inputs)
+    sum(m.loss(predictions[k], targets[k]) for k, m in enumerate(members)).backward()
+    together = [[p.grad.clone() for p in m.parameters()] for m in members]
+    for k, member in enumerate(members):
+        member.zero_grad()
+        alone = member(inputs[k]).prediction
+        assert torch.equal(alone, predictions[k].detach())
+        member.loss(alone, targets[k]).backward()
+        for p, g in zip(member.parameters(), together[k]):
+            assert torch.equal(p.grad, g)
+
+
+def test_population_refuses_mixed_architectures():
+    a = SpikingModule("classification", 5, 3, hidden=[8])
+    b = SpikingModule("classification", 5, 3, hidden=[16])
+    with pytest.raises(Exception, match=r"model.hidden=\[16\]"):
+        PopulationNetwork([a, b])
+
+
+def test_unsupported_settings_are_named(tmp_path):
+    assert unsupported(compose_train(tmp_path, [])) is None
+    reason = unsupported(compose_train(tmp_path, ["+trainer.gradient_clip_val=1.0"]))
+    assert "trainer.gradient_clip_val" in reason
+
+
+@pytest.mark.slow
+def test_population_sweep_equals_the_one_by_one_sweep(tmp_path):
+    """4 configurations (decay x learning rate), trained together and one by one: same metrics."""
+    grid = ["model.neuron.decay=0.8,0.9", "model.optimizer.lr=0.003,0.03", *QUICK]
+    sweep(*grid, cwd=tmp_path / "basic")
+    sweep("hydra/launcher=population", *grid, cwd=tmp_path / "population")
+    basic, population = summary(tmp_path / "basic"), summary(tmp_path / "population")
+    assert list(population.columns) == list(basic.columns)
+    assert (population["status"] == "ok").all() and len(population) == 4
+    assert population["overrides"].tolist() == basic["overrides"].tolist()
+    columns = metric_columns(basic)
+    assert "val/loss" in columns and "test/acc" in columns and "val/spikes/layer1/firing_rate" in columns
+    pd.testing.assert_frame_equal(population[columns], basic[columns], atol=1e-5, rtol=0)
+    assert population["epochs"].nunique() > 1, "early stopping is per member"
+
+    directory = sweep_dir(tmp_path / "population")
+    status = json.loads((directory / "0" / "job_status.json").read_text())
+    assert status["population"]["members"] == 4
+    # each job is an ordinary run: TensorBoard curves, checkpoints that nmsnn-eval and nmsnn-predict read
+    job = directory / "3"
+    curves = [
+        EventAccumulator(str(directory / "3" / "tensorboard")).Reload().Scalars("val/loss")
+        for directory in (sweep_dir(tmp_path / "basic"), job.parent)
+    ]
+    assert [(e.step, round(e.value, 6)) for e in curves[1]] == [(e.step, round(e.value, 6)) for e in curves[0]]
+    assert len(curves[1]) == population.loc[3, "epochs"] + 1  # each epoch, and the tested checkpoint
+    with initialize_config_module("nmsnn.conf", version_base="1.3"):
+        again = evaluate(compose("eval", overrides=[f"ckpt_path={job / 'checkpoints' / 'best.ckpt'}"]))
+    assert again["test/acc"] == pytest.approx(population.loc[3, "test/acc"], abs=1e-6)
+    rows, out = tmp_path / "rows.csv", tmp_path / "predictions.csv"
+    load_iris(as_frame=True).frame.drop(columns="target").to_csv(rows, index=False)
+    run_cli(
+        "nmsnn-predict",
+        f"ckpt_path={job / 'checkpoints' / 'best.ckpt'}",
+        f"input_path={rows}",
+        f"output_path={out}",
+        cwd=tmp_path,
+    )
+    assert len(pd.read_csv(out)) == 150
+
+
+@pytest.mark.slow
+def test_mixed_sweep_runs_as_groups_and_isolates_failures(tmp_path):
+    """Two hidden sizes x two seeds: two populations of two (each member its own data split),
+    plus a job with an invalid decay that fails alone, and a job that cannot be a member."""
+    sweep(
+        "hydra/launcher=population", "model.hidden=[8],[16]", "seed=0,1", *QUICK, cwd=tmp_path / "population"
+    )
+    frame = summary(tmp_path / "population")
+    assert len(frame) == 4 and (frame["status"] == "ok").all()
+    directory = sweep_dir(tmp_path / "population")
+    assert sorted(p.name for p in directory.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
+    for job in range(4):
+        status = json.loads((directory / str(job) / "job_status.json").read_text())
+        assert status["population"]["members"] == 2
+    # seed 0 and seed 1 split the data differently, as they would alone
+    sweep("model.hidden=[8],[16]", "seed=0,1", *QUICK, cwd=tmp_path / "basic")
+    columns = metric_columns(frame)
+    pd.testing.assert_frame_equal(frame[columns], summary(tmp_path / "basic")[columns], atol=1e-5, rtol=0)
+
+    sweep("hydra/launcher=population", "model.neuron.decay=0.8,1.5,0.9", *QUICK, cwd=tmp_path / "failing")
+    failing = summary(tmp_path / "failing")
+    assert failing.loc[1, "status"] == "failed" and "decay must be in (0, 1]" in failing.loc[1, "error"]
+    assert (failing.loc[[0, 2], "status"] == "ok").all()
