@@ -123,7 +123,9 @@ def test_population_sweep_equals_the_one_by_one_sweep(tmp_path):
         EventAccumulator(str(directory / "3" / "tensorboard")).Reload().Scalars("val/loss")
         for directory in (sweep_dir(tmp_path / "basic"), job.parent)
     ]
-    assert [(e.step, round(e.value, 6)) for e in curves[1]] == [(e.step, round(e.value, 6)) for e in curves[0]]
+    assert [(e.step, round(e.value, 6)) for e in curves[1]] == [
+        (e.step, round(e.value, 6)) for e in curves[0]
+    ]
     assert len(curves[1]) == population.loc[3, "epochs"] + 1  # each epoch, and the tested checkpoint
     with initialize_config_module("nmsnn.conf", version_base="1.3"):
         again = evaluate(compose("eval", overrides=[f"ckpt_path={job / 'checkpoints' / 'best.ckpt'}"]))
@@ -163,3 +165,22 @@ def test_mixed_sweep_runs_as_groups_and_isolates_failures(tmp_path):
     failing = summary(tmp_path / "failing")
     assert failing.loc[1, "status"] == "failed" and "decay must be in (0, 1]" in failing.loc[1, "error"]
     assert (failing.loc[[0, 2], "status"] == "ok").all()
+
+
+@pytest.mark.slow
+def test_optuna_sends_its_trials_to_the_population_launcher(tmp_path):
+    sweep(
+        "hparams_search=neuron_optuna",
+        "hydra/launcher=population",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_jobs=4",
+        *QUICK,
+        cwd=tmp_path,
+    )
+    directory = sweep_dir(tmp_path)
+    assert (directory / "optimization_results.yaml").exists()
+    frame = summary(tmp_path)
+    assert len(frame) == 4 and (frame["status"] == "ok").all()
+    for job in range(4):
+        status = json.loads((directory / str(job) / "job_status.json").read_text())
+        assert status["population"]["members"] == 4

@@ -38,11 +38,18 @@ def evaluation_plots(
     return dict(zip(names, save_figures(figures, directory), strict=True)), figures
 
 
-def log_figures(trainer: L.Trainer, figures: dict[str, Any], step: int) -> None:
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            for name, fig in figures.items():
-                logger.experiment.add_figure(f"test/plots/{name}", fig, step, close=False)
+def log_figures(trainer: L.Trainer, plots: dict[str, Path], step: int) -> None:
+    """Log the saved plot images to TensorBoard under ``test/plots/<name>`` (the PNG files are
+    read back: drawing the figures a second time would cost as much as saving them)."""
+    loggers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+    if not loggers:
+        return
+    from matplotlib.image import imread
+
+    images = {name: imread(path)[..., :3] for name, path in plots.items()}
+    for logger in loggers:
+        for name, image in images.items():
+            logger.experiment.add_image(f"test/plots/{name}", image, step, dataformats="HWC")
 
 
 def log_hparams_with_metrics(trainer: L.Trainer, params: dict[str, Any], metrics: dict[str, float]) -> None:

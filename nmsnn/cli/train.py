@@ -111,7 +111,7 @@ def report(
         predictions = predict_frame(model, datamodule.preprocessor, rows, "test rows")
         write_csv(predictions, out_dir / "test_predictions.csv", overwrite=True)
         plots, figures = evaluation_plots(datamodule.preprocessor, rows, predictions, out_dir / "plots")
-        log_figures(trainer, figures, trainer.global_step)
+        log_figures(trainer, plots, trainer.global_step)
         close_figures(figures)
         params = {"model": dict(model.hparams), "data": dict(datamodule.hparams), "seed": cfg.get("seed")}
         log_hparams_with_metrics(trainer, params, metrics)

@@ -33,6 +33,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from nmsnn.data.datamodule import TabularDataModule
+from nmsnn.errors import ConfigError
 from nmsnn.lit.callbacks import TrainingDiverged
 from nmsnn.lit.module import SpikingModule
 from nmsnn.population.network import PopulationNetwork
@@ -139,7 +140,14 @@ class PopulationTrainer:
         for m in members:
             m.module.to(self.device)
             m.module.train()
-        self.optimizers = [m.module.configure_optimizers() for m in members]
+        # each member's own optimizer settings, as its own parameter groups of one optimizer:
+        # per-parameter updates as alone, without one optimizer call per member
+        optimizers = [m.module.configure_optimizers() for m in members]
+        kinds = {type(o).__name__ for o in optimizers}
+        if len(kinds) != 1:
+            raise ConfigError(f"population members must share one optimizer class, got {sorted(kinds)}")
+        self.member_groups = [o.param_groups for o in optimizers]
+        self.optimizer = type(optimizers[0])([g for o in optimizers for g in o.param_groups])
         self.data = [self._tensors(m.datamodule) for m in members]
         self._epoch_logs: dict[int, dict[str, float]] = {}
 
@@ -196,6 +204,7 @@ class PopulationTrainer:
         if len({len(b) for b in batches}) != 1:
             raise RuntimeError("population members have different numbers of training batches")
         sums = {k: [0.0, 0] for k in active}
+        seen: dict[int, list[tuple[Tensor, Tensor]]] = {k: [] for k in active}
         for step in range(len(batches[0])):
             running = [k for k in active if not self.members[k].stopped]
             if not running:
@@ -206,29 +215,29 @@ class PopulationTrainer:
                 index = torch.as_tensor(batches[active.index(k)][step], device=self.device)
                 inputs.append(self.members[k].module.encode(x[index]))
                 targets.append(y[index])
-            for k in running:
-                self.optimizers[k].zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=True)
             predictions = self.network(inputs, running)
             losses = [self.members[k].module.loss(predictions[i], targets[i]) for i, k in enumerate(running)]
             torch.stack(losses).sum().backward()
             finite = torch.isfinite(torch.stack([loss.detach() for loss in losses])).tolist()
             for i, k in enumerate(running):
-                member = self.members[k]
                 if not finite[i]:
+                    member = self.members[k]
                     self._fail(
                         member, f"the training loss became {float(losses[i]):g}", epoch, f"batch {step}"
                     )
+                    for p in member.module.parameters():
+                        p.grad = None  # a failed member is not updated
+            self.optimizer.step()
+            for i, k in enumerate(running):
+                member = self.members[k]
+                if not finite[i]:
                     continue
-                self.optimizers[k].step()
                 member.global_step += 1
                 batch = targets[i].shape[0]
                 sums[k][0] += float(losses[i].detach()) * batch
                 sums[k][1] += batch
-                with torch.no_grad():
-                    module = member.module
-                    module.train_metrics.update(
-                        module.predict_values(predictions[i].detach()), module.metric_target(targets[i])
-                    )
+                seen[k].append((predictions[i].detach(), targets[i]))
         self._epoch_logs = {}
         for k in active:
             member = self.members[k]
@@ -239,12 +248,20 @@ class PopulationTrainer:
                 self._fail(member, f"parameter(s) {bad[:3]} became NaN or infinite", epoch, "end of epoch")
                 continue
             logs = {"train/loss": sums[k][0] / max(sums[k][1], 1), "epoch": float(epoch)}
+            # the epoch's training metrics from one update (the same counts and curves as one
+            # update per step, for less work per step)
+            module = member.module
+            with torch.no_grad():
+                module.train_metrics.update(
+                    module.predict_values(torch.cat([p for p, _ in seen[k]])),
+                    module.metric_target(torch.cat([t for _, t in seen[k]])),
+                )
             logs.update({n: float(v) for n, v in member.module.train_metrics.compute().items()})
             member.module.train_metrics.reset()
             self._epoch_logs[k] = logs
 
     def _fail(self, member: Member, what: str, epoch: int, where: str) -> None:
-        lrs = [group["lr"] for group in self.optimizers[self.members.index(member)].param_groups]
+        lrs = [group["lr"] for group in self.member_groups[self.members.index(member)]]
         saved = (
             "The last good checkpoint is last.ckpt."
             if member.last_checkpoint is not None
@@ -328,21 +345,31 @@ class PopulationTrainer:
             logger.log_metrics(logs, step=max(member.global_step - 1, 0))
 
     def _checkpoint(self, member: Member, epoch: int) -> dict[str, Any]:
-        """The member's state as a Lightning checkpoint of a single model (weights on CPU)."""
-        module, dm = member.module, member.datamodule
-        checkpoint: dict[str, Any] = {
+        """What changes between a member's checkpoints: epoch, step, weights (copied to the CPU)
+        and the noise generator's state. :func:`checkpoint_dict` adds the rest when it is saved."""
+        module = member.module
+        snapshot: dict[str, Any] = {
             "epoch": epoch,
             "global_step": member.global_step,
-            "pytorch-lightning_version": L.__version__,
             "state_dict": {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()},
-            "hparams_name": None,
-            "hyper_parameters": dict(module.hparams),
-            "datamodule_hparams_name": None,
-            "datamodule_hyper_parameters": dict(dm.hparams),
-            DATAMODULE_KEY: dm.state_dict(),
         }
-        module.on_save_checkpoint(checkpoint)
-        return checkpoint
+        module.on_save_checkpoint(snapshot)
+        return snapshot
+
+
+def checkpoint_dict(member: Member, snapshot: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot as the Lightning checkpoint of a single model (what ``nmsnn-train`` writes,
+    less the training-loop and optimizer states)."""
+    module, dm = member.module, member.datamodule
+    return {
+        "pytorch-lightning_version": L.__version__,
+        "hparams_name": None,
+        "hyper_parameters": dict(module.hparams),
+        "datamodule_hparams_name": None,
+        "datamodule_hyper_parameters": dict(dm.hparams),
+        DATAMODULE_KEY: dm.state_dict(),
+        **snapshot,
+    }
 
 
 def save_checkpoints(member: Member) -> str | None:
@@ -354,7 +381,7 @@ def save_checkpoints(member: Member) -> str | None:
     directory = Path(node.get("dirpath") or member.out_dir / "checkpoints")
     directory.mkdir(parents=True, exist_ok=True)
     best = directory / f"{node.get('filename') or 'best'}.ckpt"
-    torch.save(member.best_checkpoint, best)
+    torch.save(checkpoint_dict(member, member.best_checkpoint), best)
     if node.get("save_last") and member.last_checkpoint is not None:
-        torch.save(member.last_checkpoint, directory / "last.ckpt")
+        torch.save(checkpoint_dict(member, member.last_checkpoint), directory / "last.ckpt")
     return str(best)
