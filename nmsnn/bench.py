@@ -101,11 +101,22 @@ class NmsnnModel(nn.Module):
 
     def __init__(self, workload: Workload, backend: str) -> None:
         super().__init__()
+        from nmsnn.core.encoders import UniformNoiseEncoder
+
         self.network = nmsnn_network(workload, backend)
+        self.encoder = UniformNoiseEncoder(workload.steps)  # the noise training uses
+
+    @property
+    def steps(self) -> int:
+        return self.encoder.time_steps
+
+    @steps.setter
+    def steps(self, value: int) -> None:
+        self.encoder.time_steps = value
 
     def forward(self, x: Tensor, noise: Tensor | None = None) -> Tensor:
-        noise = torch.rand(self.steps, *x.shape, device=x.device) if noise is None else noise
-        return self.network(x * noise).trace.sum(0)
+        inputs = self.encoder(x) if noise is None else x * noise
+        return self.network(inputs).trace.sum(0)
 
 
 class PerStepLoop(nn.Module):

@@ -294,11 +294,11 @@ def test_triton_in_a_fresh_interpreter():
 @pytest.mark.skipif(not installed("numba") or not hasattr(os, "fork"), reason="numba absent or no fork")
 def test_numba_thread_split_works_in_a_forked_child():
     """The thread pool is per process: a forked child (e.g. a ``ddp_fork`` worker) makes its own."""
-    from nmsnn.core.backends.numba_cpu import _run_split
+    from nmsnn.core.backends.numba_cpu import run_split
 
     def covered() -> list[tuple[int, int]]:
         ranges: list[tuple[int, int]] = []
-        _run_split(lambda lo, hi: ranges.append((lo, hi)), (), 1 << 20, 1024, threads=2)
+        run_split(lambda lo, hi: ranges.append((lo, hi)), (), 1 << 20, 1024, threads=2)
         return sorted(ranges)
 
     assert covered() == [(0, 512), (512, 1024)]  # creates the pool in this process

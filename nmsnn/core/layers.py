@@ -25,6 +25,41 @@ REDUCTIONS = ("mean", "sum")
 INITS = ("calibrated", "torch")
 
 
+class _TimeLinear(torch.autograd.Function):
+    """``x @ W.T + b`` for ``x [T*B, in]``, whose backward picks the faster layout for ``dW``.
+
+    For ``T*B`` rows and few features, ``dW = g.T @ x`` and ``dW = (x.T @ g).T`` are the same
+    numbers but not the same speed: with ``in < out`` (the seed's 30 -> 64) the second ran about
+    1.5x faster on this project's CPU, while with ``in > out`` (64 -> 2) it ran 9x slower, so the
+    layout follows the shape. ``dx`` is computed only when ``x`` needs it.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return torch.addmm(bias, x, weight.t()) if bias is not None else x @ weight.t()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        grad_x = grad @ weight if need_x else None
+        grad_w = None
+        if need_w:
+            grad_w = (x.t() @ grad).t() if weight.shape[1] < weight.shape[0] else grad.t() @ x
+        grad_b = grad.sum(0) if need_b and ctx.has_bias else None
+        return grad_x, grad_w, grad_b
+
+
+def time_linear(x: Tensor, linear: nn.Linear) -> Tensor:
+    """``linear`` applied to the rows of ``x [T*B, in]`` (through :class:`_TimeLinear` when
+    autograd records: inference, tracing and export see a plain ``F.linear``)."""
+    if torch.is_grad_enabled() and (linear.weight.requires_grad or x.requires_grad):
+        return _TimeLinear.apply(x, linear.weight, linear.bias)
+    return torch.nn.functional.linear(x, linear.weight, linear.bias)
+
+
 class SpikingLayer(nn.Module):
     """``Linear(in, out)`` followed by the neuron recurrence.
 
@@ -69,7 +104,7 @@ class SpikingLayer(nn.Module):
     def forward(self, x: Tensor, state: NeuronState | None = None) -> RecurrenceOutput:
         """``x [T, B, in]`` -> delayed spikes and membrane ``[T, B, out]`` and the final state."""
         steps, batch = x.shape[:2]
-        current = self.linear(x.reshape(steps * batch, -1)).reshape(steps, batch, -1)
+        current = time_linear(x.reshape(steps * batch, -1), self.linear).reshape(steps, batch, -1)
         return self._recurrence(current, *self.neuron_values(), self.neuron, state)
 
     def extra_repr(self) -> str:

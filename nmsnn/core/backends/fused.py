@@ -84,8 +84,11 @@ class Kernels(Protocol):
         grad_inner: Tensor,
         grad_outer: Tensor,
         config: NeuronConfig,
+        param_grads: bool = True,
     ) -> BackwardResult:
-        """``grad_spikes``/``grad_membrane`` are ``None`` when that output received no gradient."""
+        """``grad_spikes``/``grad_membrane`` are ``None`` when that output received no gradient;
+        without ``param_grads`` a kernel may skip the decay/threshold/penalty gradients (their
+        values are then unspecified)."""
         ...
 
 
@@ -130,6 +133,7 @@ class TorchKernels:
         grad_inner: Tensor,
         grad_outer: Tensor,
         config: NeuronConfig,
+        param_grads: bool = True,
     ) -> BackwardResult:
         steps = pre.shape[0]
         d, th, p = params
@@ -248,6 +252,7 @@ class FusedRecurrence(torch.autograd.Function):
             flat(g_inner, None),
             flat(g_outer, None),
             ctx.config,
+            param_grads=any(ctx.needs_input_grad[1:4]),
         )
         current_dtype, inner_dtype, outer_dtype = ctx.dtypes
         need = ctx.needs_input_grad

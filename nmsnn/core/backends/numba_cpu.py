@@ -28,7 +28,7 @@ TILE = 1024  # neurons walked through T together: their state stays in L1
 
 
 def _build(scale: bool, heaviside: bool):
-    """Compile (or load from numba's cache) the forward and backward loops for one neuron variant.
+    """Compile (or load from numba's cache) the forward loop for one neuron variant.
 
     The reset mode and spike function are closure constants, so every branch on them is resolved
     at compile time and the inner loops vectorize; numba's cache key includes closure values.
@@ -69,6 +69,13 @@ def _build(scale: bool, heaviside: bool):
             s_out[start:stop] = s
             o_out[start:stop] = o
 
+    return forward
+
+
+def _build_backward(scale: bool, heaviside: bool, params: bool):
+    """Compile the backward loop for one neuron variant; without ``params`` it skips the
+    decay/threshold/penalty gradients (and recomputing the previous membrane they need)."""
+
     @numba.njit(cache=True, nogil=True)
     def backward(
         pre, d, th, p, s0, g_spikes, g_membrane, g_inner, g_outer,
@@ -98,7 +105,9 @@ def _build(scale: bool, heaviside: bool):
                 else:
                     gm_next, gs_next = g_inner[start:stop], g_outer[start:stop]
                 # the previous step's post-reset membrane, recomputed from its pre-reset value
-                if t == 0:
+                if not params:
+                    pass
+                elif t == 0:
                     sp[:] = s0[start:stop]
                 else:
                     prev = pre[t - 1, start:stop]
@@ -130,14 +139,17 @@ def _build(scale: bool, heaviside: bool):
                         gv = go * g
                     if scale:
                         new_ga = gs * (one - rb[j] * g) + gv
-                        gsag = gs * a * g
-                        gt[j] += gsag * kb[j] - gv
-                        gp[j] -= gsag * ib[j]
                     else:
                         new_ga = gs + gv
-                        gt[j] -= gv
-                        gp[j] -= gs * g
-                    gd[j] += new_ga * sp[j]
+                    if params:
+                        if scale:
+                            gsag = gs * a * g
+                            gt[j] += gsag * kb[j] - gv
+                            gp[j] -= gsag * ib[j]
+                        else:
+                            gt[j] -= gv
+                            gp[j] -= gs * g
+                        gd[j] += new_ga * sp[j]
                     ga[j] = new_ga
                     gct[j] = new_ga
             g_decay[start:stop] = gd
@@ -147,16 +159,23 @@ def _build(scale: bool, heaviside: bool):
                 g_inner0[start + j] = (g_membrane[0, start + j] if has_m else zero) + db[j] * ga[j]
                 g_outer0[start + j] = g_spikes[0, start + j] if has_s else zero
 
-    return forward, backward
+    return backward
 
 
-_COMPILED: dict[tuple[bool, bool], tuple] = {}
+_COMPILED: dict[tuple, object] = {}
 
 
-def _loops(config: NeuronConfig) -> tuple:
+def _forward_loop(config: NeuronConfig):
     key = (config.reset == "scale", config.spike_fn == "heaviside")
     if key not in _COMPILED:
         _COMPILED[key] = _build(*key)
+    return _COMPILED[key]
+
+
+def _backward_loop(config: NeuronConfig, params: bool):
+    key = (config.reset == "scale", config.spike_fn == "heaviside", params)
+    if key not in _COMPILED:
+        _COMPILED[key] = _build_backward(*key)
     return _COMPILED[key]
 
 
@@ -165,7 +184,7 @@ _POOL: ThreadPoolExecutor | None = None
 _POOL_PID = 0  # a forked child inherits the pool object but not its threads: make a new one
 
 
-def _run_split(kernel, args: tuple, steps: int, n: int, threads: int | None = None) -> None:
+def run_split(kernel, args: tuple, steps: int, n: int, threads: int | None = None) -> None:
     """Run ``kernel(*args, lo, hi)`` over contiguous neuron ranges, one per torch CPU thread.
 
     The kernels release the GIL, so a small thread pool runs the ranges in parallel; each range
@@ -187,6 +206,39 @@ def _run_split(kernel, args: tuple, steps: int, n: int, threads: int | None = No
     kernel(*args, *bounds[0])
     for future in futures:
         future.result()
+
+
+_U32 = np.uint64(0xFFFFFFFF)
+_PHI, _PSI = np.uint64(0x9E3779B1), np.uint64(0x85EBCA77)
+_M1, _M2 = np.uint64(0x85EBCA6B), np.uint64(0xC2B2AE35)
+_S8, _S13, _S16 = np.uint64(8), np.uint64(13), np.uint64(16)
+_S32 = np.uint64(32)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _fmix32(h):
+    h = h ^ (h >> _S16)
+    h = (h * _M1) & _U32
+    h = h ^ (h >> _S13)
+    h = (h * _M2) & _U32
+    return h ^ (h >> _S16)
+
+
+@numba.njit(cache=True, nogil=True)
+def noise_kernel(x, out, k0, k1, lo, hi):
+    """``out[t, j] = x[j] * u(t * N + j)`` for columns ``lo:hi``: the counter-based uniform of
+    :mod:`nmsnn.core.backends.noise`, bit for bit (``u`` has 24 bits, so the product rounds once)."""
+    steps, n = out.shape
+    key0, key1 = np.uint64(k0), np.uint64(k1)
+    scale = 1.0 / (1 << 24)
+    for t in range(steps):
+        row = out[t]
+        base = np.uint64(t) * np.uint64(n)
+        for j in range(lo, hi):
+            i = base + np.uint64(j)
+            h = _fmix32(((i & _U32) * _PHI + key0) & _U32)
+            h = _fmix32(((h ^ key1) + (i >> _S32) * _PSI) & _U32)
+            row[j] = x[j] * (np.float64(h >> _S8) * scale)
 
 
 NATIVE = (torch.float32, torch.float64)
@@ -236,7 +288,7 @@ class NumbaKernels:
             _np(current), *(_np(x) for x in params), _np(inner0), _np(outer0),
             _np(spikes), _np(membrane), _np(pre), _np(inner), _np(outer), save, zero, one,
         )  # fmt: skip
-        _run_split(_loops(config)[0], args, steps, n)
+        run_split(_forward_loop(config), args, steps, n)
         return ForwardResult(spikes, membrane, pre if save else None, inner, outer)
 
     def backward(
@@ -249,11 +301,13 @@ class NumbaKernels:
         grad_inner: Tensor,
         grad_outer: Tensor,
         config: NeuronConfig,
+        param_grads: bool = True,
     ) -> BackwardResult:
         # pre is float32/float64 (other dtypes were promoted in forward); grads follow pre's dtype
         n = pre.shape[1]
         g_current = torch.empty_like(pre)
-        g_params = [pre.new_empty(n) for _ in range(5)]
+        g_params = [pre.new_empty(n) for _ in range(2)]
+        g_params = [pre.new_zeros(n) for _ in range(3)] + g_params  # zeros unless param_grads
         zero, one, npdt = _consts(pre.dtype)
         absent = pre.new_empty(0, n)
         grad_spikes = absent if grad_spikes is None else grad_spikes
@@ -264,7 +318,7 @@ class NumbaKernels:
             _np(g_current), *(_np(x) for x in g_params),
             npdt(config.surrogate_slope), zero, one,
         )  # fmt: skip
-        _run_split(_loops(config)[1], args, pre.shape[0], n)
+        run_split(_backward_loop(config, param_grads), args, pre.shape[0], n)
         return BackwardResult(g_current, *g_params)
 
 
