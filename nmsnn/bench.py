@@ -104,6 +104,7 @@ class NmsnnModel(nn.Module):
         from nmsnn.core.encoders import UniformNoiseEncoder
 
         self.network = nmsnn_network(workload, backend)
+        self.network.record_hidden = False  # as SpikingModule.training_step: only the loss is kept
         self.encoder = UniformNoiseEncoder(workload.steps)  # the noise training uses
 
     @property
@@ -259,6 +260,10 @@ def sync(device: torch.device) -> None:
 def worker(impl: str, workload: Workload, device_name: str) -> dict[str, Any]:
     """Measure one implementation on one workload in this (fresh) process."""
     device = torch.device(device_name)
+    if device.type == "cpu":  # the same malloc settings for every implementation
+        from nmsnn.core.backends.memory import retain_freed_memory
+
+        retain_freed_memory()
     if impl == "spikingjelly_triton":
         os.environ["SJ_LIF_CUDA_IMPLEMENTATION"] = "triton"
     elif impl == "spikingjelly_torch":

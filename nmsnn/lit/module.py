@@ -222,7 +222,8 @@ class SpikingModule(L.LightningModule):
         return y * self.hparams.target_std + self.hparams.target_mean
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train")["loss"]
+        with self.model.network.hidden_activity(False):  # only the loss is kept
+            return self._step(batch, "train")["loss"]
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         return self._step(batch, "val")
