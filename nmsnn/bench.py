@@ -10,7 +10,9 @@ Records (one per implementation and workload): ``impl, workload, device, train_m
 of the peak resident set during one full-size training step, after a small warm-up step; CUDA: the
 growth of max allocated memory), ``max_abs_diff`` (largest difference of the logits from nmsnn's
 reference backend on the same weights and noise; ``None`` for peers whose neuron differs) and
-``max_abs_grad_diff`` (the same for the first layer's weight gradient).
+``max_abs_grad_diff`` (the same for the first layer's weight gradient); for nmsnn's models also
+``input_ms`` (median time of the training encoder on the batch, ``x * u_t``) and ``input_share``
+(``input_ms / train_ms``: the share of the step spent outside the network).
 
 Implementations: ``per_step_loop`` (the original library's way: every Linear called once per step
 inside a Python loop over T), ``nmsnn_<backend>`` for every backend, and when installed
@@ -101,11 +103,23 @@ class NmsnnModel(nn.Module):
 
     def __init__(self, workload: Workload, backend: str) -> None:
         super().__init__()
+        from nmsnn.core.encoders import UniformNoiseEncoder
+
         self.network = nmsnn_network(workload, backend)
+        self.network.record_hidden = False  # as SpikingModule.training_step: only the loss is kept
+        self.encoder = UniformNoiseEncoder(workload.steps)  # the noise training uses
+
+    @property
+    def steps(self) -> int:
+        return self.encoder.time_steps
+
+    @steps.setter
+    def steps(self, value: int) -> None:
+        self.encoder.time_steps = value
 
     def forward(self, x: Tensor, noise: Tensor | None = None) -> Tensor:
-        noise = torch.rand(self.steps, *x.shape, device=x.device) if noise is None else noise
-        return self.network(x * noise).trace.sum(0)
+        inputs = self.encoder(x) if noise is None else x * noise
+        return self.network(inputs).trace.sum(0)
 
 
 class PerStepLoop(nn.Module):
@@ -248,6 +262,10 @@ def sync(device: torch.device) -> None:
 def worker(impl: str, workload: Workload, device_name: str) -> dict[str, Any]:
     """Measure one implementation on one workload in this (fresh) process."""
     device = torch.device(device_name)
+    if device.type == "cpu":  # the same malloc settings for every implementation
+        from nmsnn.core.backends.memory import retain_freed_memory
+
+        retain_freed_memory()
     if impl == "spikingjelly_triton":
         os.environ["SJ_LIF_CUDA_IMPLEMENTATION"] = "triton"
     elif impl == "spikingjelly_torch":
@@ -306,6 +324,10 @@ def worker(impl: str, workload: Workload, device_name: str) -> dict[str, Any]:
     infer()
     inference = timed(infer, workload.repeats)
 
+    # the input pipeline inside the step: nmsnn's training encoder (x * u_t for the batch)
+    encoder = getattr(model, "encoder", None)
+    input_ms = statistics.median(timed(lambda: encoder(x), 3 * workload.repeats)) if encoder else None
+
     diff, grad_diff, neuron = None, None, PEER_NEURON
     if impl == "per_step_loop" or impl.startswith("nmsnn_"):
         neuron = SAME_NEURON
@@ -322,6 +344,8 @@ def worker(impl: str, workload: Workload, device_name: str) -> dict[str, Any]:
         "max_abs_diff": diff,
         "max_abs_grad_diff": grad_diff,
         "neuron": neuron,
+        "input_ms": None if input_ms is None else round(input_ms, 3),
+        "input_share": None if input_ms is None else round(input_ms / train_ms, 4),
         "train_ms_all": [round(t, 3) for t in train],
         "threads": torch.get_num_threads(),
     }
@@ -382,14 +406,15 @@ def markdown_table(records: list[dict[str, Any]]) -> str:
         out.append(f"### {workload} ({rows[0]['device']})\n")
         out.append(
             "| impl | train ms | speed-up vs per_step_loop | infer ms | samples/s | peak MB "
-            "| mem vs per_step_loop | max abs diff (logits / grad) | neuron |"
+            "| mem vs per_step_loop | input share | max abs diff (logits / grad) | neuron |"
         )
-        out.append("|---|---:|---:|---:|---:|---:|---:|---|---|")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
         for r in rows:
             if "error" in r:
-                out.append(f"| {r['impl']} | error: {r['error']} | | | | | | | |")
+                out.append(f"| {r['impl']} | error: {r['error']} | | | | | | | | |")
                 continue
             speed = f"{base / r['train_ms']:.2f}x" if base else "n/a"
+            share = "n/a" if r.get("input_share") is None else f"{100 * r['input_share']:.1f} %"
             mem = r.get("peak_mem_mb")
             mem_ratio = f"{mem / base_mem:.2f}" if mem is not None and base_mem else "n/a"
             diff = (
@@ -399,7 +424,7 @@ def markdown_table(records: list[dict[str, Any]]) -> str:
             )
             out.append(
                 f"| {r['impl']} | {r['train_ms']:.1f} | {speed} | {r['infer_ms']:.1f} | "
-                f"{r['samples_per_s']:.0f} | {fmt(mem, '.0f')} | {mem_ratio} | {diff} | {r['neuron']} |"
+                f"{r['samples_per_s']:.0f} | {fmt(mem, '.0f')} | {mem_ratio} | {share} | {diff} | {r['neuron']} |"
             )
         out.append("")
     return "\n".join(out)

@@ -294,11 +294,11 @@ def test_triton_in_a_fresh_interpreter():
 @pytest.mark.skipif(not installed("numba") or not hasattr(os, "fork"), reason="numba absent or no fork")
 def test_numba_thread_split_works_in_a_forked_child():
     """The thread pool is per process: a forked child (e.g. a ``ddp_fork`` worker) makes its own."""
-    from nmsnn.core.backends.numba_cpu import _run_split
+    from nmsnn.core.backends.numba_cpu import run_split
 
     def covered() -> list[tuple[int, int]]:
         ranges: list[tuple[int, int]] = []
-        _run_split(lambda lo, hi: ranges.append((lo, hi)), (), 1 << 20, 1024, threads=2)
+        run_split(lambda lo, hi: ranges.append((lo, hi)), (), 1 << 20, 1024, threads=2)
         return sorted(ranges)
 
     assert covered() == [(0, 512), (512, 1024)]  # creates the pool in this process
@@ -308,3 +308,84 @@ def test_numba_thread_split_works_in_a_forked_child():
         os._exit(0 if covered() == [(0, 512), (512, 1024)] else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.skipif(not installed("numba"), reason="numba is not installed")
+@settings(max_examples=25, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 24), min_size=3, max_size=4),
+    steps=st.integers(2, 40),  # at T=1 the delayed outputs are the initial state: no graph
+    batch=st.integers(1, 6),
+    reset=st.sampled_from(["subtract", "scale"]),
+    spike_fn=st.sampled_from(["relu", "heaviside"]),
+    learnable=st.booleans(),
+    readout=st.sampled_from(["integrator", "membrane", "spikes"]),
+    record=st.booleans(),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    seed=st.integers(0, 2**16),
+)
+def test_folded_layers_match_the_reference(
+    sizes, steps, batch, reset, spike_fn, learnable, readout, record, dtype, seed
+):
+    """numba folds a layer with a small next Linear into one node: same trace, activity and
+    gradients as the reference, whatever the widths (multiples of 16 or not), depth and neuron."""
+    torch.manual_seed(seed)
+    neurons = [NeuronConfig(learnable=learnable, reset=reset, spike_fn=spike_fn)] * (len(sizes) - 1)
+    nets = {
+        b: SpikingNetwork(sizes, neurons, readout=readout, backend=b).to(dtype)
+        for b in ("reference", "numba")
+    }
+    nets["numba"].load_state_dict(nets["reference"].state_dict())
+    nets["numba"].record_hidden = record
+    x = torch.randn(steps, batch, sizes[0], dtype=dtype) * 2
+    results = {}
+    for name, net in nets.items():
+        out = net(x)
+        (out.trace.square().sum() + out.trace.sum()).backward()
+        results[name] = out, {k: p.grad for k, p in net.named_parameters()}
+    (ref, ref_grads), (got, got_grads) = results["reference"], results["numba"]
+    tol = 1e-5 if dtype == torch.float32 else 1e-9
+    torch.testing.assert_close(got.trace, ref.trace, atol=tol, rtol=tol)
+    for i, (g, r) in enumerate(zip(got.layers, ref.layers)):
+        torch.testing.assert_close(g.spikes, r.spikes, atol=tol, rtol=tol)
+        hidden = i + 1 < len(got.layers)
+        if hidden and not record and g.membrane is None:
+            continue
+        torch.testing.assert_close(g.membrane, r.membrane, atol=tol, rtol=tol)
+    params = dict(nets["reference"].named_parameters())
+    for key, r in ref_grads.items():
+        # a parameter that cannot reach the output yet (T=2) has no reference gradient: zeros here
+        r = torch.zeros_like(params[key]) if r is None else r
+        g = got_grads[key]
+        scale = 1e-4 if dtype == torch.float32 else 1e-9  # sums over rows and steps
+        torch.testing.assert_close(g, r, atol=scale, rtol=scale, msg=lambda m, k=key: f"{k}: {m}")
+
+
+@pytest.mark.skipif(not installed("numba"), reason="numba is not installed")
+def test_fold_is_used_for_a_small_next_layer_and_skips_the_hidden_membrane():
+    torch.manual_seed(0)
+    net = SpikingNetwork([5, 32, 2], [NeuronConfig(reset="scale")] * 2, backend="numba")
+    x = torch.randn(30, 4, 5)
+    with net.hidden_activity(False):
+        out = net(x)
+    assert out.layers[0].membrane is None and out.layers[0].spikes is not None
+    assert type(out.layers[1].spikes.grad_fn).__name__ == "FusedRecurrenceBackward"
+    assert "Folded" in type(out.layers[0].state.inner.grad_fn).__name__
+    assert net.record_hidden, "restored after the block"
+    out = net(x)
+    assert out.layers[0].membrane.shape == (30, 4, 32)
+    with torch.no_grad():  # inference does not fold
+        assert net(x).layers[0].membrane is not None
+    wide = SpikingNetwork([5, 32, 17], [NeuronConfig()] * 2, backend="numba")
+    assert "Folded" not in type(wide(x).layers[0].state.inner.grad_fn).__name__
+
+
+@pytest.mark.skipif(not installed("numba"), reason="numba is not installed")
+def test_folded_forward_does_not_depend_on_how_rows_are_grouped():
+    """Elementwise per neuron and per row: a row's trace is bitwise the same in any batch."""
+    torch.manual_seed(0)
+    net = SpikingNetwork([7, 64, 3], [NeuronConfig(reset="scale")] * 2, readout="membrane", backend="numba")
+    x = torch.randn(50, 12, 7) * 2
+    whole = net(x).trace
+    parts = torch.cat([net(x[:, i : i + 5]).trace for i in range(0, 12, 5)], dim=1)
+    assert torch.equal(whole, parts)

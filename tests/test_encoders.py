@@ -71,3 +71,72 @@ def test_invalid_time_steps(steps):
 def test_unknown_encoder():
     with pytest.raises(ConfigError, match="not an encoder"):
         build_encoder("poisson_magic", 4)
+
+
+# ------------------------------------------------------------- counter-based training noise
+
+
+def test_counter_noise_numba_kernel_matches_the_torch_formula():
+    from nmsnn.core.backends.noise import counter_noise, counter_noise_torch, draw_key
+
+    for dtype in (torch.float32, torch.float64):
+        x = torch.randn(7, 13, dtype=dtype)
+        fast = counter_noise(x, 37, torch.Generator().manual_seed(5))
+        slow = counter_noise_torch(x, 37, draw_key(torch.Generator().manual_seed(5)))
+        assert fast.dtype == dtype and fast.shape == (37, 7, 13)
+        assert torch.equal(fast, slow)
+
+
+def test_counter_noise_is_uniform_and_independent():
+    from nmsnn.core.backends.noise import counter_noise
+
+    torch.manual_seed(0)
+    u = counter_noise(torch.ones(64, 30), 500).double()  # [T, B, F]
+    assert float(u.min()) >= 0 and float(u.max()) < 1
+    assert abs(float(u.mean()) - 0.5) < 0.002
+    assert abs(float(u.var()) - 1 / 12) < 0.001
+    counts = torch.histc(u, bins=20, min=0, max=1)
+    expected = u.numel() / 20
+    assert float(((counts - expected) ** 2 / expected).sum()) < 60  # chi-square, 19 dof
+    for dim in range(3):  # neighbours over time, rows and features
+        a, b = u.narrow(dim, 0, u.shape[dim] - 1), u.narrow(dim, 1, u.shape[dim] - 1)
+        assert abs(float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])) < 0.01
+    again = counter_noise(torch.ones(64, 30), 500).double()  # the next call's draw
+    assert abs(float(torch.corrcoef(torch.stack([u.flatten(), again.flatten()]))[0, 1])) < 0.01
+
+
+def test_training_noise_comes_from_the_generator():
+    enc = build_encoder("uniform_noise", 50).train()
+    x = torch.randn(8, 4)
+    torch.manual_seed(7)
+    first = enc(x)
+    torch.manual_seed(7)
+    assert torch.equal(enc(x), first), "torch.manual_seed makes the stream reproducible"
+    assert not torch.equal(enc(x), first), "and fresh on the next call"
+    g1, g2 = torch.Generator().manual_seed(11), torch.Generator().manual_seed(11)
+    torch.manual_seed(0)
+    a = enc(x, g1)
+    torch.manual_seed(1)  # the global generator plays no part when one is given
+    assert torch.equal(enc(x, g2), a)
+    assert torch.equal(g1.get_state(), g2.get_state())
+    assert not torch.equal(enc(x, g1), a)
+    ratio = a / x
+    assert torch.all((ratio >= 0) & (ratio < 1))
+
+
+def test_bernoulli_training_draws_from_the_generator():
+    enc = build_encoder("bernoulli", 64).train()
+    x = torch.randn(5, 3)
+    a = enc(x, torch.Generator().manual_seed(2))
+    assert torch.equal(enc(x, torch.Generator().manual_seed(2)), a)
+    assert not torch.equal(enc(x, torch.Generator().manual_seed(3)), a)
+
+
+def test_frozen_table_is_unchanged():
+    # pinned values: evaluation noise must not change between versions
+    u = frozen_uniform(3, 2, seed=0).flatten().tolist()
+    assert u == PINNED_FROZEN
+
+
+PINNED_FROZEN = [0.6292828321456909, 0.28129637241363525, 0.0354609489440918, 0.9252578020095825]
+PINNED_FROZEN += [0.39222508668899536, 0.2140461802482605]

@@ -6,7 +6,10 @@ r"""Input encoders: turn a batch of rows ``x [B, F]`` into an input train ``[T, 
 * ``direct``: constant current, :math:`x_t = x`.
 
 Training draws fresh randomness from torch's generator (the global one, or the ``generator``
-passed to ``forward``: a population of models gives each member its own). Evaluation is deterministic: it uses one
+passed to ``forward``: a population of models gives each member its own). On CPU the noise is
+counter-based (:mod:`nmsnn.core.backends.noise`: a hash of each element's position and a key of
+two ``torch.randint`` draws from that generator per call, fused with the product ``x * u``); on
+other devices it is ``torch.rand`` on that generator. Evaluation is deterministic: it uses one
 frozen table of random numbers ``u[t, f]`` (a counter-based hash of the time step, the feature
 index and a seed), shared by all rows, so a row is encoded the same way whatever batch it sits
 in and however often it is seen, on any device, and the table is a constant in an export.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from nmsnn.core.backends.noise import counter_noise
 from nmsnn.errors import ConfigError
 
 ENCODERS = ("uniform_noise", "bernoulli", "direct")
@@ -73,6 +77,8 @@ class Encoder(nn.Module):
         ``None``) when training; the frozen table ``[T, 1, F]`` (broadcast over rows) when
         evaluating."""
         if self.training:
+            if x.device.type == "cpu":
+                return counter_noise(torch.ones_like(x), self.time_steps, generator)
             return torch.rand(
                 (self.time_steps, *x.shape), device=x.device, dtype=x.dtype, generator=generator
             )
@@ -88,6 +94,8 @@ class UniformNoiseEncoder(Encoder):
     """The seed's flicker: ``x_t = x * u_t`` with ``u_t ~ U[0, 1)``."""
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        if self.training and x.device.type == "cpu":
+            return counter_noise(x, self.time_steps, generator)  # x * u in one pass
         return x.unsqueeze(0) * self.uniform(x, generator)
 
 

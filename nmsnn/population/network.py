@@ -6,7 +6,9 @@ and runs:
 
 * each layer's Linear for all members as one ``baddbmm`` on ``[K, T*B, in]`` (:class:`StackedLinear`);
 * each layer's recurrence as one call of the members' backend on ``[T, K*B, out]``, with every
-  member's decay, threshold and penalty broadcast to its own rows (``[K*B, 1]``);
+  member's decay, threshold and penalty broadcast to its own rows (``[K*B, 1]``); where a single
+  model folds a small next layer into the recurrence (numba, training), the population folds
+  each member's next layer the same way, in the same call;
 * the time-averaging head on each member's ``[T, B, O]``.
 
 The gradients flow back through the stacking into each member's own parameters, so each member
@@ -24,7 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nmsnn.core.layers import SpikingLayer
+from nmsnn.core.backends import folded_recurrence
+from nmsnn.core.layers import SpikingLayer, linear_grads
 from nmsnn.errors import ConfigError
 from nmsnn.lit.module import SpikingModule
 
@@ -70,10 +73,9 @@ def check_compatible(members: Sequence[SpikingModule]) -> None:
 class StackedLinear(torch.autograd.Function):
     """``x [K, R, in] @ weight[k].T + bias[k]`` for K members in one ``baddbmm``.
 
-    The backward computes each member's gradients with the very products autograd uses for a
-    single model's ``nn.Linear`` (``g.T @ x`` for the weight, ``g.sum(0)`` for the bias,
-    ``g @ W`` for the input), so a member's gradients are bitwise those it would get alone
-    (batched products may round differently).
+    The backward forms each member's gradients with :func:`~nmsnn.core.layers.linear_grads`, the
+    products a single model's layer uses, so a member's gradients are bitwise those it would get
+    alone (batched products may round differently).
     """
 
     @staticmethod
@@ -84,16 +86,23 @@ class StackedLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor):  # type: ignore[override]
         x, weight = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad
-        members = range(x.shape[0])
-        gx = torch.stack([grad[k].mm(weight[k]) for k in members]) if need_x else None
-        gw = torch.stack([grad[k].t().mm(x[k]) for k in members]) if need_w else None
-        gb = torch.stack([grad[k].sum(0) for k in members]) if need_b else None
-        return gx, gw, gb
+        need = ctx.needs_input_grad
+        per_member = [linear_grads(x[k], weight[k], grad[k], *need) for k in range(x.shape[0])]
+        return tuple(torch.stack([g[i] for g in per_member]) if need[i] else None for i in range(3))
 
 
 def _layers(member: SpikingModule) -> list[SpikingLayer]:
     return list(member.model.network.layers)
+
+
+def _time_major(x: Tensor, k: int, steps: int, batch: int) -> Tensor:
+    """``[K, T*B, H]`` -> ``[T, K*B, H]`` (member k's rows are block k of each step)."""
+    return x.view(k, steps, batch, -1).transpose(0, 1).reshape(steps, k * batch, -1)
+
+
+def _member_major(x: Tensor, k: int, steps: int, batch: int) -> Tensor:
+    """``[T, K*B, H]`` -> ``[K, T*B, H]``."""
+    return x.view(steps, k, batch, -1).transpose(0, 1).reshape(k, steps * batch, -1)
 
 
 class PopulationNetwork:
@@ -111,37 +120,54 @@ class PopulationNetwork:
     def forward(self, inputs: Sequence[Tensor], active: Sequence[int] | None = None) -> Tensor:
         """Encoded inputs ``[T, B, F]``, one per active member -> predictions ``[K, B, O]``.
 
-        ``active`` lists the members to run (default: all), in the order of ``inputs``.
+        ``active`` lists the members to run (default: all), in the order of ``inputs``. Layer by
+        layer it takes the path :meth:`SpikingNetwork.forward <nmsnn.core.layers.SpikingNetwork.forward>`
+        takes (a small next layer folded into the recurrence where the backend does that), so
+        that every member computes what it would alone.
         """
         active = list(range(len(self.members))) if active is None else list(active)
         members = [self.members[k] for k in active]
         k = len(members)
         steps, batch = inputs[0].shape[:2]
-        x = torch.stack(list(inputs)).reshape(k, steps * batch, -1)  # [K, T*B, F]
+        x = torch.stack(list(inputs)).reshape(k, steps * batch, -1)  # member-major [K, T*B, F]
         layers = [_layers(m) for m in members]
-        trace = None
-        for depth, (recurrence, config) in enumerate(zip(self.recurrences, self.configs)):
-            group = [ls[depth] for ls in layers]
-            weight = torch.stack([layer.linear.weight for layer in group])  # [K, out, in]
-            bias = torch.stack([layer.linear.bias for layer in group])  # [K, out]
-            out = weight.shape[1]
-            current = StackedLinear.apply(x, weight, bias)  # [K, T*B, out]
-            current = current.view(k, steps, batch, out).transpose(0, 1).reshape(steps, k * batch, out)
+        depth = len(self.recurrences)
+        current = None  # time-major [T, K*B, out], when the previous layer's node produced it
+        result = None
+        for i, (recurrence, config) in enumerate(zip(self.recurrences, self.configs)):
+            group = [ls[i] for ls in layers]
+            if current is None:
+                weight = torch.stack([layer.linear.weight for layer in group])  # [K, out, in]
+                bias = torch.stack([layer.linear.bias for layer in group])  # [K, out]
+                current = _time_major(StackedLinear.apply(x, weight, bias), k, steps, batch)
             values = [layer.neuron_values() for layer in group]
             params = [
-                torch.stack([v[i] for v in values]).view(k, 1, 1).expand(k, batch, 1).reshape(k * batch, 1)
-                for i in range(3)
+                torch.stack([v[n] for v in values]).view(k, 1, 1).expand(k, batch, 1).reshape(k * batch, 1)
+                for n in range(3)
             ]
-            result = recurrence(current, *params, config, None)
-            last = depth == len(self.recurrences) - 1
-            if last:
-                trace = result.spikes if self.readout == "spikes" else result.membrane
+            folded = None
+            if i + 1 < depth:
+                following = [ls[i + 1].linear for ls in layers]
+                folded = folded_recurrence(
+                    group[0].backend,
+                    current,
+                    *params,
+                    config,
+                    None,
+                    torch.stack([lin.weight for lin in following]),
+                    torch.stack([lin.bias for lin in following]),
+                    record=False,
+                )
+            if folded is None:
+                result, current = recurrence(current, *params, config, None), None
+                if i + 1 < depth:
+                    x = _member_major(result.spikes, k, steps, batch)
             else:
-                x = result.spikes.view(steps, k, batch, out).transpose(0, 1).reshape(k, steps * batch, out)
-        assert trace is not None
+                result, current = folded
+        assert result is not None
+        trace = (result.spikes if self.readout == "spikes" else result.membrane).view(steps, k, batch, -1)
         # the head reduces over T: per member on its own contiguous [T, B, O], as alone (a
         # reduction over [T, K*B, O] may sum in another order)
-        trace = trace.view(steps, k, batch, -1)
-        return torch.stack([self.head(trace[:, i].contiguous()) for i in range(k)])
+        return torch.stack([self.head(trace[:, m].contiguous()) for m in range(k)])
 
     __call__ = forward

@@ -13,6 +13,13 @@ against it:
   ``TRITON_INTERPRET=1``, for testing);
 * ``auto``: picks per call from the tensors' device: CUDA -> triton, CPU -> numba, falling back
   to ``fused`` with a logged reason when the faster one is not installed or fails.
+
+:func:`folded_recurrence` is the one path outside that signature: when numba runs a layer during
+training and the next layer is small (at most :data:`FOLD_MAX_OUT` neurons), the network hands it
+the next layer's Linear too, and the two become one autograd node whose backward never writes the
+``[T, B, H]`` gradient of the spikes (:class:`~nmsnn.core.backends.numba_cpu.FoldedRecurrence`).
+The numbers are the same as the two steps' up to rounding in the sums over the next layer's
+neurons and over rows (for its weight gradient).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import os
 import sys
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
 from nmsnn.core.backends.fused import fused_recurrence
@@ -157,3 +165,60 @@ def auto_recurrence(
     except Exception as err:  # a compiled backend failing must not stop training
         _set_auto(device_type, "fused", f"{choice} failed ({type(err).__name__}: {err})")
         return fused_recurrence(current, decay, threshold, penalty, config, state)
+
+
+FOLD_MAX_OUT = 16  # next layers up to this width are folded into the previous layer's backward
+
+
+def _autocast_on() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled()
+
+
+def folded_recurrence(
+    backend: str,
+    current: Tensor,
+    decay: Tensor,
+    threshold: Tensor,
+    penalty: Tensor,
+    config: NeuronConfig,
+    state: NeuronState | None,
+    weight: Tensor,
+    bias: Tensor | None,
+    record: bool = True,
+) -> tuple[RecurrenceOutput, Tensor] | None:
+    """The recurrence of ``current [T, B, H]`` and the next layer's current
+    ``spikes @ weight.T + bias`` (``weight [K, H]``, or ``[M, K, H]`` and ``bias [M, K]`` for a
+    population of M models, one block of rows each) as one autograd node, or ``None`` when that
+    does not apply here (then the caller runs the recurrence and the Linear as usual). Without
+    ``record`` the returned membrane is ``None`` (not computed).
+
+    Applies to the ``numba`` backend (named, or ``auto``'s choice on CPU) while autograd records,
+    for float32/float64 CPU tensors outside autocast and ``K <= FOLD_MAX_OUT``.
+    """
+    if backend not in ("auto", "numba") or current.device.type != "cpu" or weight.shape[-2] > FOLD_MAX_OUT:
+        return None
+    if current.dtype not in (torch.float32, torch.float64) or not torch.is_grad_enabled() or _autocast_on():
+        return None
+    if (backend == "auto" and auto_choice("cpu") != "numba") or not installed("numba"):
+        return None
+    if state is None:
+        zeros = current.new_zeros(current.shape[1:])
+        state = NeuronState(zeros, zeros)
+    inputs = (current, decay, threshold, penalty, state.inner, state.outer, weight, bias)
+    if not any(isinstance(x, Tensor) and x.requires_grad for x in inputs):
+        return None
+    try:
+        from nmsnn.core.backends.numba_cpu import FoldedRecurrence
+
+        spikes, membrane, inner, outer, nxt = FoldedRecurrence.apply(*inputs, config, record)
+    except Exception as err:
+        if backend != "auto":
+            raise
+        _set_auto("cpu", "fused", f"numba failed ({type(err).__name__}: {err})")
+        return None
+    if not record:
+        membrane = None
+    return RecurrenceOutput(spikes, membrane, NeuronState(inner, outer)), nxt

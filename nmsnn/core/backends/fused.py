@@ -84,8 +84,11 @@ class Kernels(Protocol):
         grad_inner: Tensor,
         grad_outer: Tensor,
         config: NeuronConfig,
+        param_grads: bool = True,
     ) -> BackwardResult:
-        """``grad_spikes``/``grad_membrane`` are ``None`` when that output received no gradient."""
+        """``grad_spikes``/``grad_membrane`` are ``None`` when that output received no gradient;
+        without ``param_grads`` a kernel may skip the decay/threshold/penalty gradients (their
+        values are then unspecified)."""
         ...
 
 
@@ -130,6 +133,7 @@ class TorchKernels:
         grad_inner: Tensor,
         grad_outer: Tensor,
         config: NeuronConfig,
+        param_grads: bool = True,
     ) -> BackwardResult:
         steps = pre.shape[0]
         d, th, p = params
@@ -191,6 +195,51 @@ def _reduce_to(grad: Tensor, value: Tensor | float, batch: int, hidden: int) -> 
     return grad.reshape(value.shape).to(value.dtype)
 
 
+def flat_inputs(
+    current: Tensor, decay: Tensor, threshold: Tensor, penalty: Tensor, inner0: Tensor, outer0: Tensor
+) -> tuple[Tensor, Flat, Tensor, Tensor]:
+    """``current [T, B, H]`` as ``[T, N]``, the parameters and the state as ``[N]`` (contiguous)."""
+    steps, batch, hidden = current.shape
+    cur = current.reshape(steps, batch * hidden).contiguous()
+    params = Flat(*(_flat_param(x, batch, hidden, cur) for x in (decay, threshold, penalty)))
+    s0 = inner0.to(cur.dtype).reshape(-1).contiguous()
+    o0 = outer0.to(cur.dtype).reshape(-1).contiguous()
+    return cur, params, s0, o0
+
+
+def flat_grads(
+    pre: Tensor, steps: int, *grads: Tensor | None
+) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor]:
+    """The four output gradients (spikes, membrane, final inner, final outer) flattened like
+    ``pre``; an absent ``[T, N]`` gradient stays ``None``, an absent state gradient is zeros."""
+    n = pre.shape[1]
+
+    def flat(g: Tensor | None, rows: int | None) -> Tensor | None:
+        if g is None:
+            return None if rows else pre.new_zeros(n)
+        g = g.to(pre.dtype)
+        return (g.reshape(rows, n) if rows else g.reshape(n)).contiguous()
+
+    g_spikes, g_membrane, g_inner, g_outer = grads
+    return flat(g_spikes, steps), flat(g_membrane, steps), flat(g_inner, None), flat(g_outer, None)
+
+
+def input_grads(ctx: Any, grads: BackwardResult, need: tuple[bool, ...]) -> tuple[Tensor | None, ...]:
+    """Gradients of ``current, decay, threshold, penalty, inner0, outer0`` in their own shapes
+    and dtypes (``ctx`` holds ``shape``, ``values`` and ``dtypes`` from the forward pass)."""
+    steps, batch, hidden = ctx.shape
+    current_dtype, inner_dtype, outer_dtype = ctx.dtypes
+    decay, threshold, penalty = ctx.values
+    return (
+        grads.current.view(steps, batch, hidden).to(current_dtype) if need[0] else None,
+        _reduce_to(grads.decay, decay, batch, hidden) if need[1] else None,
+        _reduce_to(grads.threshold, threshold, batch, hidden) if need[2] else None,
+        _reduce_to(grads.penalty, penalty, batch, hidden) if need[3] else None,
+        grads.inner0.view(batch, hidden).to(inner_dtype) if need[4] else None,
+        grads.outer0.view(batch, hidden).to(outer_dtype) if need[5] else None,
+    )
+
+
 class FusedRecurrence(torch.autograd.Function):
     """Autograd node around a :class:`Kernels` object; saves ``a_t`` and the ``[N]`` parameters."""
 
@@ -207,10 +256,7 @@ class FusedRecurrence(torch.autograd.Function):
         config: NeuronConfig,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         steps, batch, hidden = current.shape
-        cur = current.reshape(steps, batch * hidden).contiguous()
-        params = Flat(*(_flat_param(x, batch, hidden, cur) for x in (decay, threshold, penalty)))
-        s0 = inner0.to(cur.dtype).reshape(-1).contiguous()
-        o0 = outer0.to(cur.dtype).reshape(-1).contiguous()
+        cur, params, s0, o0 = flat_inputs(current, decay, threshold, penalty, inner0, outer0)
         out = kernels.forward(cur, params, s0, o0, config, save=True)
         ctx.save_for_backward(out.pre, *params, s0)
         ctx.set_materialize_grads(False)  # an unused [T, N] output costs no zero-filled gradient
@@ -227,41 +273,19 @@ class FusedRecurrence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, g_spikes: Tensor, g_membrane: Tensor, g_inner: Tensor, g_outer: Tensor):  # type: ignore[override]
-        pre, d, th, p, s0 = ctx.saved_tensors
-        steps, batch, hidden = ctx.shape
-        n = batch * hidden
-
-        def flat(g: Tensor | None, rows: int | None) -> Tensor | None:
-            if g is None:
-                return None if rows else pre.new_zeros(n)
-            g = g.to(pre.dtype)
-            return (g.reshape(rows, n) if rows else g.reshape(n)).contiguous()
-
         if all(g is None for g in (g_spikes, g_membrane, g_inner, g_outer)):
             return (None,) * 8
+        pre, d, th, p, s0 = ctx.saved_tensors
+        need = ctx.needs_input_grad
         grads = ctx.kernels.backward(
             pre,
             Flat(d, th, p),
             s0,
-            flat(g_spikes, steps),
-            flat(g_membrane, steps),
-            flat(g_inner, None),
-            flat(g_outer, None),
+            *flat_grads(pre, ctx.shape[0], g_spikes, g_membrane, g_inner, g_outer),
             ctx.config,
+            param_grads=any(need[1:4]),
         )
-        current_dtype, inner_dtype, outer_dtype = ctx.dtypes
-        need = ctx.needs_input_grad
-        decay, threshold, penalty = ctx.values
-        return (
-            grads.current.view(steps, batch, hidden).to(current_dtype) if need[0] else None,
-            _reduce_to(grads.decay, decay, batch, hidden) if need[1] else None,
-            _reduce_to(grads.threshold, threshold, batch, hidden) if need[2] else None,
-            _reduce_to(grads.penalty, penalty, batch, hidden) if need[3] else None,
-            grads.inner0.view(batch, hidden).to(inner_dtype) if need[4] else None,
-            grads.outer0.view(batch, hidden).to(outer_dtype) if need[5] else None,
-            None,
-            None,
-        )
+        return (*input_grads(ctx, grads, need), None, None)
 
 
 def fused_apply(
@@ -283,16 +307,8 @@ def fused_apply(
         spikes, membrane, inner, outer = FusedRecurrence.apply(*inputs, kernels, config)
         return RecurrenceOutput(spikes, membrane, NeuronState(inner, outer))
     # inference: no autograd node and nothing saved
-    cur = current.reshape(steps, batch * hidden).contiguous()
-    params = Flat(*(_flat_param(x, batch, hidden, cur) for x in (decay, threshold, penalty)))
-    out = kernels.forward(
-        cur,
-        params,
-        state.inner.to(cur.dtype).reshape(-1).contiguous(),
-        state.outer.to(cur.dtype).reshape(-1).contiguous(),
-        config,
-        save=False,
-    )
+    cur, params, s0, o0 = flat_inputs(current, decay, threshold, penalty, state.inner, state.outer)
+    out = kernels.forward(cur, params, s0, o0, config, save=False)
     shape = (batch, hidden)
     return RecurrenceOutput(
         out.spikes.view(steps, batch, hidden),

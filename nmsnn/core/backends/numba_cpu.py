@@ -13,25 +13,38 @@ are computed in float32 and cast back. The math is the one documented in
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
 import torch
 from torch import Tensor
 
-from nmsnn.core.backends.fused import BackwardResult, Flat, ForwardResult, fused_apply
+from nmsnn.core.backends.fused import (
+    BackwardResult,
+    Flat,
+    ForwardResult,
+    flat_grads,
+    flat_inputs,
+    fused_apply,
+    input_grads,
+)
+from nmsnn.core.backends.memory import retain_freed_memory
 from nmsnn.core.neuron import NeuronConfig, NeuronState, RecurrenceOutput
 
 TILE = 1024  # neurons walked through T together: their state stays in L1
 
 
-def _build(scale: bool, heaviside: bool):
-    """Compile (or load from numba's cache) the forward and backward loops for one neuron variant.
+def _build(scale: bool, heaviside: bool, membranes: bool = True):
+    """Compile (or load from numba's cache) the forward loop for one neuron variant.
 
     The reset mode and spike function are closure constants, so every branch on them is resolved
     at compile time and the inner loops vectorize; numba's cache key includes closure values.
+    Without ``membranes`` the delayed membrane is not written (a hidden layer in a training step
+    that keeps only the loss: a quarter of the loop's memory traffic).
     """
 
     @numba.njit(cache=True, nogil=True)
@@ -45,10 +58,13 @@ def _build(scale: bool, heaviside: bool):
             db, tb, pb = d[start:stop], th[start:stop], p[start:stop]
             rb = pb / tb
             for t in range(steps):
-                ct, st, mt = cur[t, start:stop], spikes[t, start:stop], membrane[t, start:stop]
+                ct, st = cur[t, start:stop], spikes[t, start:stop]
                 for j in range(m):
                     st[j] = o[j]
-                    mt[j] = s[j]
+                if membranes:
+                    mt = membrane[t, start:stop]
+                    for j in range(m):
+                        mt[j] = s[j]
                 if save:
                     pt = pre[t, start:stop]
                     for j in range(m):
@@ -69,16 +85,60 @@ def _build(scale: bool, heaviside: bool):
             s_out[start:stop] = s
             o_out[start:stop] = o
 
+    return forward
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _fold_spike_grad(out, dense, g_next, w, rows_per_member, start, m, hid):
+    """``out = dense + g_next @ w`` for the rows of one tile: the spikes' gradient through the
+    next layer's Linear (``g_next [B, K]``, ``w [M, K, H]``: row ``b`` uses member
+    ``b // rows_per_member``'s weight; one model is ``M = 1``), never materialized as ``[T, B, H]``.
+    (Loops index row slices from ``range(len)``: offset indices there cost vectorization.)"""
+    b0 = start // hid
+    for r in range(m // hid):
+        o = out[r * hid : (r + 1) * hid]
+        dn = dense[r * hid : (r + 1) * hid]
+        for h in range(o.shape[0]):
+            o[h] = dn[h]
+        wm = w[(b0 + r) // rows_per_member]
+        for k in range(wm.shape[0]):
+            gk = g_next[b0 + r, k]
+            wk = wm[k]
+            for h in range(o.shape[0]):
+                o[h] += gk * wk[h]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _fold_weight_grad(acc, spikes, g_next, start, m, hid):
+    """``acc[k, j] += g_next[b, k] * spikes[j]`` (neuron ``j`` of row ``b``): per-neuron sums of
+    the next layer's weight gradient, reduced over rows by the caller."""
+    b0 = start // hid
+    for r in range(m // hid):
+        sr = spikes[r * hid : (r + 1) * hid]
+        for k in range(acc.shape[0]):
+            gk = g_next[b0 + r, k]
+            ak = acc[k, start + r * hid : start + (r + 1) * hid]
+            for h in range(sr.shape[0]):
+                ak[h] += gk * sr[h]
+
+
+def _build_backward(scale: bool, heaviside: bool, params: bool, fold: bool):
+    """Compile the backward loop for one neuron variant. Without ``params`` it skips the
+    decay/threshold/penalty gradients (and recomputing the previous membrane they need). With
+    ``fold`` the spikes' gradient arrives as the next Linear's current gradient ``g_next
+    [T, B, K]`` and its weight ``w [K, H]``: the loop forms ``g_next @ w`` per tile and
+    accumulates the weight's gradient per neuron in ``acc [K, N]`` (tiles hold whole rows)."""
+
     @numba.njit(cache=True, nogil=True)
     def backward(
-        pre, d, th, p, s0, g_spikes, g_membrane, g_inner, g_outer,
+        pre, d, th, p, s0, o0, g_spikes, g_membrane, g_inner, g_outer,
         g_current, g_decay, g_threshold, g_penalty, g_inner0, g_outer0,
-        slope, zero, one, lo, hi,
+        g_next, w, rpm, acc, hid, tile, slope, zero, one, lo, hi,
     ):  # fmt: skip
         steps = pre.shape[0]
         has_m, has_s = g_membrane.shape[0] > 0, g_spikes.shape[0] > 0
-        for start in range(lo, hi, TILE):
-            stop = min(hi, start + TILE)
+        for start in range(lo, hi, tile):
+            stop = min(hi, start + tile)
             m = stop - start
             db, tb, pb = d[start:stop], th[start:stop], p[start:stop]
             rb = pb / tb
@@ -90,15 +150,34 @@ def _build(scale: bool, heaviside: bool):
             gp = np.zeros(m, pre.dtype)
             sp = np.empty(m, pre.dtype)
             no_grad = np.zeros(m, pre.dtype)
+            folded = np.empty(m, pre.dtype)
+            sprev = np.empty(m, pre.dtype)
             for t in range(steps - 1, -1, -1):
                 at = pre[t, start:stop]
                 if t + 1 < steps:
                     gm_next = g_membrane[t + 1, start:stop] if has_m else no_grad
                     gs_next = g_spikes[t + 1, start:stop] if has_s else no_grad
+                    if fold:
+                        _fold_spike_grad(folded, gs_next, g_next[t + 1], w, rpm, start, m, hid)
+                        gs_next = folded
                 else:
                     gm_next, gs_next = g_inner[start:stop], g_outer[start:stop]
+                if fold:  # spikes[t] = o_{t-1}, recomputed from a_{t-1}
+                    if t == 0:
+                        sprev[:] = o0[start:stop]
+                    else:
+                        prev = pre[t - 1, start:stop]
+                        for j in range(m):
+                            vp = prev[j] - tb[j]
+                            if heaviside:
+                                sprev[j] = one if vp > zero else zero
+                            else:
+                                sprev[j] = vp if vp > zero else zero
+                    _fold_weight_grad(acc, sprev, g_next[t], start, m, hid)
                 # the previous step's post-reset membrane, recomputed from its pre-reset value
-                if t == 0:
+                if not params:
+                    pass
+                elif t == 0:
                     sp[:] = s0[start:stop]
                 else:
                     prev = pre[t - 1, start:stop]
@@ -130,14 +209,17 @@ def _build(scale: bool, heaviside: bool):
                         gv = go * g
                     if scale:
                         new_ga = gs * (one - rb[j] * g) + gv
-                        gsag = gs * a * g
-                        gt[j] += gsag * kb[j] - gv
-                        gp[j] -= gsag * ib[j]
                     else:
                         new_ga = gs + gv
-                        gt[j] -= gv
-                        gp[j] -= gs * g
-                    gd[j] += new_ga * sp[j]
+                    if params:
+                        if scale:
+                            gsag = gs * a * g
+                            gt[j] += gsag * kb[j] - gv
+                            gp[j] -= gsag * ib[j]
+                        else:
+                            gt[j] -= gv
+                            gp[j] -= gs * g
+                        gd[j] += new_ga * sp[j]
                     ga[j] = new_ga
                     gct[j] = new_ga
             g_decay[start:stop] = gd
@@ -146,17 +228,27 @@ def _build(scale: bool, heaviside: bool):
             for j in range(m):
                 g_inner0[start + j] = (g_membrane[0, start + j] if has_m else zero) + db[j] * ga[j]
                 g_outer0[start + j] = g_spikes[0, start + j] if has_s else zero
+            if fold:
+                _fold_spike_grad(folded, g_outer0[start:stop], g_next[0], w, rpm, start, m, hid)
+                g_outer0[start:stop] = folded
 
-    return forward, backward
+    return backward
 
 
-_COMPILED: dict[tuple[bool, bool], tuple] = {}
+_COMPILED: dict[tuple, object] = {}
 
 
-def _loops(config: NeuronConfig) -> tuple:
-    key = (config.reset == "scale", config.spike_fn == "heaviside")
+def _forward_loop(config: NeuronConfig, membranes: bool = True):
+    key = ("forward", config.reset == "scale", config.spike_fn == "heaviside", membranes)
     if key not in _COMPILED:
-        _COMPILED[key] = _build(*key)
+        _COMPILED[key] = _build(*key[1:])
+    return _COMPILED[key]
+
+
+def _backward_loop(config: NeuronConfig, params: bool, fold: bool):
+    key = ("backward", config.reset == "scale", config.spike_fn == "heaviside", params, fold)
+    if key not in _COMPILED:
+        _COMPILED[key] = _build_backward(*key[1:])
     return _COMPILED[key]
 
 
@@ -165,15 +257,15 @@ _POOL: ThreadPoolExecutor | None = None
 _POOL_PID = 0  # a forked child inherits the pool object but not its threads: make a new one
 
 
-def _run_split(kernel, args: tuple, steps: int, n: int, threads: int | None = None) -> None:
+def run_split(kernel, args: tuple, steps: int, n: int, threads: int | None = None, align: int = 16) -> None:
     """Run ``kernel(*args, lo, hi)`` over contiguous neuron ranges, one per torch CPU thread.
 
     The kernels release the GIL, so a small thread pool runs the ranges in parallel; each range
-    is a multiple of 16 neurons (whole cache lines) and small problems run inline.
+    is a multiple of ``align`` neurons (16: whole cache lines) and small problems run inline.
     """
     global _POOL, _POOL_PID
     threads = torch.get_num_threads() if threads is None else threads
-    threads = max(1, min(threads, steps * n // MIN_WORK_PER_THREAD, n // 16))
+    threads = max(1, min(threads, steps * n // MIN_WORK_PER_THREAD, n // align))
     if threads == 1:
         kernel(*args, 0, n)
         return
@@ -181,12 +273,45 @@ def _run_split(kernel, args: tuple, steps: int, n: int, threads: int | None = No
         _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="nmsnn-numba")
         _POOL_PID = os.getpid()
     size = -(-n // threads)
-    size = -(-size // 16) * 16
+    size = -(-size // align) * align
     bounds = [(lo, min(n, lo + size)) for lo in range(0, n, size)]
     futures = [_POOL.submit(kernel, *args, lo, hi) for lo, hi in bounds[1:]]
     kernel(*args, *bounds[0])
     for future in futures:
         future.result()
+
+
+_U32 = np.uint64(0xFFFFFFFF)
+_PHI, _PSI = np.uint64(0x9E3779B1), np.uint64(0x85EBCA77)
+_M1, _M2 = np.uint64(0x85EBCA6B), np.uint64(0xC2B2AE35)
+_S8, _S13, _S16 = np.uint64(8), np.uint64(13), np.uint64(16)
+_S32 = np.uint64(32)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _fmix32(h):
+    h = h ^ (h >> _S16)
+    h = (h * _M1) & _U32
+    h = h ^ (h >> _S13)
+    h = (h * _M2) & _U32
+    return h ^ (h >> _S16)
+
+
+@numba.njit(cache=True, nogil=True)
+def noise_kernel(x, out, k0, k1, lo, hi):
+    """``out[t, j] = x[j] * u(t * N + j)`` for columns ``lo:hi``: the counter-based uniform of
+    :mod:`nmsnn.core.backends.noise`, bit for bit (``u`` has 24 bits, so the product rounds once)."""
+    steps, n = out.shape
+    key0, key1 = np.uint64(k0), np.uint64(k1)
+    scale = 1.0 / (1 << 24)
+    for t in range(steps):
+        row = out[t]
+        base = np.uint64(t) * np.uint64(n)
+        for j in range(lo, hi):
+            i = base + np.uint64(j)
+            h = _fmix32(((i & _U32) * _PHI + key0) & _U32)
+            h = _fmix32(((h ^ key1) + (i >> _S32) * _PSI) & _U32)
+            row[j] = x[j] * (np.float64(h >> _S8) * scale)
 
 
 NATIVE = (torch.float32, torch.float64)
@@ -207,8 +332,16 @@ class NumbaKernels:
     name = "numba"
 
     def forward(
-        self, current: Tensor, params: Flat, inner0: Tensor, outer0: Tensor, config: NeuronConfig, save: bool
+        self,
+        current: Tensor,
+        params: Flat,
+        inner0: Tensor,
+        outer0: Tensor,
+        config: NeuronConfig,
+        save: bool,
+        membranes: bool = True,
     ) -> ForwardResult:
+        """Without ``membranes`` the delayed membrane is not computed (it is ``None``)."""
         dtype = current.dtype
         if dtype not in NATIVE:
             out = self.forward(
@@ -218,17 +351,19 @@ class NumbaKernels:
                 outer0.float(),
                 config,
                 save,
+                membranes,
             )
             return ForwardResult(
                 out.spikes.to(dtype),
-                out.membrane.to(dtype),
+                None if out.membrane is None else out.membrane.to(dtype),
                 out.pre,
                 out.inner.to(dtype),
                 out.outer.to(dtype),
             )
+        retain_freed_memory()
         steps, n = current.shape
         spikes = torch.empty_like(current)
-        membrane = torch.empty_like(current)
+        membrane = torch.empty_like(current) if membranes else current.new_empty(0, n)
         pre = torch.empty_like(current) if save else current.new_empty(1, 1)
         inner, outer = current.new_empty(n), current.new_empty(n)
         zero, one, _ = _consts(dtype)
@@ -236,8 +371,8 @@ class NumbaKernels:
             _np(current), *(_np(x) for x in params), _np(inner0), _np(outer0),
             _np(spikes), _np(membrane), _np(pre), _np(inner), _np(outer), save, zero, one,
         )  # fmt: skip
-        _run_split(_loops(config)[0], args, steps, n)
-        return ForwardResult(spikes, membrane, pre if save else None, inner, outer)
+        run_split(_forward_loop(config, membranes), args, steps, n)
+        return ForwardResult(spikes, membrane if membranes else None, pre if save else None, inner, outer)
 
     def backward(
         self,
@@ -249,23 +384,47 @@ class NumbaKernels:
         grad_inner: Tensor,
         grad_outer: Tensor,
         config: NeuronConfig,
+        param_grads: bool = True,
+        fold: Fold | None = None,
     ) -> BackwardResult:
         # pre is float32/float64 (other dtypes were promoted in forward); grads follow pre's dtype
-        n = pre.shape[1]
+        steps, n = pre.shape
+        dt = pre.dtype
         g_current = torch.empty_like(pre)
-        g_params = [pre.new_empty(n) for _ in range(5)]
-        zero, one, npdt = _consts(pre.dtype)
+        g_params = [pre.new_zeros(n) for _ in range(3)]  # zeros unless param_grads
+        g_params += [pre.new_empty(n) for _ in range(2)]
+        zero, one, npdt = _consts(dt)
         absent = pre.new_empty(0, n)
         grad_spikes = absent if grad_spikes is None else grad_spikes
         grad_membrane = absent if grad_membrane is None else grad_membrane
+        if fold is None:
+            outer0, g_next, weight, acc = inner0, pre.new_empty(0, 0, 0), pre.new_empty(0, 0, 0), absent
+            hid, tile, align, rpm = 1, TILE, 16, 1
+        else:
+            outer0, g_next, weight, acc = fold
+            weight = weight if weight.dim() == 3 else weight.unsqueeze(0)
+            hid = weight.shape[2]
+            rpm = g_next.shape[1] // weight.shape[0]  # rows per member
+            tile, align = max(1, TILE // hid) * hid, math.lcm(16, hid)
         args = (
-            _np(pre), *(_np(x.to(pre.dtype)) for x in params), _np(inner0.to(pre.dtype)),
+            _np(pre), *(_np(x.to(dt)) for x in params), _np(inner0.to(dt)), _np(outer0.to(dt)),
             _np(grad_spikes), _np(grad_membrane), _np(grad_inner), _np(grad_outer),
             _np(g_current), *(_np(x) for x in g_params),
+            _np(g_next), _np(weight), rpm, _np(acc), hid, tile,
             npdt(config.surrogate_slope), zero, one,
         )  # fmt: skip
-        _run_split(_loops(config)[1], args, pre.shape[0], n)
+        kernel = _backward_loop(config, param_grads, fold is not None)
+        run_split(kernel, args, steps, n, align=align)
         return BackwardResult(g_current, *g_params)
+
+
+class Fold(NamedTuple):
+    """The next layer's Linear folded into a backward pass (see :class:`FoldedRecurrence`)."""
+
+    outer0: Tensor  # [N] the incoming state's output (it is spikes[0])
+    g_next: Tensor  # [T, B, K] gradient of the next layer's current, contiguous
+    weight: Tensor  # [K, H] the next layer's weight ([M, K, H]: one per member of B/M rows), contiguous
+    acc: Tensor  # [K, N] zeros: per-neuron sums of the weight gradient, filled by the kernel
 
 
 NUMBA_KERNELS = NumbaKernels()
@@ -285,3 +444,94 @@ def numba_recurrence(
             f"backend='numba' runs on CPU tensors, got {current.device}; use backend=auto or triton."
         )
     return fused_apply(NUMBA_KERNELS, current, decay, threshold, penalty, config, state)
+
+
+def _next_current(spikes: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``spikes [R, H] @ weight.T + bias`` (the next layer's current, as ``nn.Linear`` computes it)."""
+    return spikes @ weight.t() if bias is None else torch.addmm(bias, spikes, weight.t())
+
+
+class FoldedRecurrence(torch.autograd.Function):
+    r"""One layer's recurrence and the next layer's Linear as one autograd node (numba, CPU).
+
+    Forward: the numba recurrence (its membrane only when ``record``: otherwise that output is
+    an empty tensor), then ``next = spikes @ W.T + b`` (``W [K, H]``; a population of M models
+    passes ``W [M, K, H]`` and ``b [M, K]``, and each member's block of rows uses its own, with
+    every product and sum formed exactly as for that model alone). Backward:
+    the spikes' gradient ``g_next @ W`` and the weight's gradient
+    :math:`\sum_{t,b} g^{next}_{t,b} \otimes spikes_{t,b}` are formed inside the recurrence's
+    backward loop, tile by tile (``spikes`` recomputed from the saved pre-reset membrane), so the
+    ``[T, B, H]`` gradient of the spikes is never written and read back: with a small next layer
+    (the seed's 64 -> 2) that tensor and its two GEMMs cost more than the loop itself.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, current, decay, threshold, penalty, inner0, outer0, weight, bias, config, record
+    ) -> tuple[Tensor, ...]:
+        steps, batch, hidden = current.shape
+        cur, params, s0, o0 = flat_inputs(current, decay, threshold, penalty, inner0, outer0)
+        w = weight.detach().to(cur.dtype).contiguous()
+        out = NUMBA_KERNELS.forward(cur, params, s0, o0, config, True, membranes=record)
+        b = None if bias is None else bias.detach().to(cur.dtype)
+        if w.dim() == 2:
+            nxt = _next_current(out.spikes.view(steps * batch, hidden), w, b)
+        else:  # members: each one's rows through its own weight, as that model alone would
+            members = w.shape[0]
+            spikes = out.spikes.view(steps, members, batch // members, hidden)
+            nxt = torch.stack(
+                [
+                    _next_current(spikes[:, m].reshape(-1, hidden), w[m], None if b is None else b[m]).view(
+                        steps, batch // members, -1
+                    )
+                    for m in range(members)
+                ],
+                dim=1,
+            )
+        ctx.save_for_backward(out.pre, *params, s0, o0, w)
+        ctx.set_materialize_grads(False)
+        ctx.config, ctx.shape, ctx.values = config, (steps, batch, hidden), (decay, threshold, penalty)
+        ctx.has_bias, ctx.weight_dtype = bias is not None, weight.dtype
+        ctx.dtypes = (current.dtype, inner0.dtype, outer0.dtype)
+        shape = (batch, hidden)
+        return (
+            out.spikes.view(steps, batch, hidden),
+            out.membrane.view(steps, batch, hidden) if record else cur.new_empty(0),
+            out.inner.view(shape),
+            out.outer.view(shape),
+            nxt.view(steps, batch, -1).to(weight.dtype),
+        )
+
+    @staticmethod
+    def backward(ctx: Any, g_spikes, g_membrane, g_inner, g_outer, g_next):  # type: ignore[override]
+        pre, d, th, p, s0, o0, weight = ctx.saved_tensors
+        steps, batch, hidden = ctx.shape
+        need = ctx.needs_input_grad
+        outputs = weight.shape[-2]
+        if g_next is None:
+            g_next = pre.new_zeros(steps, batch, outputs)
+        g_next = g_next.to(pre.dtype).reshape(steps, batch, outputs).contiguous()
+        fold = Fold(o0, g_next, weight, pre.new_zeros(outputs, batch * hidden))
+        grads = NUMBA_KERNELS.backward(
+            pre, Flat(d, th, p), s0, *flat_grads(pre, steps, g_spikes, g_membrane, g_inner, g_outer),
+            ctx.config, param_grads=any(need[1:4]), fold=fold,
+        )  # fmt: skip
+        if weight.dim() == 2:
+            grad_w = fold.acc.view(-1, batch, hidden).sum(1).to(ctx.weight_dtype) if need[6] else None
+            grad_b = g_next.sum((0, 1)) if need[7] and ctx.has_bias else None
+        else:  # per member, each sum over its own rows laid out as that model alone would
+            members = weight.shape[0]
+            rows = batch // members
+            acc = fold.acc.view(outputs, members, rows, hidden)
+            per_step = g_next.view(steps, members, rows, outputs)
+            grad_w = (
+                torch.stack([acc[:, m].contiguous().sum(1) for m in range(members)]).to(ctx.weight_dtype)
+                if need[6]
+                else None
+            )
+            grad_b = (
+                torch.stack([per_step[:, m].contiguous().sum((0, 1)) for m in range(members)])
+                if need[7] and ctx.has_bias
+                else None
+            )
+        return (*input_grads(ctx, grads, need), grad_w, grad_b, None, None)

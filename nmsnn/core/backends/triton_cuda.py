@@ -195,6 +195,7 @@ class TritonKernels:
         grad_inner: Tensor,
         grad_outer: Tensor,
         config: NeuronConfig,
+        param_grads: bool = True,  # the kernel always computes them (cheap on a GPU)
     ) -> BackwardResult:
         steps, n = pre.shape
         _, acc = _acc(pre.dtype)
