@@ -137,12 +137,16 @@ class PopulationLaunch:
             sweep_config.hydra.job.num = idx
         return sweep_config
 
-    def _run(self, task: TaskFunction, overrides: Sequence[str], idx: int) -> JobReturn:
+    def _run(
+        self, task: TaskFunction, overrides: Sequence[str], idx: int, config: DictConfig | None = None
+    ) -> JobReturn:
+        """Run ``task`` as job ``idx`` (in its directory, with its logging); ``config``: the job's
+        composed configuration when already at hand (composing it again costs as much)."""
         assert self.hydra_context is not None and self.config is not None
         ret = run_job(
             hydra_context=self.hydra_context,
             task_function=task,
-            config=self._job_config(overrides, idx),
+            config=self._job_config(overrides, idx) if config is None else config,
             job_dir_key="hydra.sweep.dir",
             job_subdir_key="hydra.sweep.subdir",
         )
@@ -174,6 +178,7 @@ class PopulationLaunch:
         assert self.task_function is not None
         results: dict[int, JobReturn] = {}
         prepared: dict[int, Any] = {}
+        configs: dict[int, DictConfig] = {}
         for i in group:
             overrides = job_overrides[i]
             idx = initial_job_idx + i
@@ -181,7 +186,8 @@ class PopulationLaunch:
             if len(group) == 1:
                 results[i] = self._run(self.task_function, overrides, idx)
                 continue
-            ret = self._run(_prepare, overrides, idx)
+            configs[i] = self._job_config(overrides, idx)
+            ret = self._run(_prepare, overrides, idx, configs[i])
             try:
                 prepared[i] = ret.return_value.member
             except _NotPopulationAble as reason:
@@ -206,5 +212,6 @@ class PopulationLaunch:
                 lambda cfg, m=member: _finish(cfg, m, seconds, len(members)),
                 job_overrides[i],
                 initial_job_idx + i,
+                configs[i],
             )
         return results
