@@ -30,13 +30,16 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_every_package_is_installed():
-    """A plain ``pip install .`` ships exactly the packages listed in pyproject.toml."""
+    """A plain ``pip install .`` ships exactly the packages listed in pyproject.toml (nmsnn's, and
+    its Hydra launcher in the ``hydra_plugins`` namespace)."""
     tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "nmsnn").rglob("__init__.py")} | {
-        "nmsnn.conf"
-    }
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for top in ("nmsnn", "hydra_plugins")
+        for p in (ROOT / top).rglob("__init__.py")
+    } | {"nmsnn.conf"}
     assert found == listed
 
 
