@@ -119,14 +119,16 @@ def test_population_sweep_equals_the_one_by_one_sweep(tmp_path):
     assert status["population"]["members"] == 4
     # each job is an ordinary run: TensorBoard curves, checkpoints that nmsnn-eval and nmsnn-predict read
     job = directory / "3"
-    curves = [
-        EventAccumulator(str(directory / "3" / "tensorboard")).Reload().Scalars("val/loss")
+    events = [
+        EventAccumulator(str(directory / "3" / "tensorboard")).Reload()
         for directory in (sweep_dir(tmp_path / "basic"), job.parent)
     ]
-    assert [(e.step, round(e.value, 6)) for e in curves[1]] == [
-        (e.step, round(e.value, 6)) for e in curves[0]
-    ]
-    assert len(curves[1]) == population.loc[3, "epochs"] + 1  # each epoch, and the tested checkpoint
+    for tag in ("val/loss", "val/acc", "train/loss", "val/spikes/layer1/firing_rate"):
+        basic_curve, population_curve = (
+            [(e.step, round(e.value, 6)) for e in ev.Scalars(tag)] for ev in events
+        )
+        assert population_curve == basic_curve, tag
+    assert len(events[1].Scalars("val/loss")) == population.loc[3, "epochs"] + 1  # and the tested checkpoint
     with initialize_config_module("nmsnn.conf", version_base="1.3"):
         again = evaluate(compose("eval", overrides=[f"ckpt_path={job / 'checkpoints' / 'best.ckpt'}"]))
     assert again["test/acc"] == pytest.approx(population.loc[3, "test/acc"], abs=1e-6)

@@ -117,10 +117,14 @@ class PopulationNetwork:
         self.recurrences = [layer._recurrence for layer in _layers(first)]
         self.configs = [layer.neuron for layer in _layers(first)]
 
-    def forward(self, inputs: Sequence[Tensor], active: Sequence[int] | None = None) -> Tensor:
+    def forward(
+        self, inputs: Sequence[Tensor], active: Sequence[int] | None = None, spikes: list | None = None
+    ) -> Tensor:
         """Encoded inputs ``[T, B, F]``, one per active member -> predictions ``[K, B, O]``.
 
-        ``active`` lists the members to run (default: all), in the order of ``inputs``. Layer by
+        ``active`` lists the members to run (default: all), in the order of ``inputs``. A list
+        passed as ``spikes`` receives each layer's spikes ``[T, K*B, H]`` (member k's rows are
+        block k), where the layer's node returns them. Layer by
         layer it takes the path :meth:`SpikingNetwork.forward <nmsnn.core.layers.SpikingNetwork.forward>`
         takes (a small next layer folded into the recurrence where the backend does that), so
         that every member computes what it would alone.
@@ -160,6 +164,8 @@ class PopulationNetwork:
                 )
             if folded is None:
                 result, current = recurrence(current, *params, config, None), None
+                if spikes is not None:
+                    spikes.append(result.spikes)
                 if i + 1 < depth:
                     x = _member_major(result.spikes, k, steps, batch)
             else:

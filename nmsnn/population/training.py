@@ -32,6 +32,9 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
+from nmsnn.analysis.activity import ActivityAccumulator
+from nmsnn.core.layers import NetworkOutput
+from nmsnn.core.neuron import RecurrenceOutput
 from nmsnn.data.datamodule import TabularDataModule
 from nmsnn.errors import ConfigError
 from nmsnn.lit.callbacks import TrainingDiverged
@@ -134,6 +137,9 @@ class PopulationTrainer:
         self.min_delta = 0.0 if stopping is None else abs(float(stopping.get("min_delta", 0.0)))
         self.stop_monitor = None if stopping is None else stopping.get("monitor", self.monitor)
         self.checkpointing = callbacks.get("model_checkpoint") is not None
+        spike_statistics = callbacks.get("spike_statistics")
+        self.spike_every = 0 if spike_statistics is None else int(spike_statistics.get("every_n_epochs", 1))
+        self.burn_in = int(members[0].module.hparams.burn_in)
         if cfg.trainer.get("deterministic"):
             torch.use_deterministic_algorithms(True, warn_only=True)
         self.network = PopulationNetwork([m.module for m in members])
@@ -284,6 +290,10 @@ class PopulationTrainer:
         for k in active:
             batches.append(list(self.data[k]["val"][2]))
         sums = {k: [0.0, 0] for k in active}
+        stats = self.spike_every and epoch % self.spike_every == 0
+        activity = {
+            k: ActivityAccumulator(self.members[k].module.model.network, self.burn_in) for k in active
+        }
         for step in range(len(batches[0])):
             inputs, targets = [], []
             for i, k in enumerate(active):
@@ -291,7 +301,15 @@ class PopulationTrainer:
                 index = torch.as_tensor(batches[i][step], device=self.device)
                 inputs.append(self.members[k].module.encode(x[index]))
                 targets.append(y[index])
-            predictions = self.network(inputs, active)
+            layer_spikes: list[Tensor] = []
+            predictions = self.network(inputs, active, layer_spikes if stats else None)
+            if stats:  # each member's share of every layer's spikes, as its spike statistics see them
+                batch = targets[0].shape[0]
+                for i, k in enumerate(active):
+                    layers = [
+                        RecurrenceOutput(s[:, i * batch : (i + 1) * batch], None, None) for s in layer_spikes
+                    ]
+                    activity[k].update(inputs[i], NetworkOutput(layers[-1].spikes, layers))
             for i, k in enumerate(active):
                 module = self.members[k].module
                 loss = module.loss(predictions[i], targets[i])
@@ -310,6 +328,14 @@ class PopulationTrainer:
             logs.update({n: float(v) for n, v in module.metrics["val"].compute().items()})
             module.metrics["val"].reset()
             self._log(member, logs)
+            if stats and activity[k].state:
+                scalars = {
+                    f"val/spikes/{layer.name}/{key}": value
+                    for layer in activity[k].layer_stats()
+                    for key, value in layer.scalars().items()
+                }
+                for logger in member.loggers:  # the step the SpikeStatistics callback uses
+                    logger.log_metrics(scalars, step=member.global_step)
             if not math.isfinite(logs["val/loss"]):
                 self._fail(member, f"the validation loss became {logs['val/loss']:g}", epoch, "validation")
                 continue
