@@ -27,6 +27,7 @@ from nmsnn.core.backends.fused import (
     BackwardResult,
     Flat,
     ForwardResult,
+    bias_grad,
     flat_grads,
     flat_inputs,
     fused_apply,
@@ -38,17 +39,20 @@ from nmsnn.core.neuron import NeuronConfig, NeuronState, RecurrenceOutput
 TILE = 1024  # neurons walked through T together: their state stays in L1
 
 
-def _build(scale: bool, heaviside: bool, membranes: bool = True):
+def _build(scale: bool, heaviside: bool, membranes: bool = True, biased: bool = False):
     """Compile (or load from numba's cache) the forward loop for one neuron variant.
 
     The reset mode and spike function are closure constants, so every branch on them is resolved
     at compile time and the inner loops vectorize; numba's cache key includes closure values.
     Without ``membranes`` the delayed membrane is not written (a hidden layer in a training step
-    that keeps only the loss: a quarter of the loop's memory traffic).
+    that keeps only the loss: a quarter of the loop's memory traffic). With ``biased`` the
+    layer's bias arrives per neuron (``bias [N]``) and is added to the current as it is read,
+    ``(cur + bias) + d * s``: the same roundings as adding it in the Linear, without the Linear
+    writing a broadcast copy of the bias into its ``[T*B, H]`` output first.
     """
 
     @numba.njit(cache=True, nogil=True)
-    def forward(cur, d, th, p, s0, o0, spikes, membrane, pre, s_out, o_out, save, zero, one, lo, hi):
+    def forward(cur, bias, d, th, p, s0, o0, spikes, membrane, pre, s_out, o_out, save, zero, one, lo, hi):
         steps = cur.shape[0]
         for start in range(lo, hi, TILE):
             stop = min(hi, start + TILE)
@@ -56,9 +60,18 @@ def _build(scale: bool, heaviside: bool, membranes: bool = True):
             s = s0[start:stop].copy()
             o = o0[start:stop].copy()
             db, tb, pb = d[start:stop], th[start:stop], p[start:stop]
+            bb = bias[start:stop] if biased else db
             rb = pb / tb
+            c = np.empty(m, cur.dtype)
             for t in range(steps):
-                ct, st = cur[t, start:stop], spikes[t, start:stop]
+                st = cur[t, start:stop]
+                if biased:
+                    for j in range(m):
+                        c[j] = st[j] + bb[j]
+                    ct = c
+                else:
+                    ct = st
+                st = spikes[t, start:stop]
                 for j in range(m):
                     st[j] = o[j]
                 if membranes:
@@ -238,8 +251,8 @@ def _build_backward(scale: bool, heaviside: bool, params: bool, fold: bool):
 _COMPILED: dict[tuple, object] = {}
 
 
-def _forward_loop(config: NeuronConfig, membranes: bool = True):
-    key = ("forward", config.reset == "scale", config.spike_fn == "heaviside", membranes)
+def _forward_loop(config: NeuronConfig, membranes: bool = True, biased: bool = False):
+    key = ("forward", config.reset == "scale", config.spike_fn == "heaviside", membranes, biased)
     if key not in _COMPILED:
         _COMPILED[key] = _build(*key[1:])
     return _COMPILED[key]
@@ -340,8 +353,10 @@ class NumbaKernels:
         config: NeuronConfig,
         save: bool,
         membranes: bool = True,
+        bias: Tensor | None = None,
     ) -> ForwardResult:
-        """Without ``membranes`` the delayed membrane is not computed (it is ``None``)."""
+        """Without ``membranes`` the delayed membrane is not computed (it is ``None``). ``bias
+        [N]`` (optional) is added to ``current`` in the loop (see :func:`_build`)."""
         dtype = current.dtype
         if dtype not in NATIVE:
             out = self.forward(
@@ -352,6 +367,7 @@ class NumbaKernels:
                 config,
                 save,
                 membranes,
+                None if bias is None else bias.float(),
             )
             return ForwardResult(
                 out.spikes.to(dtype),
@@ -367,11 +383,12 @@ class NumbaKernels:
         pre = torch.empty_like(current) if save else current.new_empty(1, 1)
         inner, outer = current.new_empty(n), current.new_empty(n)
         zero, one, _ = _consts(dtype)
+        in_bias = current.new_empty(0) if bias is None else bias.to(dtype).contiguous()
         args = (
-            _np(current), *(_np(x) for x in params), _np(inner0), _np(outer0),
+            _np(current), _np(in_bias), *(_np(x) for x in params), _np(inner0), _np(outer0),
             _np(spikes), _np(membrane), _np(pre), _np(inner), _np(outer), save, zero, one,
         )  # fmt: skip
-        run_split(_forward_loop(config, membranes), args, steps, n)
+        run_split(_forward_loop(config, membranes, bias is not None), args, steps, n)
         return ForwardResult(spikes, membrane if membranes else None, pre if save else None, inner, outer)
 
     def backward(
@@ -463,35 +480,50 @@ class FoldedRecurrence(torch.autograd.Function):
     backward loop, tile by tile (``spikes`` recomputed from the saved pre-reset membrane), so the
     ``[T, B, H]`` gradient of the spikes is never written and read back: with a small next layer
     (the seed's 64 -> 2) that tensor and its two GEMMs cost more than the loop itself.
+
+    ``weight`` may be ``None``: then nothing is folded (the last output is an empty tensor) and
+    the node is the plain numba recurrence. ``in_bias [H]`` (optional): this layer's own bias,
+    when ``current`` was computed without it (``x @ W.T``); the loop adds it as it reads the
+    current (see :func:`_build`), which saves the Linear's broadcast copy of the bias into its
+    ``[T*B, H]`` output, and its gradient is :func:`bias_grad` of the current's gradient, as the
+    Linear would have formed it.
     """
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, current, decay, threshold, penalty, inner0, outer0, weight, bias, config, record
+        ctx: Any, current, decay, threshold, penalty, inner0, outer0, in_bias, weight, bias, config, record
     ) -> tuple[Tensor, ...]:
         steps, batch, hidden = current.shape
         cur, params, s0, o0 = flat_inputs(current, decay, threshold, penalty, inner0, outer0)
-        w = weight.detach().to(cur.dtype).contiguous()
-        out = NUMBA_KERNELS.forward(cur, params, s0, o0, config, True, membranes=record)
-        b = None if bias is None else bias.detach().to(cur.dtype)
-        if w.dim() == 2:
-            nxt = _next_current(out.spikes.view(steps * batch, hidden), w, b)
-        else:  # members: each one's rows through its own weight, as that model alone would
-            members = w.shape[0]
-            spikes = out.spikes.view(steps, members, batch // members, hidden)
-            nxt = torch.stack(
-                [
-                    _next_current(spikes[:, m].reshape(-1, hidden), w[m], None if b is None else b[m]).view(
-                        steps, batch // members, -1
-                    )
-                    for m in range(members)
-                ],
-                dim=1,
-            )
+        flat_bias = None
+        if in_bias is not None:
+            flat_bias = in_bias.detach().to(cur.dtype).expand(batch, hidden).reshape(-1)
+        out = NUMBA_KERNELS.forward(cur, params, s0, o0, config, True, membranes=record, bias=flat_bias)
+        if weight is None:
+            w, nxt = cur.new_empty(0, 0, 0), cur.new_empty(steps, batch, 0)
+        else:
+            w = weight.detach().to(cur.dtype).contiguous()
+            b = None if bias is None else bias.detach().to(cur.dtype)
+            if w.dim() == 2:
+                nxt = _next_current(out.spikes.view(steps * batch, hidden), w, b)
+            else:  # members: each one's rows through its own weight, as that model alone would
+                members = w.shape[0]
+                spikes = out.spikes.view(steps, members, batch // members, hidden)
+                nxt = torch.stack(
+                    [
+                        _next_current(
+                            spikes[:, m].reshape(-1, hidden), w[m], None if b is None else b[m]
+                        ).view(steps, batch // members, -1)
+                        for m in range(members)
+                    ],
+                    dim=1,
+                )
         ctx.save_for_backward(out.pre, *params, s0, o0, w)
         ctx.set_materialize_grads(False)
         ctx.config, ctx.shape, ctx.values = config, (steps, batch, hidden), (decay, threshold, penalty)
-        ctx.has_bias, ctx.weight_dtype = bias is not None, weight.dtype
+        ctx.folds, ctx.has_bias = weight is not None, bias is not None
+        ctx.weight_dtype = None if weight is None else weight.dtype
+        ctx.in_bias_dtype = None if in_bias is None else in_bias.dtype
         ctx.dtypes = (current.dtype, inner0.dtype, outer0.dtype)
         shape = (batch, hidden)
         return (
@@ -499,7 +531,7 @@ class FoldedRecurrence(torch.autograd.Function):
             out.membrane.view(steps, batch, hidden) if record else cur.new_empty(0),
             out.inner.view(shape),
             out.outer.view(shape),
-            nxt.view(steps, batch, -1).to(weight.dtype),
+            nxt.view(steps, batch, -1).to(current.dtype if weight is None else weight.dtype),
         )
 
     @staticmethod
@@ -507,18 +539,28 @@ class FoldedRecurrence(torch.autograd.Function):
         pre, d, th, p, s0, o0, weight = ctx.saved_tensors
         steps, batch, hidden = ctx.shape
         need = ctx.needs_input_grad
-        outputs = weight.shape[-2]
-        if g_next is None:
-            g_next = pre.new_zeros(steps, batch, outputs)
-        g_next = g_next.to(pre.dtype).reshape(steps, batch, outputs).contiguous()
-        fold = Fold(o0, g_next, weight, pre.new_zeros(outputs, batch * hidden))
+        fold = None
+        if ctx.folds:
+            outputs = weight.shape[-2]
+            if g_next is None:
+                g_next = pre.new_zeros(steps, batch, outputs)
+            g_next = g_next.to(pre.dtype).reshape(steps, batch, outputs).contiguous()
+            fold = Fold(o0, g_next, weight, pre.new_zeros(outputs, batch * hidden))
+        elif all(g is None for g in (g_spikes, g_membrane, g_inner, g_outer)):
+            return (None,) * 11
         grads = NUMBA_KERNELS.backward(
             pre, Flat(d, th, p), s0, *flat_grads(pre, steps, g_spikes, g_membrane, g_inner, g_outer),
             ctx.config, param_grads=any(need[1:4]), fold=fold,
         )  # fmt: skip
-        if weight.dim() == 2:
-            grad_w = fold.acc.view(-1, batch, hidden).sum(1).to(ctx.weight_dtype) if need[6] else None
-            grad_b = g_next.sum((0, 1)) if need[7] and ctx.has_bias else None
+        grad_in_bias = None
+        if need[6]:
+            grad_in_bias = bias_grad(grads.current.view(steps * batch, hidden)).to(ctx.in_bias_dtype)
+        grad_w = grad_b = None
+        if fold is None:
+            pass
+        elif weight.dim() == 2:
+            grad_w = fold.acc.view(-1, batch, hidden).sum(1).to(ctx.weight_dtype) if need[7] else None
+            grad_b = g_next.sum((0, 1)) if need[8] and ctx.has_bias else None
         else:  # per member, each sum over its own rows laid out as that model alone would
             members = weight.shape[0]
             rows = batch // members
@@ -526,12 +568,12 @@ class FoldedRecurrence(torch.autograd.Function):
             per_step = g_next.view(steps, members, rows, outputs)
             grad_w = (
                 torch.stack([acc[:, m].contiguous().sum(1) for m in range(members)]).to(ctx.weight_dtype)
-                if need[6]
+                if need[7]
                 else None
             )
             grad_b = (
                 torch.stack([per_step[:, m].contiguous().sum((0, 1)) for m in range(members)])
-                if need[7] and ctx.has_bias
+                if need[8] and ctx.has_bias
                 else None
             )
-        return (*input_grads(ctx, grads, need), grad_w, grad_b, None, None)
+        return (*input_grads(ctx, grads, need), grad_in_bias, grad_w, grad_b, None, None)
