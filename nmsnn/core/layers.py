@@ -147,7 +147,8 @@ class SpikingLayer(nn.Module):
         that adds this layer's bias as it reads the current (the Linear computes ``x @ W.T``
         only, without writing a broadcast copy of the bias into its ``[T, B, out]`` output), or
         ``None`` where the numba node does not apply (:func:`~nmsnn.core.backends.numba_node_applies`)
-        or ``following`` is too wide to fold."""
+        or ``following`` is too wide to fold. The node writes its saved state over the current
+        it is given here (no other reader), and its backward runs once (no ``retain_graph``)."""
         if not numba_node_applies(self.backend, x):
             return None
         if following is not None and following.weight.shape[0] > FOLD_MAX_OUT:
@@ -156,7 +157,7 @@ class SpikingLayer(nn.Module):
         weight, bias = (None, None) if following is None else (following.weight, following.bias)
         return folded_recurrence(
             self.backend, current, *self.neuron_values(), self.neuron, state, weight, bias, record,
-            in_bias=self.linear.bias,
+            in_bias=self.linear.bias, consume=True,
         )  # fmt: skip
 
     def extra_repr(self) -> str:

@@ -201,6 +201,7 @@ def folded_recurrence(
     bias: Tensor | None,
     record: bool = True,
     in_bias: Tensor | None = None,
+    consume: bool = False,
 ) -> tuple[RecurrenceOutput, Tensor | None] | None:
     """The recurrence of ``current [T, B, H]`` and the next layer's current
     ``spikes @ weight.T + bias`` (``weight [K, H]``, or ``[M, K, H]`` and ``bias [M, K]`` for a
@@ -212,6 +213,8 @@ def folded_recurrence(
     numba recurrence alone. ``in_bias [H]``: this layer's own bias, when ``current`` was formed
     without it; the node adds it as it reads the current (check :func:`numba_node_applies`
     before leaving it out of the current: where this returns ``None``, nothing added it).
+    ``consume``: ``current`` is the caller's own scratch (nothing else reads it): the node
+    overwrites it with the saved pre-reset membrane. The node's backward runs once only.
 
     Applies where :func:`numba_node_applies` and ``K <= FOLD_MAX_OUT``.
     """
@@ -228,7 +231,7 @@ def folded_recurrence(
     try:
         from nmsnn.core.backends.numba_cpu import FoldedRecurrence
 
-        spikes, membrane, inner, outer, nxt = FoldedRecurrence.apply(*inputs, config, record)
+        spikes, membrane, inner, outer, nxt = FoldedRecurrence.apply(*inputs, config, record, consume)
     except Exception as err:
         if backend != "auto" or in_bias is not None:
             raise

@@ -39,7 +39,7 @@ from nmsnn.core.neuron import NeuronConfig, NeuronState, RecurrenceOutput
 TILE = 1024  # neurons walked through T together: their state stays in L1
 
 
-def _build(scale: bool, heaviside: bool, membranes: bool = True, biased: bool = False):
+def _build(scale: bool, heaviside: bool, membranes: bool = True, biased: bool = False, inplace: bool = False):
     """Compile (or load from numba's cache) the forward loop for one neuron variant.
 
     The reset mode and spike function are closure constants, so every branch on them is resolved
@@ -48,7 +48,9 @@ def _build(scale: bool, heaviside: bool, membranes: bool = True, biased: bool = 
     that keeps only the loss: a quarter of the loop's memory traffic). With ``biased`` the
     layer's bias arrives per neuron (``bias [N]``) and is added to the current as it is read,
     ``(cur + bias) + d * s``: the same roundings as adding it in the Linear, without the Linear
-    writing a broadcast copy of the bias into its ``[T*B, H]`` output first.
+    writing a broadcast copy of the bias into its ``[T*B, H]`` output first. With ``inplace``
+    the pre-reset membrane ``a_t`` is written over the current as it is read (``pre`` is
+    ignored; the caller passes a current it owns).
     """
 
     @numba.njit(cache=True, nogil=True)
@@ -62,28 +64,22 @@ def _build(scale: bool, heaviside: bool, membranes: bool = True, biased: bool = 
             db, tb, pb = d[start:stop], th[start:stop], p[start:stop]
             bb = bias[start:stop] if biased else db
             rb = pb / tb
-            c = np.empty(m, cur.dtype)
+            scratch = np.empty(m, cur.dtype)  # a_t when it is not saved
             for t in range(steps):
-                st = cur[t, start:stop]
-                if biased:
-                    for j in range(m):
-                        c[j] = st[j] + bb[j]
-                    ct = c
-                else:
-                    ct = st
-                st = spikes[t, start:stop]
+                ct, st = cur[t, start:stop], spikes[t, start:stop]
                 for j in range(m):
                     st[j] = o[j]
                 if membranes:
                     mt = membrane[t, start:stop]
                     for j in range(m):
                         mt[j] = s[j]
-                if save:
-                    pt = pre[t, start:stop]
-                    for j in range(m):
-                        pt[j] = ct[j] + db[j] * s[j]
+                pt = ct if inplace else (pre[t, start:stop] if save else scratch)
                 for j in range(m):
-                    a = ct[j] + db[j] * s[j]
+                    if biased:
+                        a = (ct[j] + bb[j]) + db[j] * s[j]
+                    else:
+                        a = ct[j] + db[j] * s[j]
+                    pt[j] = a
                     v = a - tb[j]
                     if heaviside:
                         oj = one if v > zero else zero
@@ -135,12 +131,15 @@ def _fold_weight_grad(acc, spikes, g_next, start, m, hid):
                 ak[h] += gk * sr[h]
 
 
-def _build_backward(scale: bool, heaviside: bool, params: bool, fold: bool):
+def _build_backward(scale: bool, heaviside: bool, params: bool, fold: bool, inplace: bool = False):
     """Compile the backward loop for one neuron variant. Without ``params`` it skips the
     decay/threshold/penalty gradients (and recomputing the previous membrane they need). With
     ``fold`` the spikes' gradient arrives as the next Linear's current gradient ``g_next
     [T, B, K]`` and its weight ``w [K, H]``: the loop forms ``g_next @ w`` per tile and
-    accumulates the weight's gradient per neuron in ``acc [K, N]`` (tiles hold whole rows)."""
+    accumulates the weight's gradient per neuron in ``acc [K, N]`` (tiles hold whole rows).
+    With ``inplace`` the current's gradient overwrites ``pre`` (``g_current`` is ignored): step
+    ``t`` writes row ``t`` after reading it and reads only row ``t - 1`` besides, so no value is
+    overwritten before its last use, and no second ``[T, N]`` buffer is written."""
 
     @numba.njit(cache=True, nogil=True)
     def backward(
@@ -206,7 +205,7 @@ def _build_backward(scale: bool, heaviside: bool, params: bool, fold: bool):
                             sp[j] = ap - rb[j] * ap * gpv
                         else:
                             sp[j] = ap - (pb[j] + op) * gpv
-                gct = g_current[t, start:stop]
+                gct = at if inplace else g_current[t, start:stop]
                 for j in range(m):
                     a = at[j]
                     v = a - tb[j]
@@ -251,15 +250,15 @@ def _build_backward(scale: bool, heaviside: bool, params: bool, fold: bool):
 _COMPILED: dict[tuple, object] = {}
 
 
-def _forward_loop(config: NeuronConfig, membranes: bool = True, biased: bool = False):
-    key = ("forward", config.reset == "scale", config.spike_fn == "heaviside", membranes, biased)
+def _forward_loop(config: NeuronConfig, membranes: bool = True, biased: bool = False, inplace: bool = False):
+    key = ("forward", config.reset == "scale", config.spike_fn == "heaviside", membranes, biased, inplace)
     if key not in _COMPILED:
         _COMPILED[key] = _build(*key[1:])
     return _COMPILED[key]
 
 
-def _backward_loop(config: NeuronConfig, params: bool, fold: bool):
-    key = ("backward", config.reset == "scale", config.spike_fn == "heaviside", params, fold)
+def _backward_loop(config: NeuronConfig, params: bool, fold: bool, inplace: bool = False):
+    key = ("backward", config.reset == "scale", config.spike_fn == "heaviside", params, fold, inplace)
     if key not in _COMPILED:
         _COMPILED[key] = _build_backward(*key[1:])
     return _COMPILED[key]
@@ -354,9 +353,11 @@ class NumbaKernels:
         save: bool,
         membranes: bool = True,
         bias: Tensor | None = None,
+        into_current: bool = False,
     ) -> ForwardResult:
         """Without ``membranes`` the delayed membrane is not computed (it is ``None``). ``bias
-        [N]`` (optional) is added to ``current`` in the loop (see :func:`_build`)."""
+        [N]`` (optional) is added to ``current`` in the loop (see :func:`_build`). With
+        ``into_current`` (and ``save``) the saved ``pre`` is ``current`` itself, overwritten."""
         dtype = current.dtype
         if dtype not in NATIVE:
             out = self.forward(
@@ -368,7 +369,7 @@ class NumbaKernels:
                 save,
                 membranes,
                 None if bias is None else bias.float(),
-            )
+            )  # the float32 copy of current is this call's own: nothing to overwrite in place
             return ForwardResult(
                 out.spikes.to(dtype),
                 None if out.membrane is None else out.membrane.to(dtype),
@@ -380,7 +381,8 @@ class NumbaKernels:
         steps, n = current.shape
         spikes = torch.empty_like(current)
         membrane = torch.empty_like(current) if membranes else current.new_empty(0, n)
-        pre = torch.empty_like(current) if save else current.new_empty(1, 1)
+        inplace = into_current and save
+        pre = current if inplace else (torch.empty_like(current) if save else current.new_empty(1, 1))
         inner, outer = current.new_empty(n), current.new_empty(n)
         zero, one, _ = _consts(dtype)
         in_bias = current.new_empty(0) if bias is None else bias.to(dtype).contiguous()
@@ -388,7 +390,7 @@ class NumbaKernels:
             _np(current), _np(in_bias), *(_np(x) for x in params), _np(inner0), _np(outer0),
             _np(spikes), _np(membrane), _np(pre), _np(inner), _np(outer), save, zero, one,
         )  # fmt: skip
-        run_split(_forward_loop(config, membranes, bias is not None), args, steps, n)
+        run_split(_forward_loop(config, membranes, bias is not None, inplace), args, steps, n)
         return ForwardResult(spikes, membrane if membranes else None, pre if save else None, inner, outer)
 
     def backward(
@@ -403,11 +405,13 @@ class NumbaKernels:
         config: NeuronConfig,
         param_grads: bool = True,
         fold: Fold | None = None,
+        into_pre: bool = False,
     ) -> BackwardResult:
+        """With ``into_pre`` the current's gradient is written over ``pre`` (then unusable)."""
         # pre is float32/float64 (other dtypes were promoted in forward); grads follow pre's dtype
         steps, n = pre.shape
         dt = pre.dtype
-        g_current = torch.empty_like(pre)
+        g_current = pre if into_pre else torch.empty_like(pre)
         g_params = [pre.new_zeros(n) for _ in range(3)]  # zeros unless param_grads
         g_params += [pre.new_empty(n) for _ in range(2)]
         zero, one, npdt = _consts(dt)
@@ -430,7 +434,7 @@ class NumbaKernels:
             _np(g_next), _np(weight), rpm, _np(acc), hid, tile,
             npdt(config.surrogate_slope), zero, one,
         )  # fmt: skip
-        kernel = _backward_loop(config, param_grads, fold is not None)
+        kernel = _backward_loop(config, param_grads, fold is not None, into_pre)
         run_split(kernel, args, steps, n, align=align)
         return BackwardResult(g_current, *g_params)
 
@@ -486,19 +490,35 @@ class FoldedRecurrence(torch.autograd.Function):
     when ``current`` was computed without it (``x @ W.T``); the loop adds it as it reads the
     current (see :func:`_build`), which saves the Linear's broadcast copy of the bias into its
     ``[T*B, H]`` output, and its gradient is :func:`bias_grad` of the current's gradient, as the
-    Linear would have formed it.
+    Linear would have formed it. With ``consume`` the caller hands over ``current`` (a tensor
+    nothing else reads): the saved pre-reset membrane is written over it. The backward writes
+    the current's gradient over that saved membrane, so it runs once (no ``retain_graph``).
     """
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, current, decay, threshold, penalty, inner0, outer0, in_bias, weight, bias, config, record
+        ctx: Any,
+        current,
+        decay,
+        threshold,
+        penalty,
+        inner0,
+        outer0,
+        in_bias,
+        weight,
+        bias,
+        config,
+        record,
+        consume=False,
     ) -> tuple[Tensor, ...]:
         steps, batch, hidden = current.shape
         cur, params, s0, o0 = flat_inputs(current, decay, threshold, penalty, inner0, outer0)
         flat_bias = None
         if in_bias is not None:
             flat_bias = in_bias.detach().to(cur.dtype).expand(batch, hidden).reshape(-1)
-        out = NUMBA_KERNELS.forward(cur, params, s0, o0, config, True, membranes=record, bias=flat_bias)
+        out = NUMBA_KERNELS.forward(
+            cur, params, s0, o0, config, True, membranes=record, bias=flat_bias, into_current=consume
+        )
         if weight is None:
             w, nxt = cur.new_empty(0, 0, 0), cur.new_empty(steps, batch, 0)
         else:
@@ -521,7 +541,7 @@ class FoldedRecurrence(torch.autograd.Function):
         ctx.save_for_backward(out.pre, *params, s0, o0, w)
         ctx.set_materialize_grads(False)
         ctx.config, ctx.shape, ctx.values = config, (steps, batch, hidden), (decay, threshold, penalty)
-        ctx.folds, ctx.has_bias = weight is not None, bias is not None
+        ctx.folds, ctx.has_bias, ctx.consumed = weight is not None, bias is not None, False
         ctx.weight_dtype = None if weight is None else weight.dtype
         ctx.in_bias_dtype = None if in_bias is None else in_bias.dtype
         ctx.dtypes = (current.dtype, inner0.dtype, outer0.dtype)
@@ -536,6 +556,11 @@ class FoldedRecurrence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, g_spikes, g_membrane, g_inner, g_outer, g_next):  # type: ignore[override]
+        if ctx.consumed:
+            raise RuntimeError(
+                "the numba node's backward ran already: it writes the current's gradient over its "
+                "saved pre-reset membrane, so it cannot run twice (retain_graph); use backend=fused"
+            )
         pre, d, th, p, s0, o0, weight = ctx.saved_tensors
         steps, batch, hidden = ctx.shape
         need = ctx.needs_input_grad
@@ -547,11 +572,12 @@ class FoldedRecurrence(torch.autograd.Function):
             g_next = g_next.to(pre.dtype).reshape(steps, batch, outputs).contiguous()
             fold = Fold(o0, g_next, weight, pre.new_zeros(outputs, batch * hidden))
         elif all(g is None for g in (g_spikes, g_membrane, g_inner, g_outer)):
-            return (None,) * 11
+            return (None,) * 12
         grads = NUMBA_KERNELS.backward(
             pre, Flat(d, th, p), s0, *flat_grads(pre, steps, g_spikes, g_membrane, g_inner, g_outer),
-            ctx.config, param_grads=any(need[1:4]), fold=fold,
+            ctx.config, param_grads=any(need[1:4]), fold=fold, into_pre=True,
         )  # fmt: skip
+        ctx.consumed = True
         grad_in_bias = None
         if need[6]:
             grad_in_bias = bias_grad(grads.current.view(steps * batch, hidden)).to(ctx.in_bias_dtype)
@@ -576,4 +602,4 @@ class FoldedRecurrence(torch.autograd.Function):
                 if need[8] and ctx.has_bias
                 else None
             )
-        return (*input_grads(ctx, grads, need), grad_in_bias, grad_w, grad_b, None, None)
+        return (*input_grads(ctx, grads, need), grad_in_bias, grad_w, grad_b, None, None, None)
