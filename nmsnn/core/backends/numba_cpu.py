@@ -294,36 +294,64 @@ def run_split(kernel, args: tuple, steps: int, n: int, threads: int | None = Non
 
 
 _U32 = np.uint64(0xFFFFFFFF)
-_PHI, _PSI = np.uint64(0x9E3779B1), np.uint64(0x85EBCA77)
-_M1, _M2 = np.uint64(0x85EBCA6B), np.uint64(0xC2B2AE35)
-_S8, _S13, _S16 = np.uint64(8), np.uint64(13), np.uint64(16)
 _S32 = np.uint64(32)
+
+
+_P32, _Q32 = np.uint32(0x9E3779B1), np.uint32(0x85EBCA77)
+_N1, _N2 = np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _fmix32(h):
-    h = h ^ (h >> _S16)
-    h = (h * _M1) & _U32
-    h = h ^ (h >> _S13)
-    h = (h * _M2) & _U32
-    return h ^ (h >> _S16)
+    """MurmurHash3's finalizer in uint32 arithmetic (every product truncated to 32 bits, as the
+    torch fallback's ``& 0xFFFFFFFF`` does): LLVM keeps it in 32-bit lanes, twice as many per
+    vector register as the same hash in uint64."""
+    h = h ^ (h >> np.uint32(16))
+    h = np.uint32(h * _N1)
+    h = h ^ (h >> np.uint32(13))
+    h = np.uint32(h * _N2)
+    return h ^ (h >> np.uint32(16))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def noise_row(x, row, base, key0, key1, lo, hi):
+    """``row[j] = x[j] * u(base + j)`` for ``j`` in ``lo:hi``. Where the whole range shares the
+    counter's high word (always, below 2**32 elements) the loop runs in 32-bit lanes."""
+    scale = np.float32(1.0 / (1 << 24))
+    first, last = base + np.uint64(lo), base + np.uint64(max(lo, hi - 1))
+    if (first >> _S32) == (last >> _S32):
+        low = np.uint32(first & _U32)
+        high = np.uint32(np.uint32(first >> _S32) * _Q32)
+        xs, rs = x[lo:hi], row[lo:hi]
+        for j in range(hi - lo):
+            h = _fmix32(np.uint32(np.uint32(low + np.uint32(j)) * _P32 + key0))
+            h = _fmix32(np.uint32((h ^ key1) + high))
+            rs[j] = xs[j] * (np.float32(h >> np.uint32(8)) * scale)
+        return
+    for j in range(lo, hi):
+        i = base + np.uint64(j)
+        h = _fmix32(np.uint32(np.uint32(i & _U32) * _P32 + key0))
+        h = _fmix32(np.uint32((h ^ key1) + np.uint32(i >> _S32) * _Q32))
+        row[j] = x[j] * (np.float32(h >> np.uint32(8)) * scale)
 
 
 @numba.njit(cache=True, nogil=True)
 def noise_kernel(x, out, k0, k1, lo, hi):
     """``out[t, j] = x[j] * u(t * N + j)`` for columns ``lo:hi``: the counter-based uniform of
-    :mod:`nmsnn.core.backends.noise`, bit for bit (``u`` has 24 bits, so the product rounds once)."""
+    :mod:`nmsnn.core.backends.noise`, bit for bit (``u`` has 24 bits, exact in float32, so the
+    product rounds once in the output's precision)."""
     steps, n = out.shape
-    key0, key1 = np.uint64(k0), np.uint64(k1)
-    scale = 1.0 / (1 << 24)
+    key0, key1 = np.uint32(k0), np.uint32(k1)
     for t in range(steps):
-        row = out[t]
-        base = np.uint64(t) * np.uint64(n)
-        for j in range(lo, hi):
-            i = base + np.uint64(j)
-            h = _fmix32(((i & _U32) * _PHI + key0) & _U32)
-            h = _fmix32(((h ^ key1) + (i >> _S32) * _PSI) & _U32)
-            row[j] = x[j] * (np.float64(h >> _S8) * scale)
+        noise_row(x, out[t], np.uint64(t) * np.uint64(n), key0, key1, lo, hi)
+
+
+@numba.njit(cache=True)
+def noise_at(x, base, k0, k1):
+    """``x * u(base + j)`` for one row: :func:`noise_row` at any counter (for tests)."""
+    row = np.empty_like(x)
+    noise_row(x, row, np.uint64(base), np.uint32(k0), np.uint32(k1), 0, x.shape[0])
+    return row
 
 
 NATIVE = (torch.float32, torch.float64)
