@@ -131,16 +131,15 @@ def test_bias_added_in_the_numba_node_rounds_as_the_linear_and_as_a_population_m
         members.append(member)
     inputs = [m.encode(torch.randn(7, 5)) for m in members]
     targets = [torch.randint(0, 3, (7,)) for _ in members]
+    params = [list(m.parameters()) for m in members]
     predictions = PopulationNetwork(members)(inputs)
-    sum(m.loss(predictions[k], targets[k]) for k, m in enumerate(members)).backward()
-    together = [[p.grad.clone() for p in m.parameters()] for m in members]
-    for k, member in enumerate(members):
-        member.zero_grad()
-        alone = member(inputs[k]).prediction
-        assert torch.equal(alone, predictions[k].detach())
-        member.loss(alone, targets[k]).backward()
-        for p, g in zip(member.parameters(), together[k]):
-            assert torch.equal(p.grad, g)
+    total = sum(m.loss(predictions[k], targets[k]) for k, m in enumerate(members))
+    together = torch.autograd.grad(total, [p for ps in params for p in ps])
+    alone = [m(x).prediction for m, x in zip(members, inputs)]
+    losses = [m.loss(a, y) for m, a, y in zip(members, alone, targets)]
+    separate = [g for loss, ps in zip(losses, params) for g in torch.autograd.grad(loss, ps)]
+    assert all(torch.equal(a, p) for a, p in zip(alone, predictions.detach()))
+    assert len(separate) == len(together) and all(map(torch.equal, separate, together))
     # against the bias added by addmm (the fused backend's path), bitwise at these widths
     net = members[0].model.network
     reference = SpikingNetwork([5, 24, 20, 3], [layer.neuron for layer in net.layers], backend="fused")
