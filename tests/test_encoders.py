@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nmsnn.core.backends import installed
 from nmsnn.core.encoders import build_encoder, frozen_uniform
 from nmsnn.errors import ConfigError
 
@@ -85,6 +86,24 @@ def test_counter_noise_numba_kernel_matches_the_torch_formula():
         slow = counter_noise_torch(x, 37, draw_key(torch.Generator().manual_seed(5)))
         assert fast.dtype == dtype and fast.shape == (37, 7, 13)
         assert torch.equal(fast, slow)
+
+
+@pytest.mark.skipif(not installed("numba"), reason="numba is not installed")
+@pytest.mark.parametrize("base", [0, 2**32 - 7, 3 * 2**32 + 5])
+def test_counter_noise_row_matches_the_formula_at_any_counter(base):
+    """The kernel's 32-bit row loop (one high word per row) and its general loop (a row that
+    crosses 2**32) give the torch formula's numbers."""
+    from nmsnn.core.backends import noise
+    from nmsnn.core.backends.numba_cpu import noise_at
+
+    k0, k1 = 0x12345678, 0xFEDCBA98
+    for dtype in (torch.float32, torch.float64):
+        x = torch.randn(29, dtype=dtype)
+        i = torch.arange(base, base + 29, dtype=torch.int64)
+        h = noise._fmix32(((i & noise.MASK32) * noise.PHI + k0) & noise.MASK32)
+        h = noise._fmix32(((h ^ k1) + (i >> 32) * noise.PSI) & noise.MASK32)
+        want = (x.double() * ((h >> 8).double() * noise.SCALE)).to(dtype)
+        assert torch.equal(torch.from_numpy(noise_at(x.numpy(), base, k0, k1)), want)
 
 
 def test_counter_noise_is_uniform_and_independent():

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nmsnn.core.backends import installed
 from nmsnn.core.encoders import build_encoder
 from nmsnn.core.layers import SpikingModel, SpikingNetwork, TimeAverageHead, neuron_configs
 from nmsnn.core.neuron import reference_recurrence
 from nmsnn.errors import ConfigError
 from nmsnn.lit.module import SpikingModule
+from nmsnn.population.network import PopulationNetwork
 
 
 def test_layer_applies_linear_to_all_steps_then_the_recurrence():
@@ -111,3 +113,39 @@ def test_predictions_are_deterministic_in_eval():
     # another batch order: same encoding; the GEMM may round differently in the last bits
     torch.testing.assert_close(module.predict_rows(x.flip(0)), first.flip(0))
     torch.testing.assert_close(first.sum(1), torch.ones(50))
+
+
+@pytest.mark.skipif(not installed("numba"), reason="numba is not installed")
+def test_bias_added_in_the_numba_node_rounds_as_the_linear_and_as_a_population_member():
+    """numba adds a layer's bias inside its node (the Linear computes ``x @ W.T`` only): the
+    current is rounded as ``(x @ W.T) + b``, which for these widths is bitwise what ``addmm``
+    gives, and a population member (whose Linear adds its bias outside) computes bitwise the
+    same predictions and gradients, for an unfolded (24 -> 20) and a folded (20 -> 3) layer."""
+    members = []
+    for k, decay in enumerate([0.8, 0.9]):
+        torch.manual_seed(k)
+        member = SpikingModule("classification", 5, 3, hidden=[24, 20], neuron={"decay": decay})
+        with torch.no_grad():
+            for layer in member.model.network.layers:
+                layer.linear.bias.uniform_(-0.5, 0.5)
+        members.append(member)
+    inputs = [m.encode(torch.randn(7, 5)) for m in members]
+    targets = [torch.randint(0, 3, (7,)) for _ in members]
+    params = [list(m.parameters()) for m in members]
+    predictions = PopulationNetwork(members)(inputs)
+    total = sum(m.loss(predictions[k], targets[k]) for k, m in enumerate(members))
+    together = torch.autograd.grad(total, [p for ps in params for p in ps])
+    alone = [m(x).prediction for m, x in zip(members, inputs)]
+    losses = [m.loss(a, y) for m, a, y in zip(members, alone, targets)]
+    separate = [g for loss, ps in zip(losses, params) for g in torch.autograd.grad(loss, ps)]
+    assert all(torch.equal(a, p) for a, p in zip(alone, predictions.detach()))
+    assert len(separate) == len(together) and all(map(torch.equal, separate, together))
+    # against the bias added by addmm (the fused backend's path), bitwise at these widths
+    net = members[0].model.network
+    reference = SpikingNetwork([5, 24, 20, 3], [layer.neuron for layer in net.layers], backend="fused")
+    reference.load_state_dict(net.state_dict())
+    x = inputs[0]
+    got, want = net(x), reference(x)
+    assert type(got.layers[0].spikes.grad_fn).__name__ == "FoldedRecurrenceBackward"
+    for g, w in zip(got.layers, want.layers):
+        assert torch.equal(g.spikes, w.spikes)

@@ -16,7 +16,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from nmsnn.core.backends import folded_recurrence, get_backend
+from nmsnn.core.backends import FOLD_MAX_OUT, folded_recurrence, get_backend, numba_node_applies
+from nmsnn.core.backends.fused import bias_grad
 from nmsnn.core.encoders import Encoder
 from nmsnn.core.neuron import NeuronConfig, NeuronState, RecurrenceOutput
 from nmsnn.errors import ConfigError
@@ -58,16 +59,18 @@ def linear_grads(
     grad_w = None
     if need_w:
         grad_w = (x.t() @ grad).t() if weight.shape[1] < weight.shape[0] else grad.t() @ x
-    grad_b = grad.sum(0) if need_b else None
+    grad_b = bias_grad(grad) if need_b else None
     return grad_x, grad_w, grad_b
 
 
-def time_linear(x: Tensor, linear: nn.Linear) -> Tensor:
+def time_linear(x: Tensor, linear: nn.Linear, with_bias: bool = True) -> Tensor:
     """``linear`` applied to the rows of ``x [T*B, in]`` (through :class:`_TimeLinear` when
-    autograd records: inference, tracing and export see a plain ``F.linear``)."""
+    autograd records: inference, tracing and export see a plain ``F.linear``). Without
+    ``with_bias`` the bias is left out (``x @ W.T``: the caller adds it elsewhere)."""
+    bias = linear.bias if with_bias else None
     if torch.is_grad_enabled() and (linear.weight.requires_grad or x.requires_grad):
-        return _TimeLinear.apply(x, linear.weight, linear.bias)
-    return torch.nn.functional.linear(x, linear.weight, linear.bias)
+        return _TimeLinear.apply(x, linear.weight, bias)
+    return torch.nn.functional.linear(x, linear.weight, bias)
 
 
 class SpikingLayer(nn.Module):
@@ -115,10 +118,12 @@ class SpikingLayer(nn.Module):
         """``x [T, B, in]`` -> delayed spikes and membrane ``[T, B, out]`` and the final state."""
         return self.recur(self.current(x), state)
 
-    def current(self, x: Tensor) -> Tensor:
-        """The input current ``W x_t + b`` for all steps at once: ``[T, B, in] -> [T, B, out]``."""
+    def current(self, x: Tensor, with_bias: bool = True) -> Tensor:
+        """The input current ``W x_t + b`` for all steps at once: ``[T, B, in] -> [T, B, out]``
+        (``W x_t`` without ``with_bias``)."""
         steps, batch = x.shape[:2]
-        return time_linear(x.reshape(steps * batch, -1), self.linear).reshape(steps, batch, -1)
+        flat = x.reshape(steps * batch, -1)
+        return time_linear(flat, self.linear, with_bias).reshape(steps, batch, -1)
 
     def recur(self, current: Tensor, state: NeuronState | None = None) -> RecurrenceOutput:
         """The neuron recurrence over an input current ``[T, B, out]``."""
@@ -134,6 +139,26 @@ class SpikingLayer(nn.Module):
         return folded_recurrence(
             self.backend, current, *self.neuron_values(), self.neuron, state, weight, bias, record
         )
+
+    def forward_into(
+        self, x: Tensor, following: nn.Linear | None, state: NeuronState | None = None, record: bool = True
+    ) -> tuple[RecurrenceOutput, Tensor | None] | None:
+        """:meth:`forward` (and, with ``following``, :meth:`recur_into`'s fold) as one numba node
+        that adds this layer's bias as it reads the current (the Linear computes ``x @ W.T``
+        only, without writing a broadcast copy of the bias into its ``[T, B, out]`` output), or
+        ``None`` where the numba node does not apply (:func:`~nmsnn.core.backends.numba_node_applies`)
+        or ``following`` is too wide to fold. The node writes its saved state over the current
+        it is given here (no other reader), and its backward runs once (no ``retain_graph``)."""
+        if not numba_node_applies(self.backend, x):
+            return None
+        if following is not None and following.weight.shape[0] > FOLD_MAX_OUT:
+            following = None
+        current = self.current(x, with_bias=False)
+        weight, bias = (None, None) if following is None else (following.weight, following.bias)
+        return folded_recurrence(
+            self.backend, current, *self.neuron_values(), self.neuron, state, weight, bias, record,
+            in_bias=self.linear.bias, consume=True,
+        )  # fmt: skip
 
     def extra_repr(self) -> str:
         n = self.neuron
@@ -160,9 +185,11 @@ class SpikingNetwork(nn.Module):
     * ``spikes``: it fires; its delayed spikes are the trace (rate code).
 
     ``record_hidden`` (default ``True``; see :meth:`hidden_activity`): when ``False``, hidden
-    layers whose backend folds them with the next layer (numba, while autograd records) skip
-    writing their membrane, and their :class:`RecurrenceOutput` holds ``None`` there. A training
-    step that only needs the loss sets it.
+    layers run by the numba node (numba, while autograd records) skip writing their membrane,
+    and their :class:`RecurrenceOutput` holds ``None`` there. A training step that only needs the
+    loss sets it. In that node a layer's bias is added as the recurrence reads its current
+    (:meth:`SpikingLayer.forward_into`), and a next layer of at most ``FOLD_MAX_OUT`` neurons is
+    folded into it.
     """
 
     def __init__(
@@ -209,17 +236,24 @@ class SpikingNetwork(nn.Module):
         """``x [T, B, F]`` -> readout trace ``[T, B, O]`` and each layer's recurrence output."""
         outputs: list[RecurrenceOutput] = []
         current = None  # a layer's input current, when the previous layer's node produced it
+        last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             state = None if states is None else states[i]
-            current = layer.current(x) if current is None else current
+            following = self.layers[i + 1].linear if i < last else None
+            record = self.record_hidden or i == last
             folded = None
-            if i + 1 < len(self.layers):
-                folded = layer.recur_into(current, self.layers[i + 1].linear, state, self.record_hidden)
-            out, current = (layer.recur(current, state), None) if folded is None else folded
+            if current is None:  # the layer forms its own current: its bias added in the numba node
+                folded = layer.forward_into(x, following, state, record)
+                current = layer.current(x) if folded is None else None
+            if folded is None and following is not None:
+                folded = layer.recur_into(current, following, state, self.record_hidden)
+            if folded is None:
+                out, current = layer.recur(current, state), None
+            else:
+                out, current = folded
             outputs.append(out)
             x = out.spikes
-        last = outputs[-1]
-        trace = last.spikes if self.readout == "spikes" else last.membrane
+        trace = outputs[-1].spikes if self.readout == "spikes" else outputs[-1].membrane
         return NetworkOutput(trace, outputs)
 
 

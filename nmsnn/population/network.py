@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nmsnn.core.backends import folded_recurrence
+from nmsnn.core.backends import folded_recurrence, numba_node_applies
 from nmsnn.core.layers import SpikingLayer, linear_grads
 from nmsnn.errors import ConfigError
 from nmsnn.lit.module import SpikingModule
@@ -79,16 +79,18 @@ class StackedLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor, split: bool = False) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x, weight)
+        if split:  # ``(x @ W.T) + b`` rounded as a single model's numba node adds its bias
+            return torch.bmm(x, weight.transpose(1, 2)).add_(bias.unsqueeze(1))
         return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor):  # type: ignore[override]
         x, weight = ctx.saved_tensors
         need = ctx.needs_input_grad
-        per_member = [linear_grads(x[k], weight[k], grad[k], *need) for k in range(x.shape[0])]
-        return tuple(torch.stack([g[i] for g in per_member]) if need[i] else None for i in range(3))
+        per_member = [linear_grads(x[k], weight[k], grad[k], *need[:3]) for k in range(x.shape[0])]
+        return (*(torch.stack([g[i] for g in per_member]) if need[i] else None for i in range(3)), None)
 
 
 def _layers(member: SpikingModule) -> list[SpikingLayer]:
@@ -143,7 +145,8 @@ class PopulationNetwork:
             if current is None:
                 weight = torch.stack([layer.linear.weight for layer in group])  # [K, out, in]
                 bias = torch.stack([layer.linear.bias for layer in group])  # [K, out]
-                current = _time_major(StackedLinear.apply(x, weight, bias), k, steps, batch)
+                split = numba_node_applies(group[0].backend, x)  # as the single model's layer adds it
+                current = _time_major(StackedLinear.apply(x, weight, bias, split), k, steps, batch)
             values = [layer.neuron_values() for layer in group]
             params = [
                 torch.stack([v[n] for v in values]).view(k, 1, 1).expand(k, batch, 1).reshape(k * batch, 1)

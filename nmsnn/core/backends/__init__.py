@@ -177,6 +177,18 @@ def _autocast_on() -> bool:
         return torch.is_autocast_cpu_enabled()
 
 
+def numba_node_applies(backend: str, current: Tensor) -> bool:
+    """Whether :func:`folded_recurrence` runs ``current`` through the numba node: the ``numba``
+    backend (named, or ``auto``'s choice on CPU) while autograd records, for float32/float64 CPU
+    tensors outside autocast. A caller that adds its Linear's bias in the node
+    (``in_bias``) asks here first, and computes ``x @ W.T`` without the bias only then."""
+    if backend not in ("auto", "numba") or current.device.type != "cpu":
+        return False
+    if current.dtype not in (torch.float32, torch.float64) or not torch.is_grad_enabled() or _autocast_on():
+        return False
+    return (backend != "auto" or auto_choice("cpu") == "numba") and installed("numba")
+
+
 def folded_recurrence(
     backend: str,
     current: Tensor,
@@ -185,40 +197,46 @@ def folded_recurrence(
     penalty: Tensor,
     config: NeuronConfig,
     state: NeuronState | None,
-    weight: Tensor,
+    weight: Tensor | None,
     bias: Tensor | None,
     record: bool = True,
-) -> tuple[RecurrenceOutput, Tensor] | None:
+    in_bias: Tensor | None = None,
+    consume: bool = False,
+) -> tuple[RecurrenceOutput, Tensor | None] | None:
     """The recurrence of ``current [T, B, H]`` and the next layer's current
     ``spikes @ weight.T + bias`` (``weight [K, H]``, or ``[M, K, H]`` and ``bias [M, K]`` for a
     population of M models, one block of rows each) as one autograd node, or ``None`` when that
     does not apply here (then the caller runs the recurrence and the Linear as usual). Without
     ``record`` the returned membrane is ``None`` (not computed).
 
-    Applies to the ``numba`` backend (named, or ``auto``'s choice on CPU) while autograd records,
-    for float32/float64 CPU tensors outside autocast and ``K <= FOLD_MAX_OUT``.
+    ``weight=None`` folds nothing (the returned next current is ``None``): the node is then the
+    numba recurrence alone. ``in_bias [H]``: this layer's own bias, when ``current`` was formed
+    without it; the node adds it as it reads the current (check :func:`numba_node_applies`
+    before leaving it out of the current: where this returns ``None``, nothing added it).
+    ``consume``: ``current`` is the caller's own scratch (nothing else reads it): the node
+    overwrites it with the saved pre-reset membrane. The node's backward runs once only.
+
+    Applies where :func:`numba_node_applies` and ``K <= FOLD_MAX_OUT``.
     """
-    if backend not in ("auto", "numba") or current.device.type != "cpu" or weight.shape[-2] > FOLD_MAX_OUT:
+    if weight is not None and weight.shape[-2] > FOLD_MAX_OUT:
         return None
-    if current.dtype not in (torch.float32, torch.float64) or not torch.is_grad_enabled() or _autocast_on():
-        return None
-    if (backend == "auto" and auto_choice("cpu") != "numba") or not installed("numba"):
+    if not numba_node_applies(backend, current):
         return None
     if state is None:
         zeros = current.new_zeros(current.shape[1:])
         state = NeuronState(zeros, zeros)
-    inputs = (current, decay, threshold, penalty, state.inner, state.outer, weight, bias)
-    if not any(isinstance(x, Tensor) and x.requires_grad for x in inputs):
+    inputs = (current, decay, threshold, penalty, state.inner, state.outer, in_bias, weight, bias)
+    if in_bias is None and not any(isinstance(x, Tensor) and x.requires_grad for x in inputs):
         return None
     try:
         from nmsnn.core.backends.numba_cpu import FoldedRecurrence
 
-        spikes, membrane, inner, outer, nxt = FoldedRecurrence.apply(*inputs, config, record)
+        spikes, membrane, inner, outer, nxt = FoldedRecurrence.apply(*inputs, config, record, consume)
     except Exception as err:
-        if backend != "auto":
+        if backend != "auto" or in_bias is not None:
             raise
         _set_auto("cpu", "fused", f"numba failed ({type(err).__name__}: {err})")
         return None
     if not record:
         membrane = None
-    return RecurrenceOutput(spikes, membrane, NeuronState(inner, outer)), nxt
+    return RecurrenceOutput(spikes, membrane, NeuronState(inner, outer)), None if weight is None else nxt

@@ -195,6 +195,13 @@ def _reduce_to(grad: Tensor, value: Tensor | float, batch: int, hidden: int) -> 
     return grad.reshape(value.shape).to(value.dtype)
 
 
+def bias_grad(grad: Tensor) -> Tensor:
+    """The gradient of a Linear's bias from its output's gradient ``grad [R, out]`` (a sum over
+    rows). The one definition: :func:`nmsnn.core.layers.linear_grads` and the numba node that
+    adds a layer's bias in its loop both form it here, on the same ``[R, out]`` layout."""
+    return grad.sum(0)
+
+
 def flat_inputs(
     current: Tensor, decay: Tensor, threshold: Tensor, penalty: Tensor, inner0: Tensor, outer0: Tensor
 ) -> tuple[Tensor, Flat, Tensor, Tensor]:

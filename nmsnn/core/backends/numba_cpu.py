@@ -27,6 +27,7 @@ from nmsnn.core.backends.fused import (
     BackwardResult,
     Flat,
     ForwardResult,
+    bias_grad,
     flat_grads,
     flat_inputs,
     fused_apply,
@@ -38,17 +39,22 @@ from nmsnn.core.neuron import NeuronConfig, NeuronState, RecurrenceOutput
 TILE = 1024  # neurons walked through T together: their state stays in L1
 
 
-def _build(scale: bool, heaviside: bool, membranes: bool = True):
+def _build(scale: bool, heaviside: bool, membranes: bool = True, biased: bool = False, inplace: bool = False):
     """Compile (or load from numba's cache) the forward loop for one neuron variant.
 
     The reset mode and spike function are closure constants, so every branch on them is resolved
     at compile time and the inner loops vectorize; numba's cache key includes closure values.
     Without ``membranes`` the delayed membrane is not written (a hidden layer in a training step
-    that keeps only the loss: a quarter of the loop's memory traffic).
+    that keeps only the loss: a quarter of the loop's memory traffic). With ``biased`` the
+    layer's bias arrives per neuron (``bias [N]``) and is added to the current as it is read,
+    ``(cur + bias) + d * s``: the same roundings as adding it in the Linear, without the Linear
+    writing a broadcast copy of the bias into its ``[T*B, H]`` output first. With ``inplace``
+    the pre-reset membrane ``a_t`` is written over the current as it is read (``pre`` is
+    ignored; the caller passes a current it owns).
     """
 
     @numba.njit(cache=True, nogil=True)
-    def forward(cur, d, th, p, s0, o0, spikes, membrane, pre, s_out, o_out, save, zero, one, lo, hi):
+    def forward(cur, bias, d, th, p, s0, o0, spikes, membrane, pre, s_out, o_out, save, zero, one, lo, hi):
         steps = cur.shape[0]
         for start in range(lo, hi, TILE):
             stop = min(hi, start + TILE)
@@ -56,7 +62,9 @@ def _build(scale: bool, heaviside: bool, membranes: bool = True):
             s = s0[start:stop].copy()
             o = o0[start:stop].copy()
             db, tb, pb = d[start:stop], th[start:stop], p[start:stop]
+            bb = bias[start:stop] if biased else db
             rb = pb / tb
+            scratch = np.empty(m, cur.dtype)  # a_t when it is not saved
             for t in range(steps):
                 ct, st = cur[t, start:stop], spikes[t, start:stop]
                 for j in range(m):
@@ -65,12 +73,13 @@ def _build(scale: bool, heaviside: bool, membranes: bool = True):
                     mt = membrane[t, start:stop]
                     for j in range(m):
                         mt[j] = s[j]
-                if save:
-                    pt = pre[t, start:stop]
-                    for j in range(m):
-                        pt[j] = ct[j] + db[j] * s[j]
+                pt = ct if inplace else (pre[t, start:stop] if save else scratch)
                 for j in range(m):
-                    a = ct[j] + db[j] * s[j]
+                    if biased:
+                        a = (ct[j] + bb[j]) + db[j] * s[j]
+                    else:
+                        a = ct[j] + db[j] * s[j]
+                    pt[j] = a
                     v = a - tb[j]
                     if heaviside:
                         oj = one if v > zero else zero
@@ -122,12 +131,15 @@ def _fold_weight_grad(acc, spikes, g_next, start, m, hid):
                 ak[h] += gk * sr[h]
 
 
-def _build_backward(scale: bool, heaviside: bool, params: bool, fold: bool):
+def _build_backward(scale: bool, heaviside: bool, params: bool, fold: bool, inplace: bool = False):
     """Compile the backward loop for one neuron variant. Without ``params`` it skips the
     decay/threshold/penalty gradients (and recomputing the previous membrane they need). With
     ``fold`` the spikes' gradient arrives as the next Linear's current gradient ``g_next
     [T, B, K]`` and its weight ``w [K, H]``: the loop forms ``g_next @ w`` per tile and
-    accumulates the weight's gradient per neuron in ``acc [K, N]`` (tiles hold whole rows)."""
+    accumulates the weight's gradient per neuron in ``acc [K, N]`` (tiles hold whole rows).
+    With ``inplace`` the current's gradient overwrites ``pre`` (``g_current`` is ignored): step
+    ``t`` writes row ``t`` after reading it and reads only row ``t - 1`` besides, so no value is
+    overwritten before its last use, and no second ``[T, N]`` buffer is written."""
 
     @numba.njit(cache=True, nogil=True)
     def backward(
@@ -193,7 +205,7 @@ def _build_backward(scale: bool, heaviside: bool, params: bool, fold: bool):
                             sp[j] = ap - rb[j] * ap * gpv
                         else:
                             sp[j] = ap - (pb[j] + op) * gpv
-                gct = g_current[t, start:stop]
+                gct = at if inplace else g_current[t, start:stop]
                 for j in range(m):
                     a = at[j]
                     v = a - tb[j]
@@ -238,15 +250,15 @@ def _build_backward(scale: bool, heaviside: bool, params: bool, fold: bool):
 _COMPILED: dict[tuple, object] = {}
 
 
-def _forward_loop(config: NeuronConfig, membranes: bool = True):
-    key = ("forward", config.reset == "scale", config.spike_fn == "heaviside", membranes)
+def _forward_loop(config: NeuronConfig, membranes: bool = True, biased: bool = False, inplace: bool = False):
+    key = ("forward", config.reset == "scale", config.spike_fn == "heaviside", membranes, biased, inplace)
     if key not in _COMPILED:
         _COMPILED[key] = _build(*key[1:])
     return _COMPILED[key]
 
 
-def _backward_loop(config: NeuronConfig, params: bool, fold: bool):
-    key = ("backward", config.reset == "scale", config.spike_fn == "heaviside", params, fold)
+def _backward_loop(config: NeuronConfig, params: bool, fold: bool, inplace: bool = False):
+    key = ("backward", config.reset == "scale", config.spike_fn == "heaviside", params, fold, inplace)
     if key not in _COMPILED:
         _COMPILED[key] = _build_backward(*key[1:])
     return _COMPILED[key]
@@ -282,36 +294,64 @@ def run_split(kernel, args: tuple, steps: int, n: int, threads: int | None = Non
 
 
 _U32 = np.uint64(0xFFFFFFFF)
-_PHI, _PSI = np.uint64(0x9E3779B1), np.uint64(0x85EBCA77)
-_M1, _M2 = np.uint64(0x85EBCA6B), np.uint64(0xC2B2AE35)
-_S8, _S13, _S16 = np.uint64(8), np.uint64(13), np.uint64(16)
 _S32 = np.uint64(32)
+
+
+_P32, _Q32 = np.uint32(0x9E3779B1), np.uint32(0x85EBCA77)
+_N1, _N2 = np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _fmix32(h):
-    h = h ^ (h >> _S16)
-    h = (h * _M1) & _U32
-    h = h ^ (h >> _S13)
-    h = (h * _M2) & _U32
-    return h ^ (h >> _S16)
+    """MurmurHash3's finalizer in uint32 arithmetic (every product truncated to 32 bits, as the
+    torch fallback's ``& 0xFFFFFFFF`` does): LLVM keeps it in 32-bit lanes, twice as many per
+    vector register as the same hash in uint64."""
+    h = h ^ (h >> np.uint32(16))
+    h = np.uint32(h * _N1)
+    h = h ^ (h >> np.uint32(13))
+    h = np.uint32(h * _N2)
+    return h ^ (h >> np.uint32(16))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def noise_row(x, row, base, key0, key1, lo, hi):
+    """``row[j] = x[j] * u(base + j)`` for ``j`` in ``lo:hi``. Where the whole range shares the
+    counter's high word (always, below 2**32 elements) the loop runs in 32-bit lanes."""
+    scale = np.float32(1.0 / (1 << 24))
+    first, last = base + np.uint64(lo), base + np.uint64(max(lo, hi - 1))
+    if (first >> _S32) == (last >> _S32):
+        low = np.uint32(first & _U32)
+        high = np.uint32(np.uint32(first >> _S32) * _Q32)
+        xs, rs = x[lo:hi], row[lo:hi]
+        for j in range(hi - lo):
+            h = _fmix32(np.uint32(np.uint32(low + np.uint32(j)) * _P32 + key0))
+            h = _fmix32(np.uint32((h ^ key1) + high))
+            rs[j] = xs[j] * (np.float32(h >> np.uint32(8)) * scale)
+        return
+    for j in range(lo, hi):
+        i = base + np.uint64(j)
+        h = _fmix32(np.uint32(np.uint32(i & _U32) * _P32 + key0))
+        h = _fmix32(np.uint32((h ^ key1) + np.uint32(i >> _S32) * _Q32))
+        row[j] = x[j] * (np.float32(h >> np.uint32(8)) * scale)
 
 
 @numba.njit(cache=True, nogil=True)
 def noise_kernel(x, out, k0, k1, lo, hi):
     """``out[t, j] = x[j] * u(t * N + j)`` for columns ``lo:hi``: the counter-based uniform of
-    :mod:`nmsnn.core.backends.noise`, bit for bit (``u`` has 24 bits, so the product rounds once)."""
+    :mod:`nmsnn.core.backends.noise`, bit for bit (``u`` has 24 bits, exact in float32, so the
+    product rounds once in the output's precision)."""
     steps, n = out.shape
-    key0, key1 = np.uint64(k0), np.uint64(k1)
-    scale = 1.0 / (1 << 24)
+    key0, key1 = np.uint32(k0), np.uint32(k1)
     for t in range(steps):
-        row = out[t]
-        base = np.uint64(t) * np.uint64(n)
-        for j in range(lo, hi):
-            i = base + np.uint64(j)
-            h = _fmix32(((i & _U32) * _PHI + key0) & _U32)
-            h = _fmix32(((h ^ key1) + (i >> _S32) * _PSI) & _U32)
-            row[j] = x[j] * (np.float64(h >> _S8) * scale)
+        noise_row(x, out[t], np.uint64(t) * np.uint64(n), key0, key1, lo, hi)
+
+
+@numba.njit(cache=True)
+def noise_at(x, base, k0, k1):
+    """``x * u(base + j)`` for one row: :func:`noise_row` at any counter (for tests)."""
+    row = np.empty_like(x)
+    noise_row(x, row, np.uint64(base), np.uint32(k0), np.uint32(k1), 0, x.shape[0])
+    return row
 
 
 NATIVE = (torch.float32, torch.float64)
@@ -340,8 +380,12 @@ class NumbaKernels:
         config: NeuronConfig,
         save: bool,
         membranes: bool = True,
+        bias: Tensor | None = None,
+        into_current: bool = False,
     ) -> ForwardResult:
-        """Without ``membranes`` the delayed membrane is not computed (it is ``None``)."""
+        """Without ``membranes`` the delayed membrane is not computed (it is ``None``). ``bias
+        [N]`` (optional) is added to ``current`` in the loop (see :func:`_build`). With
+        ``into_current`` (and ``save``) the saved ``pre`` is ``current`` itself, overwritten."""
         dtype = current.dtype
         if dtype not in NATIVE:
             out = self.forward(
@@ -352,7 +396,8 @@ class NumbaKernels:
                 config,
                 save,
                 membranes,
-            )
+                None if bias is None else bias.float(),
+            )  # the float32 copy of current is this call's own: nothing to overwrite in place
             return ForwardResult(
                 out.spikes.to(dtype),
                 None if out.membrane is None else out.membrane.to(dtype),
@@ -364,14 +409,16 @@ class NumbaKernels:
         steps, n = current.shape
         spikes = torch.empty_like(current)
         membrane = torch.empty_like(current) if membranes else current.new_empty(0, n)
-        pre = torch.empty_like(current) if save else current.new_empty(1, 1)
+        inplace = into_current and save
+        pre = current if inplace else (torch.empty_like(current) if save else current.new_empty(1, 1))
         inner, outer = current.new_empty(n), current.new_empty(n)
         zero, one, _ = _consts(dtype)
+        in_bias = current.new_empty(0) if bias is None else bias.to(dtype).contiguous()
         args = (
-            _np(current), *(_np(x) for x in params), _np(inner0), _np(outer0),
+            _np(current), _np(in_bias), *(_np(x) for x in params), _np(inner0), _np(outer0),
             _np(spikes), _np(membrane), _np(pre), _np(inner), _np(outer), save, zero, one,
         )  # fmt: skip
-        run_split(_forward_loop(config, membranes), args, steps, n)
+        run_split(_forward_loop(config, membranes, bias is not None, inplace), args, steps, n)
         return ForwardResult(spikes, membrane if membranes else None, pre if save else None, inner, outer)
 
     def backward(
@@ -386,11 +433,13 @@ class NumbaKernels:
         config: NeuronConfig,
         param_grads: bool = True,
         fold: Fold | None = None,
+        into_pre: bool = False,
     ) -> BackwardResult:
+        """With ``into_pre`` the current's gradient is written over ``pre`` (then unusable)."""
         # pre is float32/float64 (other dtypes were promoted in forward); grads follow pre's dtype
         steps, n = pre.shape
         dt = pre.dtype
-        g_current = torch.empty_like(pre)
+        g_current = pre if into_pre else torch.empty_like(pre)
         g_params = [pre.new_zeros(n) for _ in range(3)]  # zeros unless param_grads
         g_params += [pre.new_empty(n) for _ in range(2)]
         zero, one, npdt = _consts(dt)
@@ -413,7 +462,7 @@ class NumbaKernels:
             _np(g_next), _np(weight), rpm, _np(acc), hid, tile,
             npdt(config.surrogate_slope), zero, one,
         )  # fmt: skip
-        kernel = _backward_loop(config, param_grads, fold is not None)
+        kernel = _backward_loop(config, param_grads, fold is not None, into_pre)
         run_split(kernel, args, steps, n, align=align)
         return BackwardResult(g_current, *g_params)
 
@@ -463,35 +512,66 @@ class FoldedRecurrence(torch.autograd.Function):
     backward loop, tile by tile (``spikes`` recomputed from the saved pre-reset membrane), so the
     ``[T, B, H]`` gradient of the spikes is never written and read back: with a small next layer
     (the seed's 64 -> 2) that tensor and its two GEMMs cost more than the loop itself.
+
+    ``weight`` may be ``None``: then nothing is folded (the last output is an empty tensor) and
+    the node is the plain numba recurrence. ``in_bias [H]`` (optional): this layer's own bias,
+    when ``current`` was computed without it (``x @ W.T``); the loop adds it as it reads the
+    current (see :func:`_build`), which saves the Linear's broadcast copy of the bias into its
+    ``[T*B, H]`` output, and its gradient is :func:`bias_grad` of the current's gradient, as the
+    Linear would have formed it. With ``consume`` the caller hands over ``current`` (a tensor
+    nothing else reads): the saved pre-reset membrane is written over it. The backward writes
+    the current's gradient over that saved membrane, so it runs once (no ``retain_graph``).
     """
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, current, decay, threshold, penalty, inner0, outer0, weight, bias, config, record
+        ctx: Any,
+        current,
+        decay,
+        threshold,
+        penalty,
+        inner0,
+        outer0,
+        in_bias,
+        weight,
+        bias,
+        config,
+        record,
+        consume=False,
     ) -> tuple[Tensor, ...]:
         steps, batch, hidden = current.shape
         cur, params, s0, o0 = flat_inputs(current, decay, threshold, penalty, inner0, outer0)
-        w = weight.detach().to(cur.dtype).contiguous()
-        out = NUMBA_KERNELS.forward(cur, params, s0, o0, config, True, membranes=record)
-        b = None if bias is None else bias.detach().to(cur.dtype)
-        if w.dim() == 2:
-            nxt = _next_current(out.spikes.view(steps * batch, hidden), w, b)
-        else:  # members: each one's rows through its own weight, as that model alone would
-            members = w.shape[0]
-            spikes = out.spikes.view(steps, members, batch // members, hidden)
-            nxt = torch.stack(
-                [
-                    _next_current(spikes[:, m].reshape(-1, hidden), w[m], None if b is None else b[m]).view(
-                        steps, batch // members, -1
-                    )
-                    for m in range(members)
-                ],
-                dim=1,
-            )
+        flat_bias = None
+        if in_bias is not None:
+            flat_bias = in_bias.detach().to(cur.dtype).expand(batch, hidden).reshape(-1)
+        out = NUMBA_KERNELS.forward(
+            cur, params, s0, o0, config, True, membranes=record, bias=flat_bias, into_current=consume
+        )
+        if weight is None:
+            w, nxt = cur.new_empty(0, 0, 0), cur.new_empty(steps, batch, 0)
+        else:
+            w = weight.detach().to(cur.dtype).contiguous()
+            b = None if bias is None else bias.detach().to(cur.dtype)
+            if w.dim() == 2:
+                nxt = _next_current(out.spikes.view(steps * batch, hidden), w, b)
+            else:  # members: each one's rows through its own weight, as that model alone would
+                members = w.shape[0]
+                spikes = out.spikes.view(steps, members, batch // members, hidden)
+                nxt = torch.stack(
+                    [
+                        _next_current(
+                            spikes[:, m].reshape(-1, hidden), w[m], None if b is None else b[m]
+                        ).view(steps, batch // members, -1)
+                        for m in range(members)
+                    ],
+                    dim=1,
+                )
         ctx.save_for_backward(out.pre, *params, s0, o0, w)
         ctx.set_materialize_grads(False)
         ctx.config, ctx.shape, ctx.values = config, (steps, batch, hidden), (decay, threshold, penalty)
-        ctx.has_bias, ctx.weight_dtype = bias is not None, weight.dtype
+        ctx.folds, ctx.has_bias, ctx.consumed = weight is not None, bias is not None, False
+        ctx.weight_dtype = None if weight is None else weight.dtype
+        ctx.in_bias_dtype = None if in_bias is None else in_bias.dtype
         ctx.dtypes = (current.dtype, inner0.dtype, outer0.dtype)
         shape = (batch, hidden)
         return (
@@ -499,26 +579,42 @@ class FoldedRecurrence(torch.autograd.Function):
             out.membrane.view(steps, batch, hidden) if record else cur.new_empty(0),
             out.inner.view(shape),
             out.outer.view(shape),
-            nxt.view(steps, batch, -1).to(weight.dtype),
+            nxt.view(steps, batch, -1).to(current.dtype if weight is None else weight.dtype),
         )
 
     @staticmethod
     def backward(ctx: Any, g_spikes, g_membrane, g_inner, g_outer, g_next):  # type: ignore[override]
+        if ctx.consumed:
+            raise RuntimeError(
+                "the numba node's backward ran already: it writes the current's gradient over its "
+                "saved pre-reset membrane, so it cannot run twice (retain_graph); use backend=fused"
+            )
         pre, d, th, p, s0, o0, weight = ctx.saved_tensors
         steps, batch, hidden = ctx.shape
         need = ctx.needs_input_grad
-        outputs = weight.shape[-2]
-        if g_next is None:
-            g_next = pre.new_zeros(steps, batch, outputs)
-        g_next = g_next.to(pre.dtype).reshape(steps, batch, outputs).contiguous()
-        fold = Fold(o0, g_next, weight, pre.new_zeros(outputs, batch * hidden))
+        fold = None
+        if ctx.folds:
+            outputs = weight.shape[-2]
+            if g_next is None:
+                g_next = pre.new_zeros(steps, batch, outputs)
+            g_next = g_next.to(pre.dtype).reshape(steps, batch, outputs).contiguous()
+            fold = Fold(o0, g_next, weight, pre.new_zeros(outputs, batch * hidden))
+        elif all(g is None for g in (g_spikes, g_membrane, g_inner, g_outer)):
+            return (None,) * 12
         grads = NUMBA_KERNELS.backward(
             pre, Flat(d, th, p), s0, *flat_grads(pre, steps, g_spikes, g_membrane, g_inner, g_outer),
-            ctx.config, param_grads=any(need[1:4]), fold=fold,
+            ctx.config, param_grads=any(need[1:4]), fold=fold, into_pre=True,
         )  # fmt: skip
-        if weight.dim() == 2:
-            grad_w = fold.acc.view(-1, batch, hidden).sum(1).to(ctx.weight_dtype) if need[6] else None
-            grad_b = g_next.sum((0, 1)) if need[7] and ctx.has_bias else None
+        ctx.consumed = True
+        grad_in_bias = None
+        if need[6]:
+            grad_in_bias = bias_grad(grads.current.view(steps * batch, hidden)).to(ctx.in_bias_dtype)
+        grad_w = grad_b = None
+        if fold is None:
+            pass
+        elif weight.dim() == 2:
+            grad_w = fold.acc.view(-1, batch, hidden).sum(1).to(ctx.weight_dtype) if need[7] else None
+            grad_b = g_next.sum((0, 1)) if need[8] and ctx.has_bias else None
         else:  # per member, each sum over its own rows laid out as that model alone would
             members = weight.shape[0]
             rows = batch // members
@@ -526,12 +622,12 @@ class FoldedRecurrence(torch.autograd.Function):
             per_step = g_next.view(steps, members, rows, outputs)
             grad_w = (
                 torch.stack([acc[:, m].contiguous().sum(1) for m in range(members)]).to(ctx.weight_dtype)
-                if need[6]
+                if need[7]
                 else None
             )
             grad_b = (
                 torch.stack([per_step[:, m].contiguous().sum((0, 1)) for m in range(members)])
-                if need[7] and ctx.has_bias
+                if need[8] and ctx.has_bias
                 else None
             )
-        return (*input_grads(ctx, grads, need), grad_w, grad_b, None, None)
+        return (*input_grads(ctx, grads, need), grad_in_bias, grad_w, grad_b, None, None, None)
