@@ -186,3 +186,18 @@ def test_optuna_sends_its_trials_to_the_population_launcher(tmp_path):
     for job in range(4):
         status = json.loads((directory / str(job) / "job_status.json").read_text())
         assert status["population"]["members"] == 4
+
+
+@pytest.mark.slow
+def test_a_diverging_member_fails_alone_with_the_single_run_message(tmp_path):
+    sweep(
+        "hydra/launcher=population",
+        "model.optimizer.lr=0.003,1e30",
+        "model.optimizer.weight_decay=0",
+        *QUICK,
+        cwd=tmp_path,
+    )
+    frame = summary(tmp_path)
+    assert frame.loc[0, "status"] == "ok" and frame.loc[1, "status"] == "failed"
+    assert "training diverged: the training loss became nan" in frame.loc[1, "error"]
+    assert "with learning rate 1e+30" in frame.loc[1, "error"]

@@ -51,18 +51,14 @@ def build(cfg: DictConfig) -> tuple[TabularDataModule, SpikingModule]:
     return datamodule, model
 
 
-def build_trainer(cfg: DictConfig, datamodule: TabularDataModule, **overrides: Any) -> L.Trainer:
-    """The configured Trainer with its callbacks and loggers (no validation without a validation split)."""
+def build_trainer(cfg: DictConfig, datamodule: TabularDataModule, loggers: Any = None) -> L.Trainer:
+    """The configured Trainer with its callbacks and loggers (``loggers``: those to use instead of
+    the configured ones; no validation without a validation split)."""
     no_validation = {} if "val" in datamodule.tensors else {"limit_val_batches": 0}
-    loggers = overrides.pop("logger", None)
     if loggers is None:
         loggers = instantiate_group(cfg.get("logger")) or False
     return instantiate(
-        cfg.trainer,
-        callbacks=instantiate_group(cfg.get("callbacks")),
-        logger=loggers,
-        **no_validation,
-        **overrides,
+        cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")), logger=loggers, **no_validation
     )
 
 

@@ -22,6 +22,21 @@ class TrainingDiverged(NmsnnError):
     """The training loss stopped being a finite number."""
 
 
+def divergence_error(
+    what: str, epoch: int, where: str, lrs: list[float], last: str | None
+) -> TrainingDiverged:
+    """The error a diverged run stops with: what became non-finite, where, the learning rates to
+    lower, and the last good checkpoint (``None``: none was saved)."""
+    saved = (
+        f"The last good checkpoint is {last}." if last else "No checkpoint was saved before the divergence."
+    )
+    return TrainingDiverged(
+        f"training diverged: {what} at epoch {epoch} ({where}), with learning "
+        f"rate {', '.join(f'{lr:g}' for lr in lrs)}. Lower model.optimizer.lr (or the scheduler's "
+        f"growth), or use fewer time steps or smaller inputs. {saved}"
+    )
+
+
 class DivergenceGuard(L.Callback):
     """Stop training with a clear error as soon as the training loss is NaN or infinite.
 
@@ -58,15 +73,8 @@ class DivergenceGuard(L.Callback):
         lrs = [group["lr"] for opt in trainer.optimizers for group in opt.param_groups]
         callback = trainer.checkpoint_callback
         last = getattr(callback, "last_model_path", "") if callback is not None else ""
-        saved = (
-            f"The last good checkpoint is {last}."
-            if last and Path(last).exists()
-            else "No checkpoint was saved before the divergence."
-        )
-        raise TrainingDiverged(
-            f"training diverged: {what} at epoch {trainer.current_epoch} ({where}), with learning "
-            f"rate {', '.join(f'{lr:g}' for lr in lrs)}. Lower model.optimizer.lr (or the scheduler's "
-            f"growth), or use fewer time steps or smaller inputs. {saved}"
+        raise divergence_error(
+            what, trainer.current_epoch, where, lrs, last if last and Path(last).exists() else None
         )
 
 

@@ -72,17 +72,10 @@ def group_jobs(job_overrides: Sequence[Sequence[str]], max_members: int) -> list
     return chunks
 
 
-class _Prepared:
-    """What phase one of a member job returns to the launcher (an opaque handle)."""
-
-    def __init__(self, member: Any) -> None:
-        self.member = member
-
-
-def _prepare(cfg: DictConfig) -> _Prepared:
+def _prepare(cfg: DictConfig) -> Any:
     """Phase one, inside the member's Hydra job: seed, data, model, loggers (as ``nmsnn-train``)."""
     from nmsnn.cli.train import build, instantiate_group
-    from nmsnn.population.training import Member, unsupported
+    from nmsnn.population.training import Member, checkpoint_paths, unsupported
 
     reason = unsupported(cfg)
     if reason:
@@ -90,7 +83,7 @@ def _prepare(cfg: DictConfig) -> _Prepared:
     datamodule, module = build(cfg)
     out_dir = Path(cfg.paths.output_dir)
     loggers = instantiate_group(cfg.get("logger"))
-    return _Prepared(Member(cfg, module, datamodule, out_dir, loggers))
+    return Member(cfg, module, datamodule, out_dir, loggers, checkpoint_paths(cfg, out_dir))
 
 
 class _NotPopulationAble(Exception):
@@ -104,10 +97,10 @@ def _finish(cfg: DictConfig, member: Any, seconds: float, size: int) -> float:
     from nmsnn.sweeps import run_job as record_job
 
     def task(_: DictConfig) -> dict[str, float]:
+        ckpt_path = save_checkpoints(member)  # a diverged member's last good ones too, as alone
         if member.error is not None:
             raise member.error
-        ckpt_path = save_checkpoints(member)
-        trainer = build_trainer(cfg, member.datamodule, logger=member.loggers or False)
+        trainer = build_trainer(cfg, member.datamodule, loggers=member.loggers or False)
         # the final validation and test are logged at the member's last step, as after a fit
         # (Lightning's logging step counter, which a Trainer that did not fit starts at 0)
         trainer.fit_loop.epoch_loop._batches_that_stepped = member.global_step
@@ -189,7 +182,7 @@ class PopulationLaunch:
             configs[i] = self._job_config(overrides, idx)
             ret = self._run(_prepare, overrides, idx, configs[i])
             try:
-                prepared[i] = ret.return_value.member
+                prepared[i] = ret.return_value
             except _NotPopulationAble as reason:
                 log.info("\t#%d runs on its own: %s", idx, reason)
                 results[i] = self._run(self.task_function, overrides, idx)

@@ -33,17 +33,16 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from nmsnn.analysis.activity import ActivityAccumulator
+from nmsnn.checkpoint import DATAMODULE_KEY
 from nmsnn.core.layers import NetworkOutput
 from nmsnn.core.neuron import RecurrenceOutput
 from nmsnn.data.datamodule import TabularDataModule
 from nmsnn.errors import ConfigError
-from nmsnn.lit.callbacks import TrainingDiverged
+from nmsnn.lit.callbacks import divergence_error
 from nmsnn.lit.module import SpikingModule
 from nmsnn.population.network import PopulationNetwork
 
 log = logging.getLogger(__name__)
-
-DATAMODULE_KEY = TabularDataModule.__qualname__
 
 
 @dataclass
@@ -55,6 +54,8 @@ class Member:
     datamodule: TabularDataModule
     out_dir: Path
     loggers: list[Any] = field(default_factory=list)
+    # where its best and last checkpoints go (see checkpoint_paths; resolved in its Hydra job)
+    paths: tuple[Path, Path | None] | None = None
     epochs: int = 0
     global_step: int = 0
     best_score: float | None = None
@@ -202,23 +203,24 @@ class PopulationTrainer:
 
     # ------------------------------------------------------------------------------- training
     def _train_epoch(self, epoch: int, active: list[int]) -> None:
-        batches = []
+        batches = {}
         for k in active:
             sampler = self.data[k]["train"][2]
             sampler.set_epoch(epoch)
-            batches.append(list(sampler))
-        if len({len(b) for b in batches}) != 1:
+            batches[k] = list(sampler)
+        steps = {len(b) for b in batches.values()}
+        if len(steps) != 1:
             raise RuntimeError("population members have different numbers of training batches")
         sums = {k: [0.0, 0] for k in active}
         seen: dict[int, list[tuple[Tensor, Tensor]]] = {k: [] for k in active}
-        for step in range(len(batches[0])):
+        for step in range(steps.pop()):
             running = [k for k in active if not self.members[k].stopped]
             if not running:
                 break
             inputs, targets = [], []
             for k in running:
                 x, y, _ = self.data[k]["train"]
-                index = torch.as_tensor(batches[active.index(k)][step], device=self.device)
+                index = torch.as_tensor(batches[k][step], device=self.device)
                 inputs.append(self.members[k].module.encode(x[index]))
                 targets.append(y[index])
             self.optimizer.zero_grad(set_to_none=True)
@@ -228,11 +230,8 @@ class PopulationTrainer:
             finite = torch.isfinite(torch.stack([loss.detach() for loss in losses])).tolist()
             for i, k in enumerate(running):
                 if not finite[i]:
-                    member = self.members[k]
-                    self._fail(
-                        member, f"the training loss became {float(losses[i]):g}", epoch, f"batch {step}"
-                    )
-                    for p in member.module.parameters():
+                    self._fail(k, f"the training loss became {float(losses[i]):g}", epoch, f"batch {step}")
+                    for p in self.members[k].module.parameters():
                         p.grad = None  # a failed member is not updated
             self.optimizer.step()
             for i, k in enumerate(running):
@@ -251,7 +250,7 @@ class PopulationTrainer:
                 continue
             bad = [n for n, p in member.module.named_parameters() if not bool(torch.isfinite(p).all())]
             if bad:
-                self._fail(member, f"parameter(s) {bad[:3]} became NaN or infinite", epoch, "end of epoch")
+                self._fail(k, f"parameter(s) {bad[:3]} became NaN or infinite", epoch, "end of epoch")
                 continue
             logs = {"train/loss": sums[k][0] / max(sums[k][1], 1), "epoch": float(epoch)}
             # the epoch's training metrics from one update (the same counts and curves as one
@@ -266,18 +265,14 @@ class PopulationTrainer:
             member.module.train_metrics.reset()
             self._epoch_logs[k] = logs
 
-    def _fail(self, member: Member, what: str, epoch: int, where: str) -> None:
-        lrs = [group["lr"] for group in self.member_groups[self.members.index(member)]]
-        saved = (
-            "The last good checkpoint is last.ckpt."
-            if member.last_checkpoint is not None
-            else "No checkpoint was saved before the divergence."
-        )
-        member.error = TrainingDiverged(
-            f"training diverged: {what} at epoch {epoch} ({where}), with learning rate "
-            f"{', '.join(f'{lr:g}' for lr in lrs)}. Lower model.optimizer.lr (or the scheduler's growth), "
-            f"or use fewer time steps or smaller inputs. {saved}"
-        )
+    def _fail(self, k: int, what: str, epoch: int, where: str) -> None:
+        """Member ``k`` diverged: it stops, and its job fails with a single run's message (its
+        last good checkpoint is still written, as a single run's would be)."""
+        member = self.members[k]
+        lrs = [group["lr"] for group in self.member_groups[k]]
+        paths = member.paths
+        last = str(paths[1]) if paths and paths[1] and member.last_checkpoint is not None else None
+        member.error = divergence_error(what, epoch, where, lrs, last)
         member.stopped = True
         log.warning("population member %s failed: %s", member.out_dir.name, member.error)
 
@@ -337,7 +332,7 @@ class PopulationTrainer:
                 for logger in member.loggers:  # the step the SpikeStatistics callback uses
                     logger.log_metrics(scalars, step=member.global_step)
             if not math.isfinite(logs["val/loss"]):
-                self._fail(member, f"the validation loss became {logs['val/loss']:g}", epoch, "validation")
+                self._fail(k, f"the validation loss became {logs['val/loss']:g}", epoch, "validation")
                 continue
             self._after_validation(member, epoch, logs)
 
@@ -398,16 +393,27 @@ def checkpoint_dict(member: Member, snapshot: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def save_checkpoints(member: Member) -> str | None:
-    """Write the member's best and last checkpoints where its ``model_checkpoint`` config says;
-    return the path to test (best), or ``None`` without checkpointing."""
-    node = (member.cfg.get("callbacks") or {}).get("model_checkpoint")
-    if node is None or member.best_checkpoint is None:
+def checkpoint_paths(cfg: DictConfig, out_dir: Path) -> tuple[Path, Path | None] | None:
+    """Where a job's ``model_checkpoint`` config puts its best and last checkpoints (last: ``None``
+    without ``save_last``); ``None`` without checkpointing. Resolve it inside the job (its paths
+    refer to Hydra's job directory)."""
+    node = (cfg.get("callbacks") or {}).get("model_checkpoint")
+    if node is None:
         return None
-    directory = Path(node.get("dirpath") or member.out_dir / "checkpoints")
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = Path(node.get("dirpath") or out_dir / "checkpoints")
     best = directory / f"{node.get('filename') or 'best'}.ckpt"
+    return best, directory / "last.ckpt" if node.get("save_last") else None
+
+
+def save_checkpoints(member: Member) -> str | None:
+    """Write the member's best and last checkpoints (see :func:`checkpoint_paths`); return the path
+    to test (best), or ``None`` without checkpointing."""
+    paths = member.paths
+    if paths is None or member.best_checkpoint is None:
+        return None
+    best, last = paths
+    best.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint_dict(member, member.best_checkpoint), best)
-    if node.get("save_last") and member.last_checkpoint is not None:
-        torch.save(checkpoint_dict(member, member.last_checkpoint), directory / "last.ckpt")
+    if last is not None and member.last_checkpoint is not None:
+        torch.save(checkpoint_dict(member, member.last_checkpoint), last)
     return str(best)
