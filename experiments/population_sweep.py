@@ -42,11 +42,12 @@ def run_sweep(
     accelerator = ["trainer.accelerator=gpu"] if device == "cuda" else ["trainer.accelerator=cpu"]
     command = ["nmsnn-train", "--multirun", *launcher, *GRID, *COMMON, *accelerator]
     exe = Path(sys.executable).parent / "nmsnn-train"
+    launch = [str(exe)] if exe.exists() else [sys.executable, "-m", "nmsnn.cli.train"]  # not installed
     env = {**os.environ, "NMSNN_LOG_DIR": str(workdir / "logs")}
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
-    proc = subprocess.run([str(exe), *command[1:]], cwd=workdir, env=env, capture_output=True, text=True)
+    proc = subprocess.run([*launch, *command[1:]], cwd=workdir, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")

@@ -9,8 +9,10 @@ Records (one per implementation and workload): ``impl, workload, device, train_m
 ``infer_ms`` (median), ``samples_per_s`` (training rows per second), ``peak_mem_mb`` (CPU: growth
 of the peak resident set during one full-size training step, after a small warm-up step; CUDA: the
 growth of max allocated memory), ``max_abs_diff`` (largest difference of the logits from nmsnn's
-reference backend on the same weights and noise; ``None`` for peers whose neuron differs) and
-``max_abs_grad_diff`` (the same for the first layer's weight gradient); for nmsnn's models also
+reference backend on the same weights and noise; ``None`` for peers whose neuron differs),
+``max_abs_grad_diff`` (the same for the first layer's weight gradient) and ``precision``
+(``fp32``, or ``bf16``: forward and loss under ``torch.autocast(dtype=torch.bfloat16)``, weights
+and optimizer in fp32, differences still against the fp32 reference); for nmsnn's models also
 ``input_ms`` (median time of the training encoder on the batch, ``x * u_t``) and ``input_share``
 (``input_ms / train_ms``: the share of the step spent outside the network).
 
@@ -33,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -259,7 +262,14 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def worker(impl: str, workload: Workload, device_name: str) -> dict[str, Any]:
+def autocast(device: torch.device, precision: str):
+    """The context the forward pass and loss run in: bf16 autocast, or nothing for fp32."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def worker(impl: str, workload: Workload, device_name: str, precision: str = "fp32") -> dict[str, Any]:
     """Measure one implementation on one workload in this (fresh) process."""
     device = torch.device(device_name)
     if device.type == "cpu":  # the same malloc settings for every implementation
@@ -281,7 +291,8 @@ def worker(impl: str, workload: Workload, device_name: str) -> dict[str, Any]:
 
     def train_step(rows: Tensor, labels: Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(rows), labels)
+        with autocast(device, precision):
+            loss = F.cross_entropy(model(rows).float(), labels)
         loss.backward()
         optimizer.step()
 
@@ -318,7 +329,7 @@ def worker(impl: str, workload: Workload, device_name: str) -> dict[str, Any]:
     train = timed(lambda: train_step(x, y), workload.repeats)
 
     def infer() -> None:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device, precision):
             model(x)
 
     infer()
@@ -331,12 +342,13 @@ def worker(impl: str, workload: Workload, device_name: str) -> dict[str, Any]:
     diff, grad_diff, neuron = None, None, PEER_NEURON
     if impl == "per_step_loop" or impl.startswith("nmsnn_"):
         neuron = SAME_NEURON
-        diff, grad_diff = compare_to_reference(impl, workload, device)
+        diff, grad_diff = compare_to_reference(impl, workload, device, precision)
     train_ms = statistics.median(train)
     return {
         "impl": impl,
         "workload": workload.name,
         "device": device_name,
+        "precision": precision,
         "train_ms": round(train_ms, 3),
         "infer_ms": round(statistics.median(inference), 3),
         "samples_per_s": round(workload.batch / train_ms * 1e3, 1),
@@ -351,8 +363,10 @@ def worker(impl: str, workload: Workload, device_name: str) -> dict[str, Any]:
     }
 
 
-def compare_to_reference(impl: str, workload: Workload, device: torch.device) -> tuple[float, float]:
-    """Logits and first-layer weight gradient against the reference backend (<= 16 rows)."""
+def compare_to_reference(
+    impl: str, workload: Workload, device: torch.device, precision: str = "fp32"
+) -> tuple[float, float]:
+    """Logits and first-layer weight gradient against the fp32 reference backend (<= 16 rows)."""
     torch.manual_seed(1)
     reference = build("nmsnn_reference", workload).to(device)
     model = build(impl, workload).to(device)
@@ -362,9 +376,11 @@ def compare_to_reference(impl: str, workload: Workload, device: torch.device) ->
     y = torch.randint(0, workload.sizes[-1], (rows,), device=device)
     noise = torch.rand(workload.steps, rows, workload.features, device=device)
     results = []
-    for m in (reference, model):
-        logits = m(x, noise)
-        F.cross_entropy(logits, y).backward()
+    for m, mode in ((reference, "fp32"), (model, precision)):
+        with autocast(device, mode):
+            logits = m(x, noise).float()
+            loss = F.cross_entropy(logits, y)
+        loss.backward()
         results.append((logits.detach(), linear_weights(m)[0].weight.grad))
     (ref_logits, ref_grad), (logits, grad) = results
     return float((logits - ref_logits).abs().max()), float((grad - ref_grad).abs().max())
@@ -374,9 +390,16 @@ def compare_to_reference(impl: str, workload: Workload, device: torch.device) ->
 
 
 def run_worker(
-    impl: str, workload: str, device: str, quick: bool, timeout: float, threads: int | None
+    impl: str,
+    workload: str,
+    device: str,
+    quick: bool,
+    timeout: float,
+    threads: int | None,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "nmsnn.bench", "--worker", impl, "--workload", workload, "--device", device]
+    cmd += ["--precision", precision]
     if quick:
         cmd.append("--quick")
     if threads:
@@ -384,11 +407,13 @@ def run_worker(
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"impl": impl, "workload": workload, "device": device, "error": f"timed out after {timeout} s"}
+        return {"impl": impl, "workload": workload, "device": device, "precision": precision,
+                "error": f"timed out after {timeout} s"}  # fmt: skip
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"impl": impl, "workload": workload, "device": device, "error": " | ".join(tail)}
+        return {"impl": impl, "workload": workload, "device": device, "precision": precision,
+                "error": " | ".join(tail)}  # fmt: skip
     return json.loads(lines[-1])
 
 
@@ -403,7 +428,7 @@ def markdown_table(records: list[dict[str, Any]]) -> str:
         rows = [r for r in records if r["workload"] == workload]
         base = next((r.get("train_ms") for r in rows if r["impl"] == "per_step_loop"), None)
         base_mem = next((r.get("peak_mem_mb") for r in rows if r["impl"] == "per_step_loop"), None)
-        out.append(f"### {workload} ({rows[0]['device']})\n")
+        out.append(f"### {workload} ({rows[0]['device']}, {rows[0].get('precision', 'fp32')})\n")
         out.append(
             "| impl | train ms | speed-up vs per_step_loop | infer ms | samples/s | peak MB "
             "| mem vs per_step_loop | input share | max abs diff (logits / grad) | neuron |"
@@ -426,8 +451,24 @@ def markdown_table(records: list[dict[str, Any]]) -> str:
                 f"| {r['impl']} | {r['train_ms']:.1f} | {speed} | {r['infer_ms']:.1f} | "
                 f"{r['samples_per_s']:.0f} | {fmt(mem, '.0f')} | {mem_ratio} | {share} | {diff} | {r['neuron']} |"
             )
+        out.append(best_line(rows))
         out.append("")
     return "\n".join(out)
+
+
+def best_line(rows: list[dict[str, Any]]) -> str:
+    """One sentence: nmsnn's fastest implementation and how many times faster it is than the others."""
+    timed = {r["impl"]: r["train_ms"] for r in rows if "error" not in r}
+    ours = {k: v for k, v in timed.items() if k.startswith("nmsnn_") and k != "nmsnn_reference"}
+    if not ours:
+        return ""
+    best = min(ours, key=ours.get)
+    others = [f"{timed[k] / ours[best]:.2f}x {k}" for k in timed if not k.startswith("nmsnn_")]
+    return (
+        f"\nFastest nmsnn backend: `{best}` ({ours[best]:.2f} ms per training step): "
+        + ", ".join(others)
+        + "."
+    )
 
 
 def environment() -> dict[str, Any]:
@@ -465,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny workload (for tests)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per implementation")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: forward and loss under autocast"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -475,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads:
             torch.set_num_threads(args.threads)
         workload = QUICK if args.quick else WORKLOADS[workloads[0]]
-        print(json.dumps(worker(args.worker, workload, args.device)))
+        print(json.dumps(worker(args.worker, workload, args.device, args.precision)))
         return 0
 
     impls = args.impls.split(",") if args.impls else all_impls(args.device)
@@ -485,7 +529,9 @@ def main(argv: list[str] | None = None) -> int:
     records = []
     for name in workloads:
         for impl in impls:
-            record = run_worker(impl, name, args.device, args.quick, args.timeout, args.threads)
+            record = run_worker(
+                impl, name, args.device, args.quick, args.timeout, args.threads, args.precision
+            )
             if args.quick:
                 record["workload"] = QUICK.name
             record["environment"] = env

@@ -298,6 +298,33 @@ def test_numba_rejects_non_cpu_tensors():
         numba_recurrence(current, *(torch.tensor(v) for v in (0.9, 1.0, 1.5)), NeuronConfig())
 
 
+@pytest.mark.skipif(not triton_runs_on_cpu(), reason="needs triton's CPU interpreter")
+@pytest.mark.parametrize("reset", ["subtract", "scale"])
+def test_triton_unroll_settings_agree_bitwise(monkeypatch, reset):
+    """Loads issued 4 or 8 steps ahead (whole groups, then a per-step tail) change no number."""
+    config = NeuronConfig(reset=reset, spike_fn="heaviside")
+    case = _case(21, 2, 5, 0.8, 0.7, 0.4, True, True, torch.float32, 3)
+    results = {}
+    for unroll in ("1", "4", "8"):
+        monkeypatch.setenv("NMSNN_TRITON_UNROLL", unroll)
+        results[unroll] = _run(get_backend("triton"), *case, config)
+    for unroll in ("4", "8"):
+        for got, want in zip(
+            [*results[unroll][0], *results[unroll][1]], [*results["1"][0], *results["1"][1]]
+        ):
+            assert torch.equal(got, want)
+    _check(results["8"], _run(reference_recurrence, *case, config), 3)
+
+
+@pytest.mark.skipif(not triton_runs_on_cpu(), reason="needs triton's CPU interpreter")
+def test_triton_unroll_setting_is_checked(monkeypatch):
+    monkeypatch.setenv("NMSNN_TRITON_UNROLL", "3")
+    with pytest.raises(ConfigError, match="NMSNN_TRITON_UNROLL='3'"):
+        get_backend("triton")(
+            torch.randn(4, 1, 2), *(torch.tensor(v) for v in (0.9, 1.0, 1.5)), NeuronConfig()
+        )
+
+
 @pytest.mark.skipif(
     not installed("triton") or triton_runs_on_cpu(), reason="triton absent, or its cases ran in-process"
 )
@@ -428,3 +455,27 @@ def test_numba_node_backward_runs_once_and_says_so():
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="cannot run twice"):
         loss.backward()
+
+
+@pytest.mark.parametrize("backend", [b for b in FAST if b != "numba"])
+def test_network_trains_under_bf16_autocast(backend):
+    """Autocast (bf16) runs the Linears in bf16 and the recurrence in fp32; gradients reach the
+    fp32 parameters in fp32, within 10 % (in norm) of the fp32 run's: bf16 keeps about 3
+    significant digits, and a rounded current flips some spike gates."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    neurons = [NeuronConfig(learnable=True, reset="scale"), NeuronConfig()]
+    nets = {
+        p: SpikingNetwork([6, 16, 3], neurons, readout="membrane", backend=backend) for p in ("fp32", "bf16")
+    }
+    nets["bf16"].load_state_dict(nets["fp32"].state_dict())
+    x, y = torch.randn(10, 4, 6) * 2, torch.randint(0, 3, (4,))
+    for precision, net in nets.items():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = F.cross_entropy(net(x).trace.sum(0).float(), y)
+        loss.backward()
+    for (name, p16), p32 in zip(nets["bf16"].named_parameters(), nets["fp32"].parameters()):
+        assert p16.grad.dtype == torch.float32 and torch.isfinite(p16.grad).all(), name
+        error = (p16.grad - p32.grad).norm() / p32.grad.norm()
+        assert error < 0.1, f"{name}: relative error {error:.3f}"

@@ -38,9 +38,12 @@ class _TimeLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x, weight)
+        out = torch.addmm(bias, x, weight.t()) if bias is not None else x @ weight.t()
+        # under autocast the product ran in a lower precision: the backward (which autocast
+        # does not cover) uses the operands in that dtype too; autograd casts dW and db back
+        ctx.save_for_backward(x.to(out.dtype), weight.to(out.dtype))
         ctx.has_bias = bias is not None
-        return torch.addmm(bias, x, weight.t()) if bias is not None else x @ weight.t()
+        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The GPU figures in one go: correctness of the CUDA paths, the backend benchmark (fp32 and bf16
+# autocast, and the Triton loads-ahead settings), the population sweep, and two short training
+# runs through the CLI (fp32 and bf16-mixed). Every step writes under OUT (default
+# experiments/results/gpu) and a failing step does not stop the others.
+#
+#     bash experiments/gpu_benchmarks.sh [OUT]
+#
+# Needs a CUDA GPU, triton, and the bench extra (snntorch; spikingjelly with --no-deps, loguru).
+set -u
+out="${1:-experiments/results/gpu}"
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+py="${PYTHON:-python3}"
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep its log, report its status
+    local name=$1 limit=$2
+    shift 2
+    local start=$SECONDS
+    timeout "$limit" "$@" >"$out/$name.log" 2>&1
+    echo "== $name: exit $? after $((SECONDS - start)) s"
+    tail -n 25 "$out/$name.log"
+    if [ -n "${ARCHIVE:-}" ]; then tar czf "$ARCHIVE" -C "$out" .; fi
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$out/gpu.txt"
+$py -c "import torch, triton, lightning; print('torch', torch.__version__, 'triton', triton.__version__,
+'lightning', lightning.__version__, torch.cuda.get_device_name())" | tee -a "$out/gpu.txt"
+
+step cuda_checks 180 $py experiments/cuda_checks.py --device cuda --json "$out/cuda_checks.json"
+step bench_fp32 240 $py -m nmsnn.bench --device cuda --workload all --timeout 100 --json "$out/benchmark_cuda.json"
+for u in 1 4; do
+    NMSNN_TRITON_UNROLL=$u step "bench_unroll$u" 60 $py -m nmsnn.bench --device cuda --impls nmsnn_triton \
+        --json "$out/benchmark_cuda_unroll$u.json"
+done
+step bench_bf16 120 $py -m nmsnn.bench --device cuda --precision bf16 --timeout 60 \
+    --impls per_step_loop,nmsnn_triton,spikingjelly_triton --json "$out/benchmark_cuda_bf16.json"
+step population 240 $py experiments/population_sweep.py --device cuda --threads 0 --out "$out"
+for precision in 32-true bf16-mixed; do
+    NMSNN_LOG_DIR="$out/train_$precision" step "train_$precision" 60 $py -m nmsnn.cli.train trainer=gpu \
+        trainer.precision=$precision trainer.enable_progress_bar=false
+done
