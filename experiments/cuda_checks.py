@@ -3,14 +3,15 @@ interpreter only).
 
     python experiments/cuda_checks.py [--device cuda] [--json FILE]
 
-1. ``triton`` against the float64 reference: random shapes (including widths past one block and
-   ``T`` past the unrolled groups), both resets, both spike functions, fp32 and fp64, per-neuron
-   parameters, an incoming state; outputs within 1e-5 and parameter gradients within 1e-4
-   (float32 sums over many neuron-steps).
-2. The three ``NMSNN_TRITON_UNROLL`` settings give bitwise the same numbers.
-3. bf16 currents (autocast's dtype): the kernels compute in fp32 and store bf16; compared with
+1. ``triton`` against the reference backend in the same dtype on the same device: random shapes
+   (including widths past one block and the seed's T=500), both resets, both spike functions,
+   fp32 and fp64, per-neuron parameters, an incoming state; outputs within 1e-5 and parameter
+   gradients within 1e-4 relative (float32 sums over many neuron-steps). For fp32 the distance of
+   both from the float64 reference is reported too: over hundreds of steps one spike gate flipped
+   by rounding moves the outputs by O(1) in either implementation.
+2. bf16 currents (autocast's dtype): the kernels compute in fp32 and store bf16; compared with
    the fp32 kernels on the same rounded inputs.
-4. A population (3 members) against each member alone on the device: predictions and gradients.
+3. A population (3 members) against each member alone on the device: predictions and gradients.
 
 With ``--device cpu`` (and ``TRITON_INTERPRET=1``) the same checks run, smaller, in Triton's
 interpreter: that is how this script itself is tested before it meets a GPU.
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -78,7 +78,8 @@ def worst(got, want):
 
 
 def check_reference(device: str, shapes, gen) -> dict:
-    triton_fn, out = get_backend("triton"), {"cases": 0, "worst_output": 0.0, "worst_param_grad": 0.0}
+    triton_fn = get_backend("triton")
+    out = {"cases": 0, "worst_output": 0.0, "worst_param_grad": 0.0, "fp32_vs_float64": {}}
     failures = []
     for steps, batch, hidden in shapes:
         for reset in ("subtract", "scale"):
@@ -87,35 +88,35 @@ def check_reference(device: str, shapes, gen) -> dict:
                     config = NeuronConfig(reset=reset, spike_fn=spike_fn)
                     c = case(steps, batch, hidden, dtype, device, gen)
                     got_out, got_grads = run(triton_fn, *c, config)
-                    ref_out, ref_grads = run(reference_recurrence, *as64(c), config)
-                    w_out = max(worst(got_out, ref_out), worst([got_grads[0], *got_grads[4:]],
-                                                               [ref_grads[0], *ref_grads[4:]]))  # fmt: skip
-                    # parameter gradients: relative to their size (sums over T*B terms)
-                    w_par = max(
-                        float(((g.double() - r).abs() / (1 + r.abs())).max())
-                        for g, r in zip(got_grads[1:4], ref_grads[1:4])
-                    )
+                    ref_out, ref_grads = run(reference_recurrence, *c, config)
+                    w_out, w_par = distances(got_out, got_grads, ref_out, ref_grads)
                     out["cases"] += 1
                     out["worst_output"] = max(out["worst_output"], w_out)
                     out["worst_param_grad"] = max(out["worst_param_grad"], w_par)
+                    label = f"T={steps} B={batch} H={hidden} {reset}/{spike_fn}/{str(dtype)[6:]}"
                     if w_out > 1e-5 or w_par > 1e-4:
-                        failures.append(f"T={steps} B={batch} H={hidden} {reset}/{spike_fn}/{dtype}: "
-                                        f"{w_out:.2e} / {w_par:.2e}")  # fmt: skip
+                        failures.append(f"{label}: {w_out:.2e} / {w_par:.2e}")
+                    if dtype == torch.float32:
+                        exact_out, exact_grads = run(reference_recurrence, *as64(c), config)
+                        out["fp32_vs_float64"][label] = {
+                            "triton": distances(got_out, got_grads, exact_out, exact_grads),
+                            "reference": distances(ref_out, ref_grads, exact_out, exact_grads),
+                        }
     out["failures"] = failures
     return out
 
 
-def check_unroll(device: str, gen) -> dict:
-    config = NeuronConfig(reset="scale", spike_fn="heaviside")
-    c = case(37, 3, 70, torch.float32, device, gen)
-    results = {}
-    for unroll in ("1", "4", "8"):
-        os.environ["NMSNN_TRITON_UNROLL"] = unroll
-        out, grads = run(get_backend("triton"), *c, config)
-        results[unroll] = [*out, *grads]
-    os.environ.pop("NMSNN_TRITON_UNROLL")
-    same = all(torch.equal(a, b) for u in ("4", "8") for a, b in zip(results[u], results["1"]))
-    return {"bitwise_equal": same}
+def distances(got_out, got_grads, ref_out, ref_grads) -> tuple[float, float]:
+    """Largest difference of the outputs and the input/state gradients, and the largest relative
+    difference ``|g - r| / (1 + |r|)`` of the decay/threshold/penalty gradients."""
+    w_out = max(
+        worst(got_out, ref_out), worst([got_grads[0], *got_grads[4:]], [ref_grads[0], *ref_grads[4:]])
+    )
+    w_par = max(
+        float(((g.double() - r.double()).abs() / (1 + r.double().abs())).max())
+        for g, r in zip(got_grads[1:4], ref_grads[1:4])
+    )
+    return w_out, w_par
 
 
 def check_bf16(device: str, gen) -> dict:
@@ -136,7 +137,10 @@ def check_bf16(device: str, gen) -> dict:
     out32, grads32 = run(get_backend("triton"), *c32, config)
     # outputs stored as bf16: within one bf16 ulp (2^-7 relative) of the fp32 results (Triton's
     # interpreter truncates where the GPU rounds to nearest)
-    rel = max(float(((a.float() - b).abs() / (b.abs() + 1e-3)).max()) for a, b in zip(out16, out32))
+    rel = max(
+        float(((a.detach().float() - b.detach()).abs() / (b.detach().abs() + 1e-3)).max())
+        for a, b in zip(out16, out32)
+    )
     # gradients: the current's in bf16, the parameters' summed in fp32 from bf16-rounded terms
     grad_rel = max(float((a.float() - b).norm() / b.norm()) for a, b in zip(grads16, grads32))
     return {
@@ -194,7 +198,6 @@ def main() -> int:
     report["triton"] = triton.__version__
     for name, fn in [
         ("reference", lambda: check_reference(args.device, shapes, gen)),
-        ("unroll", lambda: check_unroll(args.device, gen)),
         ("bf16", lambda: check_bf16(args.device, gen)),
         ("population", lambda: check_population(args.device)),
     ]:
@@ -207,7 +210,6 @@ def main() -> int:
         print(name, json.dumps(report[name]), flush=True)
     ok = (
         not report["reference"].get("failures", ["error"])
-        and report["unroll"].get("bitwise_equal")
         and report["bf16"].get("ok")
         and report["population"].get("ok")
     )

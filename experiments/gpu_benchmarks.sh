@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The GPU figures in one go: correctness of the CUDA paths, the backend benchmark (fp32 and bf16
-# autocast, and the Triton loads-ahead settings), the population sweep, and two short training
-# runs through the CLI (fp32 and bf16-mixed). Every step writes under OUT (default
-# experiments/results/gpu) and a failing step does not stop the others.
+# The GPU figures in one go: correctness of the CUDA paths (experiments/cuda_checks.py), the
+# backend benchmark in fp32 and in bf16 autocast, the population sweep, and two short training
+# runs through the CLI (fp32 and bf16-mixed). Every step writes its log and results under DIR
+# (default experiments/results/gpu) and a failing step does not stop the others; with ARCHIVE
+# set, DIR is packed into that .tar.gz after every step, so a run cut short keeps what it did.
 #
-#     bash experiments/gpu_benchmarks.sh [OUT]
+#     [ARCHIVE=results.tgz] bash experiments/gpu_benchmarks.sh [DIR]
 #
 # Needs a CUDA GPU, triton, and the bench extra (snntorch; spikingjelly with --no-deps, loguru).
 set -u
@@ -28,10 +29,6 @@ $py -c "import torch, triton, lightning; print('torch', torch.__version__, 'trit
 
 step cuda_checks 180 $py experiments/cuda_checks.py --device cuda --json "$out/cuda_checks.json"
 step bench_fp32 240 $py -m nmsnn.bench --device cuda --workload all --timeout 100 --json "$out/benchmark_cuda.json"
-for u in 1 4; do
-    NMSNN_TRITON_UNROLL=$u step "bench_unroll$u" 60 $py -m nmsnn.bench --device cuda --impls nmsnn_triton \
-        --json "$out/benchmark_cuda_unroll$u.json"
-done
 step bench_bf16 120 $py -m nmsnn.bench --device cuda --precision bf16 --timeout 60 \
     --impls per_step_loop,nmsnn_triton,spikingjelly_triton --json "$out/benchmark_cuda_bf16.json"
 step population 240 $py experiments/population_sweep.py --device cuda --threads 0 --out "$out"

@@ -298,33 +298,6 @@ def test_numba_rejects_non_cpu_tensors():
         numba_recurrence(current, *(torch.tensor(v) for v in (0.9, 1.0, 1.5)), NeuronConfig())
 
 
-@pytest.mark.skipif(not triton_runs_on_cpu(), reason="needs triton's CPU interpreter")
-@pytest.mark.parametrize("reset", ["subtract", "scale"])
-def test_triton_unroll_settings_agree_bitwise(monkeypatch, reset):
-    """Loads issued 4 or 8 steps ahead (whole groups, then a per-step tail) change no number."""
-    config = NeuronConfig(reset=reset, spike_fn="heaviside")
-    case = _case(21, 2, 5, 0.8, 0.7, 0.4, True, True, torch.float32, 3)
-    results = {}
-    for unroll in ("1", "4", "8"):
-        monkeypatch.setenv("NMSNN_TRITON_UNROLL", unroll)
-        results[unroll] = _run(get_backend("triton"), *case, config)
-    for unroll in ("4", "8"):
-        for got, want in zip(
-            [*results[unroll][0], *results[unroll][1]], [*results["1"][0], *results["1"][1]]
-        ):
-            assert torch.equal(got, want)
-    _check(results["8"], _run(reference_recurrence, *case, config), 3)
-
-
-@pytest.mark.skipif(not triton_runs_on_cpu(), reason="needs triton's CPU interpreter")
-def test_triton_unroll_setting_is_checked(monkeypatch):
-    monkeypatch.setenv("NMSNN_TRITON_UNROLL", "3")
-    with pytest.raises(ConfigError, match="NMSNN_TRITON_UNROLL='3'"):
-        get_backend("triton")(
-            torch.randn(4, 1, 2), *(torch.tensor(v) for v in (0.9, 1.0, 1.5)), NeuronConfig()
-        )
-
-
 @pytest.mark.skipif(
     not installed("triton") or triton_runs_on_cpu(), reason="triton absent, or its cases ran in-process"
 )

@@ -2,11 +2,10 @@
 
 One program owns a block of neurons and walks T inside the kernel, holding the membrane, the
 last output and the backward carry in registers; each step is one coalesced load/store per
-tensor row. The walk along T is latency-bound when there are few neurons (the seed's 64 hidden
-neurons x 64 rows fill one warp per SM): each step waits for its row of the current. The loops
-therefore issue the loads of ``UNROLL`` steps (4 or 8) before computing them, so one memory
-latency is paid per group of steps instead of per step; the arithmetic, and so every result, is
-the same for every ``UNROLL``. ``NMSNN_TRITON_UNROLL`` (1, 4 or 8) overrides the default.
+tensor row. With few neurons (the seed's 64 hidden neurons x 64 rows fill one warp per SM) each
+step waits for its row of the current; issuing the loads of 4 or 8 steps before computing them
+was tried and measured slower on an H200 (seed_binary training step 2.6 and 3.0 ms against
+2.1 ms; ``experiments/results/benchmark_h200.md``), so each step loads its own row.
 
 Inputs in fp32 compute in fp32, fp64 in fp64, bf16/fp16 (autocast) in fp32 with the outputs
 stored in the input dtype and the saved pre-reset membrane kept in fp32. Pointers advance by
@@ -17,8 +16,6 @@ kernels run on CPU tensors in Triton's interpreter, which is how the test suite 
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
@@ -26,10 +23,6 @@ from torch import Tensor
 
 from nmsnn.core.backends.fused import BackwardResult, Flat, ForwardResult, fused_apply
 from nmsnn.core.neuron import NeuronConfig, NeuronState, RecurrenceOutput
-from nmsnn.errors import ConfigError
-
-UNROLL_CHOICES = (1, 4, 8)
-DEFAULT_UNROLL = 8
 
 
 @triton.jit
@@ -68,7 +61,6 @@ def _forward_kernel(
     cur, d, th, p, s0, o0, spikes, membrane, pre, s_out, o_out,
     steps, n,
     SCALE: tl.constexpr, HEAVISIDE: tl.constexpr, SAVE: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr,
-    UNROLL: tl.constexpr,
 ):  # fmt: skip
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
@@ -82,149 +74,7 @@ def _forward_kernel(
     spk_row = spikes + offs
     mem_row = membrane + offs
     pre_row = pre + offs
-    done = 0
-    if UNROLL > 1:
-        done = (steps // UNROLL) * UNROLL
-        for _ in range(steps // UNROLL):
-            # every load of the group is issued before the first step needs its row
-            c0 = tl.load(cur_row, mask=mask, other=0).to(ACC)
-            c1 = tl.load(cur_row + n, mask=mask, other=0).to(ACC)
-            c2 = tl.load(cur_row + 2 * n, mask=mask, other=0).to(ACC)
-            c3 = tl.load(cur_row + 3 * n, mask=mask, other=0).to(ACC)
-            if UNROLL == 8:
-                c4 = tl.load(cur_row + 4 * n, mask=mask, other=0).to(ACC)
-                c5 = tl.load(cur_row + 5 * n, mask=mask, other=0).to(ACC)
-                c6 = tl.load(cur_row + 6 * n, mask=mask, other=0).to(ACC)
-                c7 = tl.load(cur_row + 7 * n, mask=mask, other=0).to(ACC)
-            s, o = _forward_step(
-                c0, s, o, dd, tt, pp, rr, spk_row, mem_row, pre_row, mask, SCALE, HEAVISIDE, SAVE, ACC
-            )
-            s, o = _forward_step(
-                c1,
-                s,
-                o,
-                dd,
-                tt,
-                pp,
-                rr,
-                spk_row + n,
-                mem_row + n,
-                pre_row + n,
-                mask,
-                SCALE,
-                HEAVISIDE,
-                SAVE,
-                ACC,
-            )
-            s, o = _forward_step(
-                c2,
-                s,
-                o,
-                dd,
-                tt,
-                pp,
-                rr,
-                spk_row + 2 * n,
-                mem_row + 2 * n,
-                pre_row + 2 * n,
-                mask,
-                SCALE,
-                HEAVISIDE,
-                SAVE,
-                ACC,
-            )
-            s, o = _forward_step(
-                c3,
-                s,
-                o,
-                dd,
-                tt,
-                pp,
-                rr,
-                spk_row + 3 * n,
-                mem_row + 3 * n,
-                pre_row + 3 * n,
-                mask,
-                SCALE,
-                HEAVISIDE,
-                SAVE,
-                ACC,
-            )
-            if UNROLL == 8:
-                s, o = _forward_step(
-                    c4,
-                    s,
-                    o,
-                    dd,
-                    tt,
-                    pp,
-                    rr,
-                    spk_row + 4 * n,
-                    mem_row + 4 * n,
-                    pre_row + 4 * n,
-                    mask,
-                    SCALE,
-                    HEAVISIDE,
-                    SAVE,
-                    ACC,
-                )
-                s, o = _forward_step(
-                    c5,
-                    s,
-                    o,
-                    dd,
-                    tt,
-                    pp,
-                    rr,
-                    spk_row + 5 * n,
-                    mem_row + 5 * n,
-                    pre_row + 5 * n,
-                    mask,
-                    SCALE,
-                    HEAVISIDE,
-                    SAVE,
-                    ACC,
-                )
-                s, o = _forward_step(
-                    c6,
-                    s,
-                    o,
-                    dd,
-                    tt,
-                    pp,
-                    rr,
-                    spk_row + 6 * n,
-                    mem_row + 6 * n,
-                    pre_row + 6 * n,
-                    mask,
-                    SCALE,
-                    HEAVISIDE,
-                    SAVE,
-                    ACC,
-                )
-                s, o = _forward_step(
-                    c7,
-                    s,
-                    o,
-                    dd,
-                    tt,
-                    pp,
-                    rr,
-                    spk_row + 7 * n,
-                    mem_row + 7 * n,
-                    pre_row + 7 * n,
-                    mask,
-                    SCALE,
-                    HEAVISIDE,
-                    SAVE,
-                    ACC,
-                )
-            cur_row += UNROLL * n
-            spk_row += UNROLL * n
-            mem_row += UNROLL * n
-            if SAVE:
-                pre_row += UNROLL * n
-    for _ in range(steps - done):
+    for _ in range(steps):
         c = tl.load(cur_row, mask=mask, other=0).to(ACC)
         s, o = _forward_step(
             c, s, o, dd, tt, pp, rr, spk_row, mem_row, pre_row, mask, SCALE, HEAVISIDE, SAVE, ACC
@@ -300,7 +150,7 @@ def _backward_kernel(
     g_current, g_decay, g_threshold, g_penalty, g_inner0, g_outer0,
     steps, n, last_row, slope,
     SCALE: tl.constexpr, HEAVISIDE: tl.constexpr, HAS_S: tl.constexpr, HAS_M: tl.constexpr,
-    ACC: tl.constexpr, BLOCK: tl.constexpr, UNROLL: tl.constexpr,
+    ACC: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
@@ -319,317 +169,7 @@ def _backward_kernel(
     gm_next = g_membrane + last_row + n + offs  # row t + 1 (masked off at t = T - 1)
     gs_next = g_spikes + last_row + n + offs
     t = steps - 1
-    if UNROLL > 1:
-        for _ in range(steps // UNROLL):
-            # all loads of the group (steps t, t-1, ...) first, then the steps in reverse
-            a0, p0, m0, x0 = _backward_loads(
-                t, steps, n, pre_row, gm_next, gs_next, mask, HAS_S, HAS_M, ACC, BLOCK
-            )
-            a1, p1, m1, x1 = _backward_loads(
-                t - 1, steps, n, pre_row - n, gm_next - n, gs_next - n, mask, HAS_S, HAS_M, ACC, BLOCK
-            )
-            a2, p2, m2, x2 = _backward_loads(
-                t - 2,
-                steps,
-                n,
-                pre_row - 2 * n,
-                gm_next - 2 * n,
-                gs_next - 2 * n,
-                mask,
-                HAS_S,
-                HAS_M,
-                ACC,
-                BLOCK,
-            )
-            a3, p3, m3, x3 = _backward_loads(
-                t - 3,
-                steps,
-                n,
-                pre_row - 3 * n,
-                gm_next - 3 * n,
-                gs_next - 3 * n,
-                mask,
-                HAS_S,
-                HAS_M,
-                ACC,
-                BLOCK,
-            )
-            if UNROLL == 8:
-                a4, p4, m4, x4 = _backward_loads(
-                    t - 4,
-                    steps,
-                    n,
-                    pre_row - 4 * n,
-                    gm_next - 4 * n,
-                    gs_next - 4 * n,
-                    mask,
-                    HAS_S,
-                    HAS_M,
-                    ACC,
-                    BLOCK,
-                )
-                a5, p5, m5, x5 = _backward_loads(
-                    t - 5,
-                    steps,
-                    n,
-                    pre_row - 5 * n,
-                    gm_next - 5 * n,
-                    gs_next - 5 * n,
-                    mask,
-                    HAS_S,
-                    HAS_M,
-                    ACC,
-                    BLOCK,
-                )
-                a6, p6, m6, x6 = _backward_loads(
-                    t - 6,
-                    steps,
-                    n,
-                    pre_row - 6 * n,
-                    gm_next - 6 * n,
-                    gs_next - 6 * n,
-                    mask,
-                    HAS_S,
-                    HAS_M,
-                    ACC,
-                    BLOCK,
-                )
-                a7, p7, m7, x7 = _backward_loads(
-                    t - 7,
-                    steps,
-                    n,
-                    pre_row - 7 * n,
-                    gm_next - 7 * n,
-                    gs_next - 7 * n,
-                    mask,
-                    HAS_S,
-                    HAS_M,
-                    ACC,
-                    BLOCK,
-                )
-            ga, acc_d, acc_t, acc_p = _backward_step(
-                t,
-                steps,
-                a0,
-                p0,
-                m0,
-                x0,
-                ga,
-                acc_d,
-                acc_t,
-                acc_p,
-                dd,
-                tt,
-                pp,
-                rr,
-                kk,
-                s_first,
-                g_in,
-                g_out,
-                slope,
-                gc_row,
-                mask,
-                SCALE,
-                HEAVISIDE,
-                ACC,
-                BLOCK,
-            )
-            ga, acc_d, acc_t, acc_p = _backward_step(
-                t - 1,
-                steps,
-                a1,
-                p1,
-                m1,
-                x1,
-                ga,
-                acc_d,
-                acc_t,
-                acc_p,
-                dd,
-                tt,
-                pp,
-                rr,
-                kk,
-                s_first,
-                g_in,
-                g_out,
-                slope,
-                gc_row - n,
-                mask,
-                SCALE,
-                HEAVISIDE,
-                ACC,
-                BLOCK,
-            )
-            ga, acc_d, acc_t, acc_p = _backward_step(
-                t - 2,
-                steps,
-                a2,
-                p2,
-                m2,
-                x2,
-                ga,
-                acc_d,
-                acc_t,
-                acc_p,
-                dd,
-                tt,
-                pp,
-                rr,
-                kk,
-                s_first,
-                g_in,
-                g_out,
-                slope,
-                gc_row - 2 * n,
-                mask,
-                SCALE,
-                HEAVISIDE,
-                ACC,
-                BLOCK,
-            )
-            ga, acc_d, acc_t, acc_p = _backward_step(
-                t - 3,
-                steps,
-                a3,
-                p3,
-                m3,
-                x3,
-                ga,
-                acc_d,
-                acc_t,
-                acc_p,
-                dd,
-                tt,
-                pp,
-                rr,
-                kk,
-                s_first,
-                g_in,
-                g_out,
-                slope,
-                gc_row - 3 * n,
-                mask,
-                SCALE,
-                HEAVISIDE,
-                ACC,
-                BLOCK,
-            )
-            if UNROLL == 8:
-                ga, acc_d, acc_t, acc_p = _backward_step(
-                    t - 4,
-                    steps,
-                    a4,
-                    p4,
-                    m4,
-                    x4,
-                    ga,
-                    acc_d,
-                    acc_t,
-                    acc_p,
-                    dd,
-                    tt,
-                    pp,
-                    rr,
-                    kk,
-                    s_first,
-                    g_in,
-                    g_out,
-                    slope,
-                    gc_row - 4 * n,
-                    mask,
-                    SCALE,
-                    HEAVISIDE,
-                    ACC,
-                    BLOCK,
-                )
-                ga, acc_d, acc_t, acc_p = _backward_step(
-                    t - 5,
-                    steps,
-                    a5,
-                    p5,
-                    m5,
-                    x5,
-                    ga,
-                    acc_d,
-                    acc_t,
-                    acc_p,
-                    dd,
-                    tt,
-                    pp,
-                    rr,
-                    kk,
-                    s_first,
-                    g_in,
-                    g_out,
-                    slope,
-                    gc_row - 5 * n,
-                    mask,
-                    SCALE,
-                    HEAVISIDE,
-                    ACC,
-                    BLOCK,
-                )
-                ga, acc_d, acc_t, acc_p = _backward_step(
-                    t - 6,
-                    steps,
-                    a6,
-                    p6,
-                    m6,
-                    x6,
-                    ga,
-                    acc_d,
-                    acc_t,
-                    acc_p,
-                    dd,
-                    tt,
-                    pp,
-                    rr,
-                    kk,
-                    s_first,
-                    g_in,
-                    g_out,
-                    slope,
-                    gc_row - 6 * n,
-                    mask,
-                    SCALE,
-                    HEAVISIDE,
-                    ACC,
-                    BLOCK,
-                )
-                ga, acc_d, acc_t, acc_p = _backward_step(
-                    t - 7,
-                    steps,
-                    a7,
-                    p7,
-                    m7,
-                    x7,
-                    ga,
-                    acc_d,
-                    acc_t,
-                    acc_p,
-                    dd,
-                    tt,
-                    pp,
-                    rr,
-                    kk,
-                    s_first,
-                    g_in,
-                    g_out,
-                    slope,
-                    gc_row - 7 * n,
-                    mask,
-                    SCALE,
-                    HEAVISIDE,
-                    ACC,
-                    BLOCK,
-                )
-            t -= UNROLL
-            pre_row -= UNROLL * n
-            gc_row -= UNROLL * n
-            gm_next -= UNROLL * n
-            gs_next -= UNROLL * n
-    for _ in range(t + 1):
+    for _ in range(steps):
         a, a_prev, m_next, s_next = _backward_loads(
             t, steps, n, pre_row, gm_next, gs_next, mask, HAS_S, HAS_M, ACC, BLOCK
         )
@@ -666,14 +206,6 @@ def _launch(n: int) -> tuple[int, int, int]:
     return block, max(1, block // 32), triton.cdiv(n, block)
 
 
-def unroll() -> int:
-    """Steps whose loads are issued together (``NMSNN_TRITON_UNROLL``, default 8)."""
-    value = os.environ.get("NMSNN_TRITON_UNROLL", str(DEFAULT_UNROLL))
-    if value not in {str(u) for u in UNROLL_CHOICES}:
-        raise ConfigError(f"NMSNN_TRITON_UNROLL={value!r}: choose one of {UNROLL_CHOICES}.")
-    return int(value)
-
-
 class TritonKernels:
     """:class:`~nmsnn.core.backends.fused.Kernels` as Triton kernels (CUDA tensors)."""
 
@@ -692,7 +224,7 @@ class TritonKernels:
         _forward_kernel[(grid,)](
             current, *params, inner0, outer0, spikes, membrane, pre, inner, outer, steps, n,
             SCALE=config.reset == "scale", HEAVISIDE=config.spike_fn == "heaviside", SAVE=save,
-            ACC=acc, BLOCK=block, UNROLL=unroll(), num_warps=warps,
+            ACC=acc, BLOCK=block, num_warps=warps,
         )  # fmt: skip
         return ForwardResult(spikes, membrane, pre if save else None, inner, outer)
 
@@ -719,7 +251,7 @@ class TritonKernels:
             grad_inner, grad_outer,
             g_current, *g_params, steps, n, (steps - 1) * n, float(config.surrogate_slope),
             SCALE=config.reset == "scale", HEAVISIDE=config.spike_fn == "heaviside",
-            HAS_S=has_s, HAS_M=has_m, ACC=acc, BLOCK=block, UNROLL=unroll(), num_warps=warps,
+            HAS_S=has_s, HAS_M=has_m, ACC=acc, BLOCK=block, num_warps=warps,
         )  # fmt: skip
         return BackwardResult(g_current, *g_params)
 
