@@ -43,3 +43,35 @@ def test_markdown_table_reports_errors_and_ratios():
     assert "| nmsnn_x | 2.0 | 5.00x |" in table and "| 0.25 |" in table
     assert "error: ImportError: nope" in table
     assert set(WORKLOADS) == {"seed_binary", "wide"}
+
+
+def test_bench_bf16_records_their_precision(tmp_path: Path):
+    """``--precision bf16`` runs the step under autocast; differences are still against fp32."""
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "nmsnn.bench", "--quick", "--threads", "1", "--json", str(out),
+         "--impls", "per_step_loop,nmsnn_fused", "--precision", "bf16"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = json.loads(out.read_text())
+    assert [r["precision"] for r in records] == ["bf16", "bf16"]
+    assert all(0 < r["max_abs_diff"] < 1.0 for r in records)  # bf16 rounding: not zero, not garbage
+    assert "(cpu, bf16)" in result.stdout and "Fastest nmsnn backend: `nmsnn_fused`" in result.stdout
+
+
+def test_fastest_line_compares_the_best_nmsnn_backend_with_every_other():
+    from nmsnn.bench import best_line
+
+    rows = [
+        {"impl": "per_step_loop", "train_ms": 30.0},
+        {"impl": "nmsnn_reference", "train_ms": 1.0},  # the reference is not a contender
+        {"impl": "nmsnn_numba", "train_ms": 3.0},
+        {"impl": "nmsnn_fused", "train_ms": 6.0},
+        {"impl": "spikingjelly_triton", "train_ms": 4.5},
+        {"impl": "snntorch", "error": "missing"},
+    ]
+    assert best_line(rows) == (
+        "\nFastest nmsnn backend: `nmsnn_numba` (3.00 ms per training step): "
+        "10.00x per_step_loop, 1.50x spikingjelly_triton."
+    )
