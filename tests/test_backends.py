@@ -452,3 +452,24 @@ def test_network_trains_under_bf16_autocast(backend):
         assert p16.grad.dtype == torch.float32 and torch.isfinite(p16.grad).all(), name
         error = (p16.grad - p32.grad).norm() / p32.grad.norm()
         assert error < 0.1, f"{name}: relative error {error:.3f}"
+
+
+@pytest.mark.parametrize("backend", [b for b in FAST if b != "numba"])
+def test_unrecorded_hidden_membrane_is_dropped_by_every_backend(backend):
+    """Without ``record_hidden`` the other backends' hidden membrane is released at once (as the
+    numba node never writes it); the readout and the gradients do not change."""
+    torch.manual_seed(0)
+    net = SpikingNetwork([5, 24, 20, 3], [NeuronConfig(reset="scale")] * 3, backend=backend)
+    x = torch.randn(9, 4, 5)
+    results = []
+    for record in (True, False):
+        net.zero_grad()
+        with net.hidden_activity(record):
+            out = net(x)
+        hidden = [layer.membrane for layer in out.layers[:-1]]
+        assert all((m is None) != record for m in hidden)
+        assert out.layers[-1].membrane is not None  # the readout's layer always keeps it
+        out.trace.square().sum().backward()
+        results.append([out.trace.detach(), *(p.grad.clone() for p in net.parameters())])
+    for a, b in zip(*results):
+        assert torch.equal(a, b)

@@ -188,9 +188,10 @@ class SpikingNetwork(nn.Module):
     * ``spikes``: it fires; its delayed spikes are the trace (rate code).
 
     ``record_hidden`` (default ``True``; see :meth:`hidden_activity`): when ``False``, hidden
-    layers run by the numba node (numba, while autograd records) skip writing their membrane,
-    and their :class:`RecurrenceOutput` holds ``None`` there. A training step that only needs the
-    loss sets it. In that node a layer's bias is added as the recurrence reads its current
+    layers' :class:`RecurrenceOutput` holds ``None`` for the membrane: the numba node (numba,
+    while autograd records) skips writing it, and the other backends' membrane is freed as soon
+    as the layer returns instead of living to the end of the forward pass (a ``[T, B, H]``
+    tensor per hidden layer). A training step that only needs the loss sets it. In that node a layer's bias is added as the recurrence reads its current
     (:meth:`SpikingLayer.forward_into`), and a next layer of at most ``FOLD_MAX_OUT`` neurons is
     folded into it.
     """
@@ -252,6 +253,8 @@ class SpikingNetwork(nn.Module):
                 folded = layer.recur_into(current, following, state, self.record_hidden)
             if folded is None:
                 out, current = layer.recur(current, state), None
+                if not record:  # as the numba node, which never writes it: free it now
+                    out = out._replace(membrane=None)
             else:
                 out, current = folded
             outputs.append(out)
