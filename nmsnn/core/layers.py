@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from nmsnn.core.backends import FOLD_MAX_OUT, folded_recurrence, get_backend, numba_node_applies
+from nmsnn.core.backends import FOLD_MAX_OUT, folded_recurrence, get_backend, hinted, numba_node_applies
 from nmsnn.core.backends.fused import bias_grad
 from nmsnn.core.encoders import Encoder
 from nmsnn.core.neuron import NeuronConfig, NeuronState, RecurrenceOutput
@@ -128,9 +128,14 @@ class SpikingLayer(nn.Module):
         flat = x.reshape(steps * batch, -1)
         return time_linear(flat, self.linear, with_bias).reshape(steps, batch, -1)
 
-    def recur(self, current: Tensor, state: NeuronState | None = None) -> RecurrenceOutput:
-        """The neuron recurrence over an input current ``[T, B, out]``."""
-        return self._recurrence(current, *self.neuron_values(), self.neuron, state)
+    def recur(
+        self, current: Tensor, state: NeuronState | None = None, record: bool = True, consume: bool = False
+    ) -> RecurrenceOutput:
+        """The neuron recurrence over an input current ``[T, B, out]``. Without ``record`` the
+        returned membrane is ``None`` (not written where the backend can skip it); ``consume``:
+        ``current`` is the caller's own (nothing else reads it) and may be overwritten."""
+        values = self.neuron_values()
+        return hinted(self.backend, self._recurrence, current, *values, self.neuron, state, record, consume)
 
     def recur_into(
         self, current: Tensor, following: nn.Linear, state: NeuronState | None = None, record: bool = True
@@ -188,10 +193,11 @@ class SpikingNetwork(nn.Module):
     * ``spikes``: it fires; its delayed spikes are the trace (rate code).
 
     ``record_hidden`` (default ``True``; see :meth:`hidden_activity`): when ``False``, hidden
-    layers' :class:`RecurrenceOutput` holds ``None`` for the membrane: the numba node (numba,
-    while autograd records) skips writing it, and the other backends' membrane is freed as soon
-    as the layer returns instead of living to the end of the forward pass (a ``[T, B, H]``
-    tensor per hidden layer). A training step that only needs the loss sets it. In that node a layer's bias is added as the recurrence reads its current
+    layers' :class:`RecurrenceOutput` holds ``None`` for the membrane, which the fused backends
+    do not write (``reference`` computes it and drops it at once). A training step that only
+    needs the loss sets it. A layer's freshly formed current is handed to its recurrence to be
+    overwritten with the saved state (``consume``). In the numba node (numba, while autograd
+    records) a layer's bias is added as the recurrence reads its current
     (:meth:`SpikingLayer.forward_into`), and a next layer of at most ``FOLD_MAX_OUT`` neurons is
     folded into it.
     """
@@ -251,10 +257,8 @@ class SpikingNetwork(nn.Module):
                 current = layer.current(x) if folded is None else None
             if folded is None and following is not None:
                 folded = layer.recur_into(current, following, state, self.record_hidden)
-            if folded is None:
-                out, current = layer.recur(current, state), None
-                if not record:  # as the numba node, which never writes it: free it now
-                    out = out._replace(membrane=None)
+            if folded is None:  # the current is this pass's own (the Linear's fresh output)
+                out, current = layer.recur(current, state, record, consume=True), None
             else:
                 out, current = folded
             outputs.append(out)

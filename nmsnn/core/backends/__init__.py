@@ -14,6 +14,12 @@ against it:
 * ``auto``: picks per call from the tensors' device: CUDA -> triton, CPU -> numba, falling back
   to ``fused`` with a logged reason when the faster one is not installed or fails.
 
+All but ``reference`` also take the hints ``record`` and ``consume``
+(:data:`~nmsnn.core.backends.fused.RECURRENCE_HINTS`): a training step that does not need a
+hidden layer's membrane does not have it written, and a layer's freshly formed current is
+overwritten with the saved pre-reset membrane instead of a second ``[T, B, H]`` buffer.
+:func:`hinted` calls a backend with them where it takes them.
+
 :func:`folded_recurrence` is the one path outside that signature: when numba runs a layer during
 training and the next layer is small (at most :data:`FOLD_MAX_OUT` neurons), the network hands it
 the next layer's Linear too, and the two become one autograd node whose backward never writes the
@@ -150,21 +156,47 @@ def auto_recurrence(
     penalty: Tensor,
     config: NeuronConfig,
     state: NeuronState | None = None,
+    record: bool = True,
+    consume: bool = False,
 ) -> RecurrenceOutput:
     """The ``auto`` backend: the best installed backend for ``current``'s device.
 
     If the chosen compiled backend raises on its first use (a failed compilation, a driver
-    problem), ``auto`` logs why and uses ``fused`` for that device from then on.
+    problem), ``auto`` logs why and uses ``fused`` for that device from then on (a failure once
+    ``current`` may have been overwritten, under ``consume``, is raised instead).
     """
     device_type = current.device.type
     choice = auto_choice(device_type)
+    hints = {"record": record, "consume": consume}
     if choice == "fused":
-        return fused_recurrence(current, decay, threshold, penalty, config, state)
+        return fused_recurrence(current, decay, threshold, penalty, config, state, **hints)
     try:
-        return BACKENDS[choice](current, decay, threshold, penalty, config, state)
+        return BACKENDS[choice](current, decay, threshold, penalty, config, state, **hints)
     except Exception as err:  # a compiled backend failing must not stop training
+        if consume:
+            raise
         _set_auto(device_type, "fused", f"{choice} failed ({type(err).__name__}: {err})")
-        return fused_recurrence(current, decay, threshold, penalty, config, state)
+        return fused_recurrence(current, decay, threshold, penalty, config, state, **hints)
+
+
+def hinted(
+    backend: str,
+    fn: Recurrence,
+    current: Tensor,
+    decay: Tensor,
+    threshold: Tensor,
+    penalty: Tensor,
+    config: NeuronConfig,
+    state: NeuronState | None,
+    record: bool = True,
+    consume: bool = False,
+) -> RecurrenceOutput:
+    """``fn`` (the implementation of ``backend``) with the hints where it takes them; the
+    reference ignores them (its membrane is then dropped from the result, unwritten or not)."""
+    if backend == "reference":
+        out = fn(current, decay, threshold, penalty, config, state)
+        return out if record else out._replace(membrane=None)
+    return fn(current, decay, threshold, penalty, config, state, record=record, consume=consume)
 
 
 FOLD_MAX_OUT = 16  # next layers up to this width are folded into the previous layer's backward

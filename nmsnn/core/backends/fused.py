@@ -71,8 +71,20 @@ class Kernels(Protocol):
     name: str
 
     def forward(
-        self, current: Tensor, params: Flat, inner0: Tensor, outer0: Tensor, config: NeuronConfig, save: bool
-    ) -> ForwardResult: ...
+        self,
+        current: Tensor,
+        params: Flat,
+        inner0: Tensor,
+        outer0: Tensor,
+        config: NeuronConfig,
+        save: bool,
+        membranes: bool = True,
+        into_current: bool = False,
+    ) -> ForwardResult:
+        """Without ``membranes`` the delayed membrane is not written (it is ``None``). With
+        ``into_current`` (and ``save``) the saved ``pre`` may be written over ``current`` (each
+        step after reading it), where its dtype is the saved state's."""
+        ...
 
     def backward(
         self,
@@ -98,17 +110,28 @@ class TorchKernels:
     name = "torch"
 
     def forward(
-        self, current: Tensor, params: Flat, inner0: Tensor, outer0: Tensor, config: NeuronConfig, save: bool
+        self,
+        current: Tensor,
+        params: Flat,
+        inner0: Tensor,
+        outer0: Tensor,
+        config: NeuronConfig,
+        save: bool,
+        membranes: bool = True,
+        into_current: bool = False,
     ) -> ForwardResult:
         steps = current.shape[0]
         d, th, p = params
         scale, heaviside = config.reset == "scale", config.spike_fn == "heaviside"
         ratio = p / th
         spikes = torch.empty_like(current)
-        membrane = torch.empty_like(current)
+        membrane = torch.empty_like(current) if membranes else None
+        # ``into_current`` is not taken: writing rows of the autograd input with torch ops here
+        # would be an in-place change autograd tracks (the compiled kernels write raw memory)
         pre = torch.empty_like(current) if save else None
         spikes[0] = outer0
-        membrane[0] = inner0
+        if membrane is not None:
+            membrane[0] = inner0
         s, o = inner0, outer0
         for t in range(steps):
             a = current[t] + d * s
@@ -120,7 +143,8 @@ class TorchKernels:
                 pre[t] = a
             if t + 1 < steps:
                 spikes[t + 1] = o
-                membrane[t + 1] = s
+                if membrane is not None:
+                    membrane[t + 1] = s
         return ForwardResult(spikes, membrane, pre, s, o)
 
     def backward(
@@ -261,10 +285,12 @@ class FusedRecurrence(torch.autograd.Function):
         outer0: Tensor,
         kernels: Kernels,
         config: NeuronConfig,
+        record: bool = True,
+        consume: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         steps, batch, hidden = current.shape
         cur, params, s0, o0 = flat_inputs(current, decay, threshold, penalty, inner0, outer0)
-        out = kernels.forward(cur, params, s0, o0, config, save=True)
+        out = kernels.forward(cur, params, s0, o0, config, save=True, membranes=record, into_current=consume)
         ctx.save_for_backward(out.pre, *params, s0)
         ctx.set_materialize_grads(False)  # an unused [T, N] output costs no zero-filled gradient
         ctx.kernels, ctx.config, ctx.shape = kernels, config, (steps, batch, hidden)
@@ -273,15 +299,17 @@ class FusedRecurrence(torch.autograd.Function):
         shape = (batch, hidden)
         return (
             out.spikes.view(steps, batch, hidden),
-            out.membrane.view(steps, batch, hidden),
+            out.membrane.view(steps, batch, hidden) if record else cur.new_empty(0),
             out.inner.view(shape),
             out.outer.view(shape),
         )
 
     @staticmethod
     def backward(ctx: Any, g_spikes: Tensor, g_membrane: Tensor, g_inner: Tensor, g_outer: Tensor):  # type: ignore[override]
+        if g_membrane is not None and g_membrane.numel() == 0:  # the unrecorded membrane
+            g_membrane = None
         if all(g is None for g in (g_spikes, g_membrane, g_inner, g_outer)):
-            return (None,) * 8
+            return (None,) * 10
         pre, d, th, p, s0 = ctx.saved_tensors
         need = ctx.needs_input_grad
         grads = ctx.kernels.backward(
@@ -292,7 +320,7 @@ class FusedRecurrence(torch.autograd.Function):
             ctx.config,
             param_grads=any(need[1:4]),
         )
-        return (*input_grads(ctx, grads, need), None, None)
+        return (*input_grads(ctx, grads, need), None, None, None, None)
 
 
 def fused_apply(
@@ -303,25 +331,37 @@ def fused_apply(
     penalty: Tensor,
     config: NeuronConfig,
     state: NeuronState | None = None,
+    record: bool = True,
+    consume: bool = False,
 ) -> RecurrenceOutput:
-    """Run ``kernels`` with the signature of :func:`~nmsnn.core.neuron.reference_recurrence`."""
+    """Run ``kernels`` with the signature of :func:`~nmsnn.core.neuron.reference_recurrence`,
+    plus two hints (see :data:`RECURRENCE_HINTS`): without ``record`` the membrane is not
+    written (``None``); with ``consume`` the caller hands over ``current`` (nothing else reads
+    it), and in training the saved pre-reset membrane may be written over it."""
     steps, batch, hidden = current.shape
     if state is None:
         zeros = current.new_zeros(batch, hidden)
         state = NeuronState(zeros, zeros)
     inputs = (current, decay, threshold, penalty, state.inner, state.outer)
     if torch.is_grad_enabled() and any(isinstance(x, Tensor) and x.requires_grad for x in inputs):
-        spikes, membrane, inner, outer = FusedRecurrence.apply(*inputs, kernels, config)
-        return RecurrenceOutput(spikes, membrane, NeuronState(inner, outer))
+        spikes, membrane, inner, outer = FusedRecurrence.apply(*inputs, kernels, config, record, consume)
+        return RecurrenceOutput(spikes, membrane if record else None, NeuronState(inner, outer))
     # inference: no autograd node and nothing saved
     cur, params, s0, o0 = flat_inputs(current, decay, threshold, penalty, state.inner, state.outer)
-    out = kernels.forward(cur, params, s0, o0, config, save=False)
+    out = kernels.forward(cur, params, s0, o0, config, save=False, membranes=record)
     shape = (batch, hidden)
     return RecurrenceOutput(
         out.spikes.view(steps, batch, hidden),
-        out.membrane.view(steps, batch, hidden),
+        None if out.membrane is None else out.membrane.view(steps, batch, hidden),
         NeuronState(out.inner.view(shape), out.outer.view(shape)),
     )
+
+
+RECURRENCE_HINTS = ("record", "consume")
+"""Keyword arguments that the fused backends (``fused``, ``numba``, ``triton``, ``auto``) accept
+beyond the reference's signature (``reference`` takes none): ``record=False`` (the membrane is
+not needed: not written, returned as ``None``) and ``consume=True`` (the current may be
+overwritten)."""
 
 
 TORCH_KERNELS = TorchKernels()
@@ -334,6 +374,8 @@ def fused_recurrence(
     penalty: Tensor,
     config: NeuronConfig,
     state: NeuronState | None = None,
+    record: bool = True,
+    consume: bool = False,
 ) -> RecurrenceOutput:
     """The ``fused`` backend: :class:`FusedRecurrence` with plain torch loops (any device)."""
-    return fused_apply(TORCH_KERNELS, current, decay, threshold, penalty, config, state)
+    return fused_apply(TORCH_KERNELS, current, decay, threshold, penalty, config, state, record, consume)

@@ -486,13 +486,16 @@ def numba_recurrence(
     penalty: Tensor,
     config: NeuronConfig,
     state: NeuronState | None = None,
+    record: bool = True,
+    consume: bool = False,
 ) -> RecurrenceOutput:
-    """The ``numba`` backend (CPU tensors only)."""
+    """The ``numba`` backend (CPU tensors only); ``record``/``consume``: see
+    :data:`~nmsnn.core.backends.fused.RECURRENCE_HINTS`."""
     if current.device.type != "cpu":
         raise RuntimeError(
             f"backend='numba' runs on CPU tensors, got {current.device}; use backend=auto or triton."
         )
-    return fused_apply(NUMBA_KERNELS, current, decay, threshold, penalty, config, state)
+    return fused_apply(NUMBA_KERNELS, current, decay, threshold, penalty, config, state, record, consume)
 
 
 def _next_current(spikes: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:

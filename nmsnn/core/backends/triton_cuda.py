@@ -44,11 +44,12 @@ def _reset(a, tt, pp, rr, SCALE: tl.constexpr, HEAVISIDE: tl.constexpr, ACC: tl.
 @triton.jit
 def _forward_step(
     c, s, o, dd, tt, pp, rr, spk_row, mem_row, pre_row, mask,
-    SCALE: tl.constexpr, HEAVISIDE: tl.constexpr, SAVE: tl.constexpr, ACC: tl.constexpr,
+    SCALE: tl.constexpr, HEAVISIDE: tl.constexpr, SAVE: tl.constexpr, MEMBRANE: tl.constexpr, ACC: tl.constexpr,
 ):  # fmt: skip
     """One step from the loaded current ``c``: store the delayed outputs (and ``a``), advance."""
     tl.store(spk_row, o.to(spk_row.dtype.element_ty), mask=mask)
-    tl.store(mem_row, s.to(mem_row.dtype.element_ty), mask=mask)
+    if MEMBRANE:
+        tl.store(mem_row, s.to(mem_row.dtype.element_ty), mask=mask)
     a = c + dd * s
     s, o = _reset(a, tt, pp, rr, SCALE, HEAVISIDE, ACC)
     if SAVE:
@@ -60,7 +61,8 @@ def _forward_step(
 def _forward_kernel(
     cur, d, th, p, s0, o0, spikes, membrane, pre, s_out, o_out,
     steps, n,
-    SCALE: tl.constexpr, HEAVISIDE: tl.constexpr, SAVE: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr,
+    SCALE: tl.constexpr, HEAVISIDE: tl.constexpr, SAVE: tl.constexpr, MEMBRANE: tl.constexpr,
+    ACC: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
@@ -77,11 +79,12 @@ def _forward_kernel(
     for _ in range(steps):
         c = tl.load(cur_row, mask=mask, other=0).to(ACC)
         s, o = _forward_step(
-            c, s, o, dd, tt, pp, rr, spk_row, mem_row, pre_row, mask, SCALE, HEAVISIDE, SAVE, ACC
+            c, s, o, dd, tt, pp, rr, spk_row, mem_row, pre_row, mask, SCALE, HEAVISIDE, SAVE, MEMBRANE, ACC
         )
         cur_row += n
         spk_row += n
-        mem_row += n
+        if MEMBRANE:
+            mem_row += n
         if SAVE:
             pre_row += n
     tl.store(s_out + offs, s.to(s_out.dtype.element_ty), mask=mask)
@@ -212,21 +215,34 @@ class TritonKernels:
     name = "triton"
 
     def forward(
-        self, current: Tensor, params: Flat, inner0: Tensor, outer0: Tensor, config: NeuronConfig, save: bool
+        self,
+        current: Tensor,
+        params: Flat,
+        inner0: Tensor,
+        outer0: Tensor,
+        config: NeuronConfig,
+        save: bool,
+        membranes: bool = True,
+        into_current: bool = False,
     ) -> ForwardResult:
+        """The saved ``pre`` is written over ``current`` (``into_current``) only when the current
+        is already in the compute dtype (a bf16 current keeps an fp32 ``pre`` of its own)."""
         steps, n = current.shape
         acc_torch, acc = _acc(current.dtype)
         spikes = torch.empty_like(current)
-        membrane = torch.empty_like(current)
-        pre = current.new_empty((steps, n) if save else (1,), dtype=acc_torch)
+        membrane = torch.empty_like(current) if membranes else current.new_empty(1)
+        if save and into_current and current.dtype == acc_torch:
+            pre = current  # each step's row is read before its saved state is written there
+        else:
+            pre = current.new_empty((steps, n) if save else (1,), dtype=acc_torch)
         inner, outer = current.new_empty(n), current.new_empty(n)
         block, warps, grid = _launch(n)
         _forward_kernel[(grid,)](
             current, *params, inner0, outer0, spikes, membrane, pre, inner, outer, steps, n,
             SCALE=config.reset == "scale", HEAVISIDE=config.spike_fn == "heaviside", SAVE=save,
-            ACC=acc, BLOCK=block, num_warps=warps,
+            MEMBRANE=membranes, ACC=acc, BLOCK=block, num_warps=warps,
         )  # fmt: skip
-        return ForwardResult(spikes, membrane, pre if save else None, inner, outer)
+        return ForwardResult(spikes, membrane if membranes else None, pre if save else None, inner, outer)
 
     def backward(
         self,
@@ -266,8 +282,11 @@ def triton_recurrence(
     penalty: Tensor,
     config: NeuronConfig,
     state: NeuronState | None = None,
+    record: bool = True,
+    consume: bool = False,
 ) -> RecurrenceOutput:
-    """The ``triton`` backend (CUDA tensors; CPU tensors only under ``TRITON_INTERPRET=1``)."""
+    """The ``triton`` backend (CUDA tensors; CPU tensors only under ``TRITON_INTERPRET=1``);
+    ``record``/``consume``: see :data:`~nmsnn.core.backends.fused.RECURRENCE_HINTS`."""
     from nmsnn.core.backends import triton_interpreted
 
     if current.device.type != "cuda" and not triton_interpreted():
@@ -275,4 +294,4 @@ def triton_recurrence(
             f"backend='triton' runs on CUDA tensors, got {current.device}; use backend=auto, "
             "or set TRITON_INTERPRET=1 to run the kernels in Triton's CPU interpreter."
         )
-    return fused_apply(TRITON_KERNELS, current, decay, threshold, penalty, config, state)
+    return fused_apply(TRITON_KERNELS, current, decay, threshold, penalty, config, state, record, consume)
