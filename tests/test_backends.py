@@ -280,6 +280,12 @@ def test_auto_falls_back_when_the_compiled_backend_fails(monkeypatch, caplog):
     assert "numba failed (RuntimeError: compilation failed)" in caplog.text
     assert auto_choice("cpu") == "fused"
     torch.testing.assert_close(out.spikes, reference_recurrence(current, *params, config).spikes)
+    # with the hints too: the failure comes before any kernel ran, so the current is intact
+    reset_auto()
+    mine = current.clone().requires_grad_()
+    out = get_backend("auto")(mine * 1.0, *params, config, None, record=False, consume=True)
+    assert out.membrane is None and auto_choice("cpu") == "fused"
+    torch.testing.assert_close(out.spikes, reference_recurrence(current, *params, config).spikes)
     reset_auto()
 
 

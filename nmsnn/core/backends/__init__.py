@@ -162,8 +162,9 @@ def auto_recurrence(
     """The ``auto`` backend: the best installed backend for ``current``'s device.
 
     If the chosen compiled backend raises on its first use (a failed compilation, a driver
-    problem), ``auto`` logs why and uses ``fused`` for that device from then on (a failure once
-    ``current`` may have been overwritten, under ``consume``, is raised instead).
+    problem), ``auto`` logs why and uses ``fused`` for that device from then on. Such a failure
+    is raised before the kernel runs (compilation, launch), so even under ``consume`` the
+    current is still intact for the fallback.
     """
     device_type = current.device.type
     choice = auto_choice(device_type)
@@ -173,8 +174,6 @@ def auto_recurrence(
     try:
         return BACKENDS[choice](current, decay, threshold, penalty, config, state, **hints)
     except Exception as err:  # a compiled backend failing must not stop training
-        if consume:
-            raise
         _set_auto(device_type, "fused", f"{choice} failed ({type(err).__name__}: {err})")
         return fused_recurrence(current, decay, threshold, penalty, config, state, **hints)
 
