@@ -485,8 +485,6 @@ def test_unrecorded_hidden_membrane_is_dropped_by_every_backend(backend):
 def test_hints_change_no_number(backend):
     """``record=False`` leaves the membrane out and ``consume=True`` lets the compiled kernels
     write their saved state over the current; outputs and gradients stay bitwise the same."""
-    from nmsnn.core.backends import hinted
-
     config = NeuronConfig(reset="scale", spike_fn="heaviside")
     case = _case(11, 3, 7, 0.8, 0.7, 0.4, True, True, torch.float32, 5)
     current, params, state, weights = case
@@ -494,7 +492,7 @@ def test_hints_change_no_number(backend):
     for record, consume in ((True, False), (False, True)):
         cur = current.detach().clone().requires_grad_()
         linear = cur * 1.0  # a fresh tensor the node may overwrite, as a Linear's output
-        out = hinted(backend, get_backend(backend), linear, *params, config, state, record, consume)
+        out = get_backend(backend)(linear, *params, config, state, record=record, consume=consume)
         assert (out.membrane is None) != record
         loss = (out.spikes * weights[0]).sum() + (out.state.inner * weights[2, 0]).sum()
         grads = torch.autograd.grad(loss, [cur, *(p for p in params if p.requires_grad)])

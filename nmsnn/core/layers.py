@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from nmsnn.core.backends import FOLD_MAX_OUT, folded_recurrence, get_backend, hinted, numba_node_applies
+from nmsnn.core.backends import FOLD_MAX_OUT, folded_recurrence, get_backend, numba_node_applies
 from nmsnn.core.backends.fused import bias_grad
 from nmsnn.core.encoders import Encoder
 from nmsnn.core.neuron import NeuronConfig, NeuronState, RecurrenceOutput
@@ -135,7 +135,7 @@ class SpikingLayer(nn.Module):
         returned membrane is ``None`` (not written where the backend can skip it); ``consume``:
         ``current`` is the caller's own (nothing else reads it) and may be overwritten."""
         values = self.neuron_values()
-        return hinted(self.backend, self._recurrence, current, *values, self.neuron, state, record, consume)
+        return self._recurrence(current, *values, self.neuron, state, record=record, consume=consume)
 
     def recur_into(
         self, current: Tensor, following: nn.Linear, state: NeuronState | None = None, record: bool = True

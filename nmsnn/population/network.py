@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nmsnn.core.backends import folded_recurrence, hinted, numba_node_applies
+from nmsnn.core.backends import folded_recurrence, numba_node_applies
 from nmsnn.core.layers import SpikingLayer, linear_grads
 from nmsnn.errors import ConfigError
 from nmsnn.lit.module import SpikingModule
@@ -166,9 +166,7 @@ class PopulationNetwork:
                     record=False,
                 )
             if folded is None:  # the stacked Linear's fresh output: the node may write over it
-                last = i + 1 == depth
-                backend = group[0].backend
-                result = hinted(backend, recurrence, current, *params, config, None, last, consume=True)
+                result = recurrence(current, *params, config, None, record=i + 1 == depth, consume=True)
                 current = None
                 if spikes is not None:
                     spikes.append(result.spikes)

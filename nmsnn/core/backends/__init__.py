@@ -14,11 +14,11 @@ against it:
 * ``auto``: picks per call from the tensors' device: CUDA -> triton, CPU -> numba, falling back
   to ``fused`` with a logged reason when the faster one is not installed or fails.
 
-All but ``reference`` also take the hints ``record`` and ``consume``
+Every backend also takes the hints ``record`` and ``consume``
 (:data:`~nmsnn.core.backends.fused.RECURRENCE_HINTS`): a training step that does not need a
 hidden layer's membrane does not have it written, and a layer's freshly formed current is
-overwritten with the saved pre-reset membrane instead of a second ``[T, B, H]`` buffer.
-:func:`hinted` calls a backend with them where it takes them.
+overwritten with the saved pre-reset membrane instead of a second ``[T, B, H]`` buffer
+(``reference`` computes the membrane anyway and drops it, and consumes nothing).
 
 :func:`folded_recurrence` is the one path outside that signature: when numba runs a layer during
 training and the next layer is small (at most :data:`FOLD_MAX_OUT` neurons), the network hands it
@@ -62,8 +62,23 @@ def _triton_recurrence(*args, **kwargs) -> RecurrenceOutput:
     return triton_recurrence(*args, **kwargs)
 
 
+def _reference_recurrence(
+    current: Tensor,
+    decay: Tensor,
+    threshold: Tensor,
+    penalty: Tensor,
+    config: NeuronConfig,
+    state: NeuronState | None = None,
+    record: bool = True,
+    consume: bool = False,
+) -> RecurrenceOutput:
+    """:func:`~nmsnn.core.neuron.reference_recurrence` with the hints' signature."""
+    out = reference_recurrence(current, decay, threshold, penalty, config, state)
+    return out if record else out._replace(membrane=None)
+
+
 BACKENDS: dict[str, Recurrence] = {
-    "reference": reference_recurrence,
+    "reference": _reference_recurrence,
     "fused": fused_recurrence,
     "numba": _numba_recurrence,
     "triton": _triton_recurrence,
@@ -176,26 +191,6 @@ def auto_recurrence(
     except Exception as err:  # a compiled backend failing must not stop training
         _set_auto(device_type, "fused", f"{choice} failed ({type(err).__name__}: {err})")
         return fused_recurrence(current, decay, threshold, penalty, config, state, **hints)
-
-
-def hinted(
-    backend: str,
-    fn: Recurrence,
-    current: Tensor,
-    decay: Tensor,
-    threshold: Tensor,
-    penalty: Tensor,
-    config: NeuronConfig,
-    state: NeuronState | None,
-    record: bool = True,
-    consume: bool = False,
-) -> RecurrenceOutput:
-    """``fn`` (the implementation of ``backend``) with the hints where it takes them; the
-    reference ignores them (its membrane is then dropped from the result, unwritten or not)."""
-    if backend == "reference":
-        out = fn(current, decay, threshold, penalty, config, state)
-        return out if record else out._replace(membrane=None)
-    return fn(current, decay, threshold, penalty, config, state, record=record, consume=consume)
 
 
 FOLD_MAX_OUT = 16  # next layers up to this width are folded into the previous layer's backward

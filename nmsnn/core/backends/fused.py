@@ -271,6 +271,14 @@ def input_grads(ctx: Any, grads: BackwardResult, need: tuple[bool, ...]) -> tupl
     )
 
 
+def node_outputs(out: ForwardResult, shape: tuple[int, int, int], record: bool) -> tuple[Tensor, ...]:
+    """An autograd node's outputs in the layer's shapes: spikes, membrane (without ``record`` an
+    empty placeholder: a node's outputs must be tensors), final inner and outer state."""
+    _, batch, hidden = shape
+    membrane = out.membrane.view(shape) if record else out.spikes.new_empty(0)
+    return out.spikes.view(shape), membrane, out.inner.view(batch, hidden), out.outer.view(batch, hidden)
+
+
 class FusedRecurrence(torch.autograd.Function):
     """Autograd node around a :class:`Kernels` object; saves ``a_t`` and the ``[N]`` parameters."""
 
@@ -296,18 +304,10 @@ class FusedRecurrence(torch.autograd.Function):
         ctx.kernels, ctx.config, ctx.shape = kernels, config, (steps, batch, hidden)
         ctx.values = (decay, threshold, penalty)
         ctx.dtypes = (current.dtype, inner0.dtype, outer0.dtype)
-        shape = (batch, hidden)
-        return (
-            out.spikes.view(steps, batch, hidden),
-            out.membrane.view(steps, batch, hidden) if record else cur.new_empty(0),
-            out.inner.view(shape),
-            out.outer.view(shape),
-        )
+        return node_outputs(out, ctx.shape, record)
 
     @staticmethod
     def backward(ctx: Any, g_spikes: Tensor, g_membrane: Tensor, g_inner: Tensor, g_outer: Tensor):  # type: ignore[override]
-        if g_membrane is not None and g_membrane.numel() == 0:  # the unrecorded membrane
-            g_membrane = None
         if all(g is None for g in (g_spikes, g_membrane, g_inner, g_outer)):
             return (None,) * 10
         pre, d, th, p, s0 = ctx.saved_tensors
@@ -358,8 +358,8 @@ def fused_apply(
 
 
 RECURRENCE_HINTS = ("record", "consume")
-"""Keyword arguments that the fused backends (``fused``, ``numba``, ``triton``, ``auto``) accept
-beyond the reference's signature (``reference`` takes none): ``record=False`` (the membrane is
+"""Keyword arguments every backend of :mod:`nmsnn.core.backends` accepts beyond
+:func:`~nmsnn.core.neuron.reference_recurrence`'s signature: ``record=False`` (the membrane is
 not needed: not written, returned as ``None``) and ``consume=True`` (the current may be
 overwritten)."""
 

@@ -32,6 +32,7 @@ from nmsnn.core.backends.fused import (
     flat_inputs,
     fused_apply,
     input_grads,
+    node_outputs,
 )
 from nmsnn.core.backends.memory import retain_freed_memory
 from nmsnn.core.neuron import NeuronConfig, NeuronState, RecurrenceOutput
@@ -576,12 +577,8 @@ class FoldedRecurrence(torch.autograd.Function):
         ctx.weight_dtype = None if weight is None else weight.dtype
         ctx.in_bias_dtype = None if in_bias is None else in_bias.dtype
         ctx.dtypes = (current.dtype, inner0.dtype, outer0.dtype)
-        shape = (batch, hidden)
         return (
-            out.spikes.view(steps, batch, hidden),
-            out.membrane.view(steps, batch, hidden) if record else cur.new_empty(0),
-            out.inner.view(shape),
-            out.outer.view(shape),
+            *node_outputs(out, ctx.shape, record),
             nxt.view(steps, batch, -1).to(current.dtype if weight is None else weight.dtype),
         )
 
