@@ -16,7 +16,7 @@ from nmsnn.cli.eval import evaluate
 from nmsnn.lit.module import SpikingModule
 from nmsnn.population.launcher import group_jobs, group_key
 from nmsnn.population.network import PopulationNetwork
-from nmsnn.population.training import unsupported
+from nmsnn.population.training import merged_groups, unsupported
 from tests.conftest import compose_train, run_cli
 
 QUICK = [
@@ -84,6 +84,21 @@ def test_population_forward_and_gradients_are_each_members_own():
         member.loss(alone, targets[k]).backward()
         for p, g in zip(member.parameters(), together[k]):
             assert torch.equal(p.grad, g)
+
+
+def test_members_with_equal_optimizer_settings_share_one_parameter_group():
+    a, b, c = (torch.nn.Linear(2, 2) for _ in range(3))
+    optimizers = [
+        torch.optim.AdamW(a.parameters(), lr=0.01),
+        torch.optim.AdamW(b.parameters(), lr=0.1),
+        torch.optim.AdamW(c.parameters(), lr=0.01),
+    ]
+    groups = merged_groups([g for o in optimizers for g in o.param_groups])
+    assert [g["lr"] for g in groups] == [0.01, 0.1]
+    assert groups[0]["params"] == [*a.parameters(), *c.parameters()]
+    assert all(g["foreach"] for g in groups)  # torch's choice (None) becomes the multi-tensor path
+    explicit = torch.optim.AdamW(a.parameters(), lr=0.01, foreach=False).param_groups
+    assert merged_groups(explicit)[0]["foreach"] is False
 
 
 def test_population_refuses_mixed_architectures():
