@@ -37,7 +37,8 @@ COMMON = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=fal
 
 def run_sweep(
     launcher: list[str], device: str, workdir: Path, threads: int | None
-) -> tuple[float, pd.DataFrame, str]:
+) -> tuple[float, pd.DataFrame, str, float]:
+    """Run the sweep; return its wall time, summary, command and the populations' training time."""
     workdir.mkdir(parents=True)
     accelerator = ["trainer.accelerator=gpu"] if device == "cuda" else ["trainer.accelerator=cpu"]
     command = ["nmsnn-train", "--multirun", *launcher, *GRID, *COMMON, *accelerator]
@@ -52,7 +53,32 @@ def run_sweep(
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
     (sweep,) = (workdir / "logs" / "train" / "multiruns").iterdir()
-    return seconds, pd.read_csv(sweep / "summary.csv").set_index("job"), " ".join(command)
+    return seconds, pd.read_csv(sweep / "summary.csv").set_index("job"), " ".join(command), training(sweep)
+
+
+def training(sweep: Path) -> float:
+    """The training time of the sweep's populations (each recorded in its members' job status)."""
+    populations = {}
+    for status_file in sweep.glob("*/job_status.json"):
+        population = json.loads(status_file.read_text()).get("population")
+        if population:
+            populations[population["first_job"]] = population["training_seconds"]
+    return sum(populations.values())
+
+
+def phases(wall: float, summary: pd.DataFrame, trained: float) -> dict[str, float]:
+    """Where a sweep's wall time went: the jobs' own time (the summary's ``seconds``: set-up, fit
+    and report; for a population, the shares of its training), of which the populations'
+    training, and the rest (process start, imports, Hydra's composition of every job, its job
+    machinery and the sweep summary)."""
+    jobs = float(summary["seconds"].sum())
+    return {
+        "wall": round(wall, 2),
+        "jobs": round(jobs, 2),
+        "population_training": round(trained, 2),
+        "jobs_without_population_training": round(jobs - trained, 2),
+        "outside_jobs": round(wall - jobs, 2),
+    }
 
 
 def compare(basic: pd.DataFrame, population: pd.DataFrame) -> dict[str, float]:
@@ -76,8 +102,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="nmsnn-population-"))
     try:
         load_before = os.getloadavg()
-        basic_s, basic, basic_cmd = run_sweep([], args.device, work / "basic", args.threads)
-        pop_s, population, pop_cmd = run_sweep(
+        basic_s, basic, basic_cmd, _ = run_sweep([], args.device, work / "basic", args.threads)
+        pop_s, population, pop_cmd, trained = run_sweep(
             ["hydra/launcher=population"], args.device, work / "population", args.threads
         )
         load_after = os.getloadavg()
@@ -85,6 +111,9 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     check = compare(basic, population)
     worst = max(check["max_abs_diff"].values())
+    split = {"basic": phases(basic_s, basic, 0.0), "population": phases(pop_s, population, trained)}
+    # the speed-up if the population's training took no time at all: what the rest allows
+    ceiling = basic_s / (pop_s - trained)
     record = {
         "device": args.device,
         "cpu": cpu_name(),
@@ -103,6 +132,8 @@ def main() -> int:
         "max_abs_metric_diff": worst,
         "max_abs_diff_per_metric": check["max_abs_diff"],
         "epochs": population["epochs"].tolist(),
+        "phases_seconds": split,
+        "speedup_if_training_were_free": round(ceiling, 2),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"population_sweep_{args.device}"
@@ -128,6 +159,32 @@ def main() -> int:
         "",
         f"**Speed-up: {basic_s / pop_s:.2f}x** for {len(basic)} jobs (whole commands, start to exit, "
         "measured in one run of this script).",
+        "",
+        "Where the time went (s; a job's `seconds` in the summary covers its set-up, training and "
+        "report, and in a population its share of the members' joint training):",
+        "",
+        "| | basic | population |",
+        "| --- | ---: | ---: |",
+        *(
+            f"| {label} | {split['basic'][key]:.1f} | {split['population'][key]:.1f} |"
+            for label, key in (
+                ("whole command", "wall"),
+                ("jobs (sum of the summary's `seconds`)", "jobs"),
+                ("of which: the population's training", "population_training"),
+                (
+                    "of which: each job's own work (basic: set-up, fit, report; population: set-up, report)",
+                    "jobs_without_population_training",
+                ),
+                (
+                    "outside the jobs: process start, imports, Hydra composing every job, summary",
+                    "outside_jobs",
+                ),
+            )
+        ),
+        "",
+        f"If the population's training took no time at all, the speed-up would be "
+        f"{ceiling:.2f}x: the rest of the population sweep (each job's set-up and report, which both "
+        "launchers do, and the start-up) bounds it.",
         "",
         f"Same summary columns: {check['same_columns']}. Largest difference of any metric between "
         f"the two summaries: {worst:.3g} (every column: `{stem.name}.json`).",

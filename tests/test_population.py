@@ -131,7 +131,9 @@ def test_population_sweep_equals_the_one_by_one_sweep(tmp_path):
 
     directory = sweep_dir(tmp_path / "population")
     status = json.loads((directory / "0" / "job_status.json").read_text())
-    assert status["population"]["members"] == 4
+    assert status["population"]["members"] == 4 and status["population"]["first_job"] == 0
+    # a job's seconds: its own set-up and report and its share of the training
+    assert status["seconds"] > status["population"]["training_seconds"] / 4
     # each job is an ordinary run: TensorBoard curves, checkpoints that nmsnn-eval and nmsnn-predict read
     job = directory / "3"
     events = [
@@ -170,9 +172,13 @@ def test_mixed_sweep_runs_as_groups_and_isolates_failures(tmp_path):
     assert len(frame) == 4 and (frame["status"] == "ok").all()
     directory = sweep_dir(tmp_path / "population")
     assert sorted(p.name for p in directory.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
+    firsts = []
     for job in range(4):
         status = json.loads((directory / str(job) / "job_status.json").read_text())
         assert status["population"]["members"] == 2
+        firsts.append(status["population"]["first_job"])
+    # the grid's order is hidden x seed: jobs 0, 1 are one population, jobs 2, 3 the other
+    assert firsts == [0, 0, 2, 2]
     # seed 0 and seed 1 split the data differently, as they would alone
     sweep("model.hidden=[8],[16]", "seed=0,1", *QUICK, cwd=tmp_path / "basic")
     columns = metric_columns(frame)

@@ -77,21 +77,25 @@ def _prepare(cfg: DictConfig) -> Any:
     from nmsnn.cli.train import build, instantiate_group
     from nmsnn.population.training import Member, checkpoint_paths, unsupported
 
+    start = time.perf_counter()
     reason = unsupported(cfg)
     if reason:
         raise _NotPopulationAble(reason)
     datamodule, module = build(cfg)
     out_dir = Path(cfg.paths.output_dir)
     loggers = instantiate_group(cfg.get("logger"))
-    return Member(cfg, module, datamodule, out_dir, loggers, checkpoint_paths(cfg, out_dir))
+    member = Member(cfg, module, datamodule, out_dir, loggers, checkpoint_paths(cfg, out_dir))
+    member.setup_seconds = time.perf_counter() - start
+    return member
 
 
 class _NotPopulationAble(Exception):
     pass
 
 
-def _finish(cfg: DictConfig, member: Any, seconds: float, size: int) -> float:
-    """Phase three, inside the member's Hydra job again: checkpoints, report, job status."""
+def _finish(cfg: DictConfig, member: Any, seconds: float, size: int, first_job: int) -> float:
+    """Phase three, inside the member's Hydra job again: checkpoints, report, job status (its
+    ``seconds``: its own set-up and report, and its share of the population's training)."""
     from nmsnn.cli.train import build_trainer, report
     from nmsnn.population.training import save_checkpoints
     from nmsnn.sweeps import run_job as record_job
@@ -106,8 +110,11 @@ def _finish(cfg: DictConfig, member: Any, seconds: float, size: int) -> float:
         trainer.fit_loop.epoch_loop._batches_that_stepped = member.global_step
         return report(cfg, trainer, member.module.cpu(), member.datamodule, ckpt_path, member.epochs)
 
-    extra = {"population": {"members": size, "training_seconds": round(seconds, 3)}}
-    return record_job(task, cfg, Path(cfg.paths.output_dir), extra=extra, shared_seconds=seconds / size)
+    extra = {
+        "population": {"first_job": first_job, "members": size, "training_seconds": round(seconds, 3)}
+    }
+    shared = seconds / size + member.setup_seconds
+    return record_job(task, cfg, Path(cfg.paths.output_dir), extra=extra, shared_seconds=shared)
 
 
 class PopulationLaunch:
@@ -199,10 +206,11 @@ class PopulationLaunch:
             for member in members:
                 member.error = err
         seconds = time.perf_counter() - start
+        first_job = initial_job_idx + min(prepared)
         for i in sorted(prepared):
             member = prepared[i]
             results[i] = self._run(
-                lambda cfg, m=member: _finish(cfg, m, seconds, len(members)),
+                lambda cfg, m=member: _finish(cfg, m, seconds, len(members), first_job),
                 job_overrides[i],
                 initial_job_idx + i,
                 configs[i],

@@ -56,6 +56,7 @@ class Member:
     loggers: list[Any] = field(default_factory=list)
     # where its best and last checkpoints go (see checkpoint_paths; resolved in its Hydra job)
     paths: tuple[Path, Path | None] | None = None
+    setup_seconds: float = 0.0
     epochs: int = 0
     global_step: int = 0
     best_score: float | None = None
