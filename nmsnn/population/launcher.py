@@ -110,9 +110,7 @@ def _finish(cfg: DictConfig, member: Any, seconds: float, size: int, first_job: 
         trainer.fit_loop.epoch_loop._batches_that_stepped = member.global_step
         return report(cfg, trainer, member.module.cpu(), member.datamodule, ckpt_path, member.epochs)
 
-    extra = {
-        "population": {"first_job": first_job, "members": size, "training_seconds": round(seconds, 3)}
-    }
+    extra = {"population": {"first_job": first_job, "members": size, "training_seconds": round(seconds, 3)}}
     shared = seconds / size + member.setup_seconds
     return record_job(task, cfg, Path(cfg.paths.output_dir), extra=extra, shared_seconds=shared)
 

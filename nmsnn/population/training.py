@@ -270,11 +270,12 @@ class PopulationTrainer:
                 sums[k][1] += batch
                 seen[k].append((predictions[i].detach(), targets[i]))
         self._epoch_logs = {}
+        finite_params = self._finite_parameters(active)
         for k in active:
             member = self.members[k]
             if member.stopped:
                 continue
-            bad = [n for n, p in member.module.named_parameters() if not bool(torch.isfinite(p).all())]
+            bad = [n for n, finite in finite_params[k].items() if not finite]
             if bad:
                 self._fail(k, f"parameter(s) {bad[:3]} became NaN or infinite", epoch, "end of epoch")
                 continue
@@ -290,6 +291,13 @@ class PopulationTrainer:
             logs.update({n: float(v) for n, v in member.module.train_metrics.compute().items()})
             member.module.train_metrics.reset()
             self._epoch_logs[k] = logs
+
+    def _finite_parameters(self, active: list[int]) -> dict[int, dict[str, bool]]:
+        """Whether each parameter of each running member is finite (read in one transfer)."""
+        names = {k: [n for n, _ in self.members[k].module.named_parameters()] for k in active}
+        checks = [torch.isfinite(p).all() for k in active for p in self.members[k].module.parameters()]
+        flags = iter(torch.stack(checks).tolist() if checks else [])
+        return {k: {n: next(flags) for n in names[k]} for k in active}
 
     def _fail(self, k: int, what: str, epoch: int, where: str) -> None:
         """Member ``k`` diverged: it stops, and its job fails with a single run's message (its
