@@ -28,6 +28,7 @@ from nmsnn.core.layers import (
     neuron_configs,
 )
 from nmsnn.errors import ConfigError
+from nmsnn.lit.distributed import destroy_process_group_at_exit
 from nmsnn.lit.metrics import build_metrics
 
 log = logging.getLogger(__name__)
@@ -281,6 +282,11 @@ class SpikingModule(L.LightningModule):
         return self.predict_values(self(batch["x"]).prediction)
 
     # ----------------------------------------------------------------------------- state
+    def setup(self, stage: str) -> None:
+        """In a distributed run, destroy the process group when this process exits (see
+        :mod:`nmsnn.lit.distributed`: gloo's workers can otherwise abort the exit)."""
+        destroy_process_group_at_exit()
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Save the training noise's generator states (and torch's global RNG state) so that a
         resumed run continues exactly."""
