@@ -18,21 +18,24 @@ import os
 
 import torch
 
-_REGISTERED: dict[int, bool] = {}
+_REGISTERED: set[int] = set()  # the processes (pids) that registered the handler
+
+
+def _initialized() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 def _destroy_process_group() -> None:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if _initialized():
         torch.distributed.destroy_process_group()
 
 
 def destroy_process_group_at_exit() -> bool:
     """Register the exit handler once per process, when a process group is initialized; return
     whether it is registered."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+    if not _initialized():
         return False
-    pid = os.getpid()
-    if pid not in _REGISTERED:
+    if os.getpid() not in _REGISTERED:
         atexit.register(_destroy_process_group)
-        _REGISTERED[pid] = True
+        _REGISTERED.add(os.getpid())
     return True

@@ -270,12 +270,12 @@ class PopulationTrainer:
                 sums[k][1] += batch
                 seen[k].append((predictions[i].detach(), targets[i]))
         self._epoch_logs = {}
-        finite_params = self._finite_parameters(active)
+        not_finite = self._not_finite_parameters(active)
         for k in active:
             member = self.members[k]
             if member.stopped:
                 continue
-            bad = [n for n, finite in finite_params[k].items() if not finite]
+            bad = not_finite[k]
             if bad:
                 self._fail(k, f"parameter(s) {bad[:3]} became NaN or infinite", epoch, "end of epoch")
                 continue
@@ -292,12 +292,12 @@ class PopulationTrainer:
             member.module.train_metrics.reset()
             self._epoch_logs[k] = logs
 
-    def _finite_parameters(self, active: list[int]) -> dict[int, dict[str, bool]]:
-        """Whether each parameter of each running member is finite (read in one transfer)."""
-        names = {k: [n for n, _ in self.members[k].module.named_parameters()] for k in active}
-        checks = [torch.isfinite(p).all() for k in active for p in self.members[k].module.parameters()]
-        flags = iter(torch.stack(checks).tolist() if checks else [])
-        return {k: {n: next(flags) for n in names[k]} for k in active}
+    def _not_finite_parameters(self, active: list[int]) -> dict[int, list[str]]:
+        """Each member's parameters that are not finite (all checks read in one transfer)."""
+        params = {k: list(self.members[k].module.named_parameters()) for k in active}
+        checks = [torch.isfinite(p).all() for k in active for _, p in params[k]]
+        finite = iter(torch.stack(checks).tolist() if checks else [])
+        return {k: [n for n, _ in params[k] if not next(finite)] for k in active}
 
     def _fail(self, k: int, what: str, epoch: int, where: str) -> None:
         """Member ``k`` diverged: it stops, and its job fails with a single run's message (its
