@@ -238,6 +238,11 @@ BAD_INPUTS = [
         "task=regression needs a numeric target",
     ),
     (
+        "numeric target with a stray word",
+        lambda p: {"frame": frame_rows(y=[f"{i}.5" for i in range(39)] + ["unknown"]), "target": "y"},
+        "target column 'y' holds numbers, but 1 value(s) are not numbers, e.g. 'unknown' in row 39",
+    ),
+    (
         "unknown drop",
         lambda p: {"frame": frame_rows(), "target": "y", "drop": ["q"]},
         "data.drop names column(s) ['q']",
@@ -282,3 +287,66 @@ def test_prediction_rows_with_extra_columns_and_unseen_categories(fixtures, capl
     assert "ignoring column(s) not used in training: ['extra']" in caplog.text
     assert "not seen in training" in caplog.text
     assert np.all(x[:, 3:] == 0)
+
+
+def test_null_seeds_split_and_shuffle_as_seed_zero():
+    unseeded = TabularDataModule(dataset="iris", split_seed=None, shuffle_seed=None)
+    seeded = TabularDataModule(dataset="iris", split_seed=0, shuffle_seed=0)
+    for dm in (unseeded, seeded):
+        dm.setup()
+    assert unseeded.hparams.split_seed == 0 and unseeded.hparams.shuffle_seed == 0
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(unseeded.split_index[split], seeded.split_index[split])
+
+
+def test_a_rare_class_outside_the_training_split_is_still_a_class():
+    frame = frame_rows(y=["a"] * 20 + ["b"] * 19 + ["c"])
+    where = set()
+    for seed in range(8):
+        dm = TabularDataModule(frame=frame, target="y", stratify=False, split_seed=seed)
+        dm.setup()
+        assert dm.preprocessor.classes == ["a", "b", "c"] and dm.num_outputs == 3
+        where |= {s for s, rows in dm.split_index.items() if 39 in rows}
+    assert where - {"train"}, "some seed puts the rare row outside the training split"
+
+
+def test_prediction_rows_with_text_in_a_numeric_column_get_one_clear_error(fixtures):
+    dm = TabularDataModule(path=str(fixtures / "mixed_classification.csv"), target="label")
+    dm.setup()
+    column = dm.preprocessor.numeric[0]
+    rows = pd.read_csv(fixtures / "mixed_classification.csv").head(8)
+    rows[column] = rows[column].astype(object)
+    rows.loc[rows.index[2:5], column] = "unknown"
+    with pytest.raises(DataError, match=rf"column '{column}' was numeric in training, but 3 of its 8 values"):
+        dm.preprocessor.transform(rows, "new.csv")
+
+
+def test_dates_are_seconds_whatever_their_stored_resolution():
+    stamps = pd.date_range("2024-01-01", periods=40, freq="37h")
+    frame = frame_rows(when=stamps.as_unit("us"), span=(stamps - stamps[0]).as_unit("ms"))
+    dm = TabularDataModule(frame=frame, target="y")
+    dm.setup()
+    pre = dm.preprocessor
+    assert pre.numeric == ["x", "when", "span"]
+    train = frame.iloc[dm.split_index["train"]]
+    assert pre.center[1] == pytest.approx(train["when"].astype("int64").mean() / 1e6)
+    assert pre.center[2] == pytest.approx(train["span"].dt.total_seconds().mean())
+    other = frame.assign(
+        when=frame["when"].astype("datetime64[ns]"), span=frame["span"].astype("timedelta64[s]")
+    )
+    np.testing.assert_array_equal(pre.transform(other), pre.transform(frame))
+
+
+def test_category_codes_read_back_as_numbers_match_their_training_text(caplog):
+    frame = frame_rows(code=["1", "2", "3", "x"] * 10)
+    dm = TabularDataModule(frame=frame, target="y")
+    dm.setup()
+    as_text = frame.head(6)
+    as_numbers = as_text.assign(code=[1.0, 2.0, 3.0, np.nan, 1.0, 2.0])
+    with caplog.at_level(logging.WARNING):
+        x = dm.preprocessor.transform(as_numbers)
+    assert "not seen in training" not in caplog.text
+    expected = dm.preprocessor.transform(
+        as_text.assign(code=["1", "2", "3", dm.preprocessor.category_fill[0], "1", "2"])
+    )
+    np.testing.assert_array_equal(x, expected)

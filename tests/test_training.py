@@ -178,6 +178,89 @@ def test_eval_scores_every_row_of_another_file(trained_run):
     assert metrics["all/acc"] == pytest.approx((predicted == rows["label"]).mean(), abs=1e-6)
 
 
+def test_eval_of_every_row_keeps_the_file_order_and_skips_training_checks(trained_run, tmp_path):
+    """A few rows of a single class cannot be split for training, but can be scored."""
+    from hydra import compose, initialize_config_module
+
+    from nmsnn.cli.eval import evaluate
+
+    out, csv, _ = trained_run
+    ckpt = out / "checkpoints" / "best.ckpt"
+    rows = pd.read_csv(csv)
+    rows = rows[rows["label"] == "yes"].head(7).iloc[::-1]
+    rows.to_csv(tmp_path / "few.csv", index=False)
+    with initialize_config_module("nmsnn.conf", version_base="1.3"):
+        cfg = compose(
+            "eval",
+            overrides=[
+                f"ckpt_path={ckpt}",
+                f"+data.path={tmp_path / 'few.csv'}",
+                "split=all",
+                f"predictions_path={tmp_path / 'scored.parquet'}",
+            ],
+        )
+    metrics = evaluate(cfg)
+    loaded = load_checkpoint(ckpt)
+    expected = predict_frame(loaded.module, loaded.preprocessor, rows.reset_index(drop=True))
+    written = pd.read_parquet(tmp_path / "scored.parquet")
+    pd.testing.assert_frame_equal(written, expected, check_exact=True)
+    assert metrics["all/acc"] == pytest.approx((expected["prediction"] == "yes").mean(), abs=1e-6)
+
+
+def test_training_without_a_validation_split_watches_the_training_loss(tmp_path, fixtures, caplog):
+    csv = fixtures / "mixed_classification.csv"
+    cfg = compose_train(
+        tmp_path,
+        ["data=csv", f"data.path={csv}", "data.target=label", "data.val_size=0", "trainer.max_epochs=2"],
+    )
+    with caplog.at_level("WARNING"):
+        metrics = train(cfg)
+    assert "watch train/loss instead of monitor=val/loss" in caplog.text
+    assert cfg.callbacks.model_checkpoint.monitor == "train/loss"
+    assert (tmp_path / "checkpoints" / "best.ckpt").exists() and "test/acc" in metrics
+    assert not any(k.startswith("val/") for k in metrics)
+
+
+def test_predict_writes_parquet_keeps_permissions_and_never_replaces_its_input(trained_run, tmp_path):
+    from hydra import compose, initialize_config_module
+
+    from nmsnn.cli.predict import predict
+    from nmsnn.errors import NmsnnError
+
+    out, csv, _ = trained_run
+    rows = tmp_path / "rows.csv"
+    pd.read_csv(csv).head(5).to_csv(rows, index=False)
+
+    def run(output: Path):
+        args = [
+            f"ckpt_path={out / 'checkpoints' / 'best.ckpt'}",
+            f"input_path={rows}",
+            f"output_path={output}",
+        ]
+        with initialize_config_module("nmsnn.conf", version_base="1.3"):
+            return predict(compose("predict", overrides=[*args, "overwrite=true"]))
+
+    (tmp_path / "old.parquet").write_text("old")
+    (tmp_path / "old.parquet").chmod(0o640)
+    run(tmp_path / "old.parquet")
+    assert len(pd.read_parquet(tmp_path / "old.parquet")) == 5
+    assert (tmp_path / "old.parquet").stat().st_mode & 0o777 == 0o640
+    run(tmp_path / "new.csv")
+    assert (tmp_path / "new.csv").stat().st_mode & 0o777 == 0o666 & ~_umask()
+    for output, message in ((rows, "is the input file"), (tmp_path, "is a directory")):
+        with pytest.raises(NmsnnError, match=message):
+            run(output)
+    assert len(pd.read_csv(rows)) == 5
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @pytest.mark.slow
 def test_readme_first_command_reaches_its_promise(tmp_path):
     """`nmsnn-train` with every default: breast cancer, seed 0, test accuracy >= 0.95."""

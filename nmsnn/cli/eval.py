@@ -1,8 +1,9 @@
 """``nmsnn-eval``: score a checkpoint on a dataset with its own fitted preprocessing.
 
 By default it scores the test split of the data the checkpoint was trained on (the split is
-rebuilt from the saved seeds); ``data.*`` overrides point it at other data, ``split=all``
-scores every row.
+rebuilt from the saved seeds); ``+data.*`` overrides point it at other data, ``split=all``
+scores every row in the file's order (no split, so no minimum row count or class counts: only
+labels the model does not know are refused).
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ import logging
 
 import hydra
 import lightning as L
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nmsnn.checkpoint import load_checkpoint
 from nmsnn.cli.common import CONFIG_PATH, format_table, user_errors
-from nmsnn.data.batching import TensorRows
 from nmsnn.errors import ConfigError
-from nmsnn.predicting import predict_frame, write_csv
+from nmsnn.predicting import predict_frame, write_table
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +31,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise ConfigError(f"split={cfg.split!r} must be one of {EVAL_SPLITS}.")
     loaded = load_checkpoint(cfg.ckpt_path)
     overrides = OmegaConf.to_container(cfg.data, resolve=True) if cfg.data else {}
+    if cfg.split == "all":  # no split: every row lands in "train", in the file's order
+        overrides = {**overrides, "test_size": 0.0, "val_size": 0.0}
     datamodule = loaded.datamodule(**overrides)
     datamodule.setup("test")
     if cfg.split == "all":
-        parts = [datamodule.tensors[s] for s in ("train", "val", "test") if s in datamodule.tensors]
-        rows = TensorRows(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]))
-        frames = [datamodule.split_frame(s) for s in ("train", "val", "test") if s in datamodule.tensors]
+        rows, frames = datamodule.tensors["train"], [datamodule.split_frame("train")]
     else:
         if cfg.split not in datamodule.tensors:
             raise ConfigError(f"the data has no {cfg.split!r} split (its size is 0).")
@@ -52,7 +51,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         import pandas as pd
 
         frame = pd.concat(frames)
-        write_csv(
+        write_table(
             predict_frame(loaded.module, loaded.preprocessor, frame, "rows"),
             cfg.predictions_path,
             cfg.overwrite,

@@ -1,12 +1,14 @@
 """``nmsnn-predict``: predictions for the raw rows of a CSV or Parquet file, from a checkpoint.
 
 Needs only the checkpoint (model, weights and fitted preprocessing) and the rows; the target
-column may be present (it is ignored). Writes one output row per input row.
+column may be present (it is ignored). Writes one output row per input row, in the input's
+order, as CSV (or Parquet for an ``output_path`` ending in ``.parquet``).
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -14,17 +16,20 @@ from omegaconf import DictConfig
 from nmsnn.checkpoint import load_checkpoint
 from nmsnn.cli.common import CONFIG_PATH, user_errors
 from nmsnn.data.sources import read_table
-from nmsnn.predicting import predict_frame, write_csv
+from nmsnn.errors import ConfigError
+from nmsnn.predicting import predict_frame, write_table
 
 log = logging.getLogger(__name__)
 
 
 def predict(cfg: DictConfig) -> str:
     """Write the predictions CSV and return its path."""
+    if Path(cfg.output_path).resolve() == Path(cfg.input_path).resolve():
+        raise ConfigError(f"output_path={cfg.output_path} is the input file; choose another output path.")
     loaded = load_checkpoint(cfg.ckpt_path)
     rows = read_table(cfg.input_path)
     predictions = predict_frame(loaded.module, loaded.preprocessor, rows, where=str(cfg.input_path))
-    path = write_csv(predictions, cfg.output_path, overwrite=cfg.overwrite)
+    path = write_table(predictions, cfg.output_path, overwrite=cfg.overwrite)
     log.info("wrote %d predictions to %s", len(predictions), path)
     return str(path)
 

@@ -47,6 +47,16 @@ def build(cfg: DictConfig) -> tuple[TabularDataModule, SpikingModule]:
     datamodule.setup("fit")
     if "test" not in datamodule.tensors:
         raise ConfigError("data.test_size must be > 0 for nmsnn-train: it tests the trained model.")
+    monitor = cfg.get("monitor")
+    if "val" not in datamodule.tensors and monitor and str(monitor).startswith("val/"):
+        fallback = "train/" + str(monitor).removeprefix("val/")
+        log.warning(
+            "data.val_size=0 leaves no validation split: checkpoints and early stopping watch %s "
+            "instead of monitor=%s.",
+            fallback,
+            monitor,
+        )
+        cfg.monitor = fallback  # the callbacks' ${monitor} (and optimized_metric) follow
     model = instantiate(cfg.model, **datamodule.model_kwargs())
     return datamodule, model
 

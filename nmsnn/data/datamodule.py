@@ -40,7 +40,9 @@ class TabularDataModule(L.LightningDataModule):
         task: ``auto`` | ``classification`` | ``regression``.
         test_size: fraction of rows held out for testing (0: no test split).
         val_size: fraction of the remaining rows held out for validation (0: no validation).
-        split_seed: seed of the test split (and of the validation split unless ``val_split_seed``).
+        split_seed: seed of the test split (and of the validation split unless ``val_split_seed``);
+            ``None`` (``seed=null`` on the command line): 0, so that every process of a run, and
+            ``nmsnn-eval`` later, rebuild the same split.
         val_split_seed: seed of the validation split.
         stratify: stratify splits by class (classification only).
         scaler: feature scaling, ``standard`` | ``minmax`` | ``none``.
@@ -50,7 +52,7 @@ class TabularDataModule(L.LightningDataModule):
         eval_batch_size: rows per evaluation batch.
         drop: columns to ignore.
         max_categories: most distinct values a text column may have to be one-hot encoded.
-        shuffle_seed: seed of the training batch order.
+        shuffle_seed: seed of the training batch order (``None``: 0, for the same reason).
     """
 
     def __init__(
@@ -62,7 +64,7 @@ class TabularDataModule(L.LightningDataModule):
         task: str = "auto",
         test_size: float = 0.2,
         val_size: float = 0.2,
-        split_seed: int = 0,
+        split_seed: int | None = 0,
         val_split_seed: int | None = None,
         stratify: bool = True,
         scaler: str = "standard",
@@ -71,7 +73,7 @@ class TabularDataModule(L.LightningDataModule):
         eval_batch_size: int = 4096,
         drop: Sequence[str] = (),
         max_categories: int = 50,
-        shuffle_seed: int = 0,
+        shuffle_seed: int | None = 0,
     ) -> None:
         super().__init__()
         given = [
@@ -93,7 +95,7 @@ class TabularDataModule(L.LightningDataModule):
                 "task": task,
                 "test_size": float(test_size),
                 "val_size": float(val_size),
-                "split_seed": int(split_seed),
+                "split_seed": int(split_seed or 0),
                 "val_split_seed": None if val_split_seed is None else int(val_split_seed),
                 "stratify": bool(stratify),
                 "scaler": scaler,
@@ -102,7 +104,7 @@ class TabularDataModule(L.LightningDataModule):
                 "eval_batch_size": int(eval_batch_size),
                 "drop": [str(c) for c in drop],
                 "max_categories": int(max_categories),
-                "shuffle_seed": int(shuffle_seed),
+                "shuffle_seed": int(shuffle_seed or 0),
             }
         )
         self.frame = frame
@@ -162,7 +164,7 @@ class TabularDataModule(L.LightningDataModule):
             return
         frame, target = self.load_frame()
         where = self.source_name
-        y = validate_target(frame, target, where)
+        y = validate_target(frame, target, where, training=self.preprocessor is None)
         h = self.hparams
         if self.preprocessor is not None:  # restored from a checkpoint: reuse its fit
             task = self.preprocessor.task
@@ -176,7 +178,7 @@ class TabularDataModule(L.LightningDataModule):
             train = frame.iloc[index["train"]]
             self._warn_missing(train, numeric + categorical, where)
             self.preprocessor = TabularPreprocessor.fit(
-                train, target, task, numeric, categorical, h.scaler, h.target_scaler
+                train, target, task, numeric, categorical, h.scaler, h.target_scaler, labels=y
             )
         pre = self.preprocessor
         x = torch.from_numpy(pre.transform(frame, where))

@@ -48,7 +48,16 @@ def _check_finite(values: pd.Series, column: str, where: str) -> None:
 
 
 def _as_number_column(values: pd.Series, column: str, where: str) -> pd.Series | None:
-    """The column as floats if it holds numbers (possibly stored as text), else ``None``."""
+    """The column as floats if it holds numbers (possibly stored as text), else ``None``.
+
+    Dates and times become seconds since 1970-01-01 (UTC for dates without a time zone) and
+    durations become seconds, whatever resolution the file stores them in.
+    """
+    if ptypes.is_datetime64_any_dtype(values):
+        stamps = pd.to_datetime(values, utc=True)
+        return (stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+    if ptypes.is_timedelta64_dtype(values):
+        return values / pd.Timedelta(seconds=1)
     if ptypes.is_bool_dtype(values):
         return values.astype(float)
     if ptypes.is_numeric_dtype(values):
@@ -68,6 +77,21 @@ def _as_number_column(values: pd.Series, column: str, where: str) -> pd.Series |
     return None
 
 
+def _numbers(values: pd.Series, column: str, where: str) -> pd.Series:
+    """A column the model was trained on as numbers, as floats; an error naming the column and
+    an offending value if it does not hold numbers here."""
+    as_number = _as_number_column(values, column, where)
+    if as_number is None:
+        present = values.dropna()
+        bad = present[pd.to_numeric(present, errors="coerce").isna()]
+        raise DataError(
+            f"{where}: column {column!r} was numeric in training, but {len(bad)} of its "
+            f"{len(values)} values here are not numbers, e.g. {bad.iloc[0]!r} in row {bad.index[0]}; "
+            "fix or empty them."
+        )
+    return as_number
+
+
 def infer_task(target: pd.Series, task: str, column: str) -> str:
     """``classification`` for text labels or few distinct integers, else ``regression``."""
     if task not in TASKS:
@@ -75,6 +99,25 @@ def infer_task(target: pd.Series, task: str, column: str) -> str:
     values = target.dropna()
     numeric = ptypes.is_numeric_dtype(values) and not ptypes.is_bool_dtype(values)
     integral = numeric and bool(np.all(np.mod(values.to_numpy(dtype=float), 1) == 0))
+    if not numeric and not ptypes.is_bool_dtype(values):
+        numbers = pd.to_numeric(values, errors="coerce")
+        strays = values[numbers.isna()]
+        if not len(strays):  # numbers stored as text
+            values, numeric = numbers, True
+            integral = bool(np.all(np.mod(numbers.to_numpy(dtype=float), 1) == 0))
+        elif len(strays) <= 0.05 * len(values) and (
+            task == "regression" or numbers.nunique() > MAX_INFERRED_CLASSES
+        ):
+            raise DataError(
+                f"target column {column!r} holds numbers, but {len(strays)} value(s) are not numbers, "
+                f"e.g. {strays.iloc[0]!r} in row {strays.index[0]}; fix or drop those rows"
+                + ("." if task == "regression" else " (or set data.task=classification if they are labels).")
+            )
+        elif task == "regression":
+            raise DataError(
+                f"task=regression needs a numeric target, but column {column!r} holds text, "
+                f"e.g. {strays.iloc[0]!r} in row {strays.index[0]}."
+            )
     if task == "auto":
         if not numeric:
             task, why = "classification", "it holds text or boolean labels"
@@ -85,8 +128,6 @@ def infer_task(target: pd.Series, task: str, column: str) -> str:
         log.info(
             "task: %s (inferred from target column %r: %s; set data.task to override)", task, column, why
         )
-    elif task == "regression" and not numeric:
-        raise DataError(f"task=regression needs a numeric target, but column {column!r} holds text.")
     elif task == "classification" and numeric and not integral:
         raise DataError(
             f"task=classification needs class labels, but column {column!r} holds non-integer "
@@ -95,8 +136,9 @@ def infer_task(target: pd.Series, task: str, column: str) -> str:
     return task
 
 
-def validate_target(frame: pd.DataFrame, target: str, where: str) -> pd.Series:
-    """The target column, checked for presence, missing values and more than one value."""
+def validate_target(frame: pd.DataFrame, target: str, where: str, training: bool = True) -> pd.Series:
+    """The target column, checked for presence, missing values and (``training``) more than one
+    value."""
     if target is None:
         raise DataError(f"{where}: no target column given; set data.target to one of {list(frame.columns)}.")
     if target not in frame.columns:
@@ -112,7 +154,7 @@ def validate_target(frame: pd.DataFrame, target: str, where: str) -> pd.Series:
             f"{where}: target column {target!r} has {len(missing)} missing value(s) (rows "
             f"{_rows(missing)}); drop those rows or fill them in."
         )
-    if values.nunique() < 2:
+    if training and values.nunique() < 2:
         raise DataError(
             f"{where}: target column {target!r} has a single value ({_native([values.iloc[0]])[0]!r}): "
             "only one class (or value), nothing to learn."
@@ -188,14 +230,19 @@ class TabularPreprocessor:
         categorical: list[str],
         scaler: str = "standard",
         target_scaler: str = "standard",
+        labels: pd.Series | None = None,
     ) -> TabularPreprocessor:
-        """Fit imputation, scaling, one-hot categories and target encoding on ``train`` only."""
+        """Fit imputation, scaling, one-hot categories and target encoding on ``train`` only.
+
+        ``labels``: every row's target (classification): the class list comes from it, so that a
+        class whose few rows all fell outside ``train`` is still a class of the model (default:
+        the classes in ``train``)."""
         for name, value in (("scaler", scaler), ("target_scaler", target_scaler)):
             if value not in SCALERS:
                 raise DataError(f"{name}={value!r} is not a scaler; use one of {SCALERS}.")
         pre = cls(target=target, task=task, numeric=list(numeric), categorical=list(categorical))
         if numeric:
-            x = np.column_stack([_as_number_column(train[c], c, "training rows") for c in numeric])
+            x = np.column_stack([_numbers(train[c], c, "training rows") for c in numeric])
             imputer = SimpleImputer(strategy="median", keep_empty_features=True).fit(x)
             imputed = imputer.transform(x)
             pre.impute = _native(imputer.statistics_)
@@ -218,7 +265,7 @@ class TabularPreprocessor:
             pre.categories = [[str(v) for v in cats] for cats in encoder.categories_]
         y = train[target]
         if task == "classification":
-            pre.classes = _native(LabelEncoder().fit(_labels(y)).classes_)
+            pre.classes = _native(LabelEncoder().fit(_labels(y if labels is None else labels)).classes_)
         elif target_scaler == "standard":
             fitted = StandardScaler().fit(y.to_numpy(dtype=float).reshape(-1, 1))
             pre.target_mean, pre.target_std = float(fitted.mean_[0]), float(fitted.scale_[0])
@@ -252,7 +299,7 @@ class TabularPreprocessor:
             log.info("%s: ignoring column(s) not used in training: %s", where, extra)
         parts = []
         if self.numeric:
-            x = np.column_stack([_as_number_column(frame[c], c, where) for c in self.numeric])
+            x = np.column_stack([_numbers(frame[c], c, where) for c in self.numeric])
             for j, column in enumerate(self.numeric):
                 _check_finite(pd.Series(x[:, j], index=frame.index), column, where)
             holes = np.isnan(x)
@@ -271,7 +318,8 @@ class TabularPreprocessor:
                     int(values.isna().sum()),
                     fill,
                 )
-            text = values.where(values.notna(), fill).map(str)
+            known = set(cats)
+            text = values.where(values.notna(), fill).map(lambda v, known=known: _category_text(v, known))
             unseen = sorted(set(text) - set(cats))
             if unseen:
                 log.warning(
@@ -313,6 +361,15 @@ class TabularPreprocessor:
     def from_state_dict(cls, state: dict[str, Any]) -> TabularPreprocessor:
         """Rebuild from :meth:`state_dict` (or an exported ``preprocessing.json``)."""
         return cls(**{k: v for k, v in state.items() if k in cls.__dataclass_fields__})
+
+
+def _category_text(value: Any, known: set[str]) -> str:
+    """A cell of a text column as the category text it was trained as: a column of codes read as
+    numbers here (``1.0``) matches the training text ``"1"``."""
+    text = str(value)
+    if text not in known and isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return text
 
 
 def _labels(values: pd.Series) -> list[Any]:
