@@ -121,16 +121,42 @@ class _SpikingEstimator(BaseEstimator):
 
     # ------------------------------------------------------------------ input
     def _frame(self, X: Any, reset: bool) -> pd.DataFrame:
-        """The rows as a DataFrame (DataFrames pass through; arrays are validated as numbers)."""
+        """The rows as a DataFrame (DataFrames pass through; arrays are validated as numbers).
+
+        Columns are matched by position to those seen in ``fit`` (scikit-learn checks the names
+        where both have them, and warns when only one does), so a model fitted on a DataFrame
+        predicts a NumPy array of the same columns and the other way round."""
         if isinstance(X, pd.DataFrame):
             validate_data(self, X, reset=reset, skip_check_array=True)
             if X.shape[0] == 0:
                 raise ValueError(
                     f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required."
                 )
-            return X.reset_index(drop=True).rename(columns=str)
-        X = validate_data(self, X, reset=reset, dtype="numeric", ensure_all_finite="allow-nan")
-        return pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+            frame = X.reset_index(drop=True).rename(columns=str)
+        else:
+            X = validate_data(self, X, reset=reset, dtype="numeric", ensure_all_finite="allow-nan")
+            frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+        if reset:
+            self._fit_columns = list(frame.columns)
+        else:
+            frame.columns = self._fit_columns
+        return frame
+
+    def _seed(self) -> int:
+        """``random_state`` as an integer seed: an int as given, a ``RandomState``'s next draw,
+        or a fresh seed for ``None``."""
+        state = self.random_state
+        if state is None:
+            return torch.seed() % 2**31
+        if isinstance(state, np.random.RandomState):
+            return int(state.randint(2**31 - 1))
+        if isinstance(state, bool) or not isinstance(state, (int, np.integer)):
+            raise ValueError(f"random_state must be None, an int or a numpy RandomState; got {state!r}.")
+        return int(state)
+
+    def _check_params(self) -> None:
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, (int, np.integer)) or self.epochs < 1:
+            raise ValueError(f"epochs must be a positive integer; got {self.epochs!r}.")
 
     def _target(self, y: Any) -> np.ndarray:
         y = column_or_1d(y, warn=True)
@@ -144,27 +170,30 @@ class _SpikingEstimator(BaseEstimator):
     def fit(self, X: Any, y: Any) -> _SpikingEstimator:
         """Train on all rows (``early_stopping=True``: keep ``validation_fraction`` aside and
         restore the weights with the lowest validation loss)."""
+        self._check_params()
         frame = self._frame(X, reset=True)
         target = self._target(y)
         if len(target) != len(frame):
             raise ValueError(f"X has {len(frame)} rows but y has {len(target)}.")
         frame = frame.assign(**{TARGET: target})
+        seed = self._seed()
+        hidden = [self.hidden] if isinstance(self.hidden, (int, np.integer)) else list(self.hidden)
         with quiet(self.verbose), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(torch.seed() if self.random_state is None else self.random_state)
+            torch.manual_seed(seed)
             datamodule = TabularDataModule(
                 frame=frame,
                 target=TARGET,
                 task=self._task,
                 test_size=0.0,
                 val_size=self.validation_fraction if self.early_stopping else 0.0,
-                split_seed=0 if self.random_state is None else self.random_state,
-                shuffle_seed=0 if self.random_state is None else self.random_state,
+                split_seed=seed,
+                shuffle_seed=seed,
                 batch_size=self.batch_size,
             )
             datamodule.setup("fit")
             module = SpikingModule(
                 **datamodule.model_kwargs(),
-                hidden=list(self.hidden),
+                hidden=hidden,
                 neuron={
                     "decay": self.decay,
                     "threshold": self.threshold,
@@ -190,6 +219,7 @@ class _SpikingEstimator(BaseEstimator):
             if self.early_stopping:
                 callbacks = [keep, L.pytorch.callbacks.EarlyStopping("val/loss", patience=self.patience)]
             trainer = L.Trainer(
+                devices=1,  # never a multi-process launch inside fit (GridSearchCV, notebooks)
                 max_epochs=self.epochs,
                 logger=False,
                 enable_checkpointing=False,
@@ -201,6 +231,7 @@ class _SpikingEstimator(BaseEstimator):
             trainer.fit(module, datamodule=datamodule)
             if keep.state is not None:
                 module.load_state_dict(keep.state)
+            module.trainer = None  # nor the training rows, which the trainer's DataModule holds
         self.module_ = module.eval()
         self.preprocessor_ = datamodule.preprocessor
         self.n_epochs_ = trainer.current_epoch
@@ -224,7 +255,8 @@ class SpikingClassifier(ClassifierMixin, _SpikingEstimator):
     ``encoder``, the neuron's ``decay``, ``threshold``, ``penalty``, ``reset``, ``spike_fn`` and
     ``learnable``, the ``readout`` and ``burn_in``; training: ``epochs``, ``batch_size``,
     ``learning_rate``, ``weight_decay``, ``early_stopping`` (with ``validation_fraction`` and
-    ``patience``), ``random_state`` (``None``: a fresh seed), ``verbose``.
+    ``patience``), ``random_state`` (an int, a NumPy ``RandomState``, or ``None``: a fresh seed
+    for the weights, the noise, the batch order and the validation split), ``verbose``.
     """
 
     _task = "classification"

@@ -86,6 +86,41 @@ def test_get_and_set_params_and_validation():
         SpikingClassifier(decay=1.5, **SMALL).fit(np.random.rand(20, 3), [0, 1] * 10)
     with pytest.raises(ConfigError, match="time_steps must be a positive integer"):
         SpikingClassifier(time_steps=0).fit(np.random.rand(20, 3), [0, 1] * 10)
+    for epochs in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="epochs must be a positive integer"):
+            SpikingClassifier(**{**SMALL, "epochs": epochs}).fit(np.random.rand(20, 3), [0, 1] * 10)
+
+
+def test_columns_match_by_position_between_frames_and_arrays():
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    from_frame = SpikingClassifier(**SMALL).fit(X, y)
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        from_array = from_frame.predict_proba(X.to_numpy())
+    np.testing.assert_array_equal(from_array, from_frame.predict_proba(X))
+    from_array_fit = SpikingClassifier(**SMALL).fit(X.to_numpy(), y)
+    with pytest.warns(UserWarning, match="was fitted without feature names"):
+        np.testing.assert_array_equal(
+            from_array_fit.predict_proba(X), from_array_fit.predict_proba(X.to_numpy())
+        )
+    assert from_frame.module_._trainer is None, "a fitted estimator does not keep its training rows"
+
+
+def test_boolean_and_large_integer_labels_keep_their_values():
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    flags = X[:, 0] > 0
+    clf = SpikingClassifier(**SMALL).fit(X, flags)
+    assert clf.classes_.tolist() == [False, True] and clf.predict(X).dtype == bool
+    assert 0 <= clf.score(X, flags) <= 1
+    ids = np.where(flags, 10**17 + 3, 10**17 + 1)
+    assert SpikingClassifier(**SMALL).fit(X, ids).classes_.tolist() == [10**17 + 1, 10**17 + 3]
+
+
+def test_random_state_takes_a_numpy_random_state_and_an_int_hidden_size():
+    X, y = load_iris(return_X_y=True)
+    a = SpikingClassifier(**{**SMALL, "hidden": 16}, random_state=np.random.RandomState(3)).fit(X, y)
+    b = SpikingClassifier(**{**SMALL, "hidden": 16}, random_state=np.random.RandomState(3)).fit(X, y)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    assert a.module_.hparams.hidden == [16]
 
 
 def test_quiet_by_default(capfd):

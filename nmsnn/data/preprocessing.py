@@ -373,7 +373,12 @@ def _category_text(value: Any, known: set[str]) -> str:
 
 
 def _labels(values: pd.Series) -> list[Any]:
-    """Class labels as plain values: integers for integral numbers, else strings."""
-    if ptypes.is_numeric_dtype(values) and not ptypes.is_bool_dtype(values):
+    """Class labels as plain values: booleans stay booleans, integers (and integral numbers)
+    become ints, anything else strings."""
+    if ptypes.is_bool_dtype(values):
+        return [bool(v) for v in values]
+    if ptypes.is_integer_dtype(values):
+        return [int(v) for v in values]
+    if ptypes.is_numeric_dtype(values):
         return [int(v) for v in values.to_numpy(dtype=float)]
     return [str(v) for v in values]
