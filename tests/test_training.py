@@ -253,6 +253,22 @@ def test_predict_writes_parquet_keeps_permissions_and_never_replaces_its_input(t
     assert len(pd.read_csv(rows)) == 5
 
 
+def test_resuming_on_changed_rows_is_refused(tmp_path, fixtures):
+    from nmsnn.errors import DataError
+
+    csv = tmp_path / "rows.csv"
+    rows = pd.read_csv(fixtures / "mixed_classification.csv")
+    rows.to_csv(csv, index=False)
+    common = ["data=csv", f"data.path={csv}", "data.target=label", "logger=none"]
+    train(compose_train(tmp_path / "run", [*common, "trainer.max_epochs=1"]))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    rows.assign(a=rows["a"] * 2).to_csv(csv, index=False)
+    with pytest.raises(DataError, match="not the ones the checkpoint being resumed was trained on"):
+        train(compose_train(tmp_path / "run", [*common, "trainer.max_epochs=2"]))
+    assert last.read_bytes() == before, "the run's checkpoint is left as it was"
+
+
 def _umask() -> int:
     import os
 

@@ -291,5 +291,20 @@ class TabularDataModule(L.LightningDataModule):
         return {"preprocessor": None if self.preprocessor is None else self.preprocessor.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("preprocessor") is not None:
-            self.preprocessor = TabularPreprocessor.from_state_dict(state["preprocessor"])
+        """Restore the fitted preprocessing. When resuming (the rows already set up), the
+        checkpoint's must be the one just fitted on the rows: otherwise the data changed since
+        the checkpoint, and going on would train on rows that its preprocessing does not describe."""
+        if state.get("preprocessor") is None:
+            return
+        saved = TabularPreprocessor.from_state_dict(state["preprocessor"])
+        if (
+            self.tensors
+            and self.preprocessor is not None
+            and saved.state_dict() != self.preprocessor.state_dict()
+        ):
+            raise DataError(
+                f"{self.source_name}: these rows are not the ones the checkpoint being resumed was "
+                "trained on (their fitted preprocessing differs). Start a new run instead (another "
+                "run_name, or resume=never)."
+            )
+        self.preprocessor = saved
