@@ -218,6 +218,11 @@ BAD_INPUTS = [
         "'oops' in row 39",
     ),
     (
+        "numbers with many stray words",
+        lambda p: {"frame": frame_rows(n=100, x=[str(i) for i in range(90)] + ["n/a"] * 10), "target": "y"},
+        "column 'x' mostly holds numbers, but 10 value(s) are not numbers, e.g. 'n/a' in row 90",
+    ),
+    (
         "unusable text",
         lambda p: {
             "frame": frame_rows(name=[f"id{i}" for i in range(40)]),

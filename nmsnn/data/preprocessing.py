@@ -190,6 +190,15 @@ def split_columns(
             numeric.append(column)
             continue
         distinct = values.dropna().astype(str).nunique()
+        present = values.dropna()
+        numbers = pd.to_numeric(present, errors="coerce")
+        if distinct > max_categories and numbers.notna().mean() >= 0.5:
+            bad = present[numbers.isna()]
+            raise DataError(
+                f"{where}: column {column!r} mostly holds numbers, but {len(bad)} value(s) are not "
+                f"numbers, e.g. {bad.iloc[0]!r} in row {bad.index[0]}; fix or empty them (or drop the "
+                f"column with data.drop=[{column}])."
+            )
         if distinct > max_categories:
             raise DataError(
                 f"{where}: text column {column!r} has {distinct} distinct values, more than "
