@@ -1,8 +1,8 @@
 """Hydra multirun support: per-job status records and the sweep summary table.
 
 In a multirun, each ``nmsnn-train`` job writes ``job_status.json`` (status, seconds, error) next
-to its ``metrics.json``. A job that fails is recorded as failed and returns NaN to the sweeper
-(Optuna marks the trial failed), so the other jobs go on. When the sweep ends,
+to its ``metrics.json``. A job that fails is recorded as failed and returns ``None`` to the
+sweeper (Optuna marks the trial failed), so the other jobs go on. When the sweep ends,
 :class:`SweepSummary` (a Hydra callback) collects every job directory into ``summary.csv`` and
 ``summary.md`` in the sweep directory.
 """
@@ -58,10 +58,12 @@ def run_job(
     out_dir: Path,
     extra: dict[str, Any] | None = None,
     shared_seconds: float = 0.0,
-) -> float:
-    """Run one sweep job, record its status (with ``extra``), and return ``optimized_metric`` (NaN
-    on failure). ``shared_seconds``: this job's share of work done for several jobs at once (a
-    population's training), added to its own time."""
+) -> float | None:
+    """Run one sweep job, record its status (with ``extra``), and return ``optimized_metric``, or
+    ``None`` when the job failed or the metric is not a finite number: the Optuna sweeper records
+    such a trial as failed and goes on (a NaN would stop the whole search). ``shared_seconds``:
+    this job's share of work done for several jobs at once (a population's training), added to its
+    own time."""
     start = time.perf_counter()
     record: dict[str, Any] = {"status": "ok", "error": None}
     value = math.nan
@@ -69,14 +71,17 @@ def run_job(
         metrics = task(cfg)
         value = metrics.get(cfg.get("optimized_metric"), math.nan)
     except Exception as err:  # one failing job must not end the sweep
-        cause = user_error(err) or err
-        record = {"status": "failed", "error": f"{type(cause).__name__}: {cause}"}
-        log.error("job failed: %s\n%s", record["error"], traceback.format_exc())
+        cause = user_error(err)
+        record = {"status": "failed", "error": f"{type(cause or err).__name__}: {cause or err}"}
+        if cause is not None:  # a bad value or input: its message says it all
+            log.error("job failed: %s", record["error"])
+        else:
+            log.error("job failed: %s\n%s", record["error"], traceback.format_exc())
     record["seconds"] = round(time.perf_counter() - start + shared_seconds, 3)
     record.update(extra or {})
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(json.dumps(record, indent=2), out_dir / STATUS_FILE, True)
-    return value
+    return value if math.isfinite(value) else None
 
 
 def collect(sweep_dir: Path) -> pd.DataFrame:

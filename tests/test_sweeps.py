@@ -50,15 +50,17 @@ def test_parallel_sweep_with_a_failing_job_keeps_the_other_results(tmp_path):
 
 
 @pytest.mark.slow
-def test_optuna_search_writes_its_best_parameters(tmp_path):
-    run_cli(
+def test_optuna_search_goes_on_past_a_failed_trial_and_writes_its_best_parameters(tmp_path):
+    result = run_cli(
         "nmsnn-train",
         "--multirun",
         "hparams_search=neuron_optuna",
-        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.n_trials=4",
+        "model.neuron.decay=choice(0.9,1.5)",  # 1.5 is invalid: that trial fails
         *QUICK,
         cwd=tmp_path,
     )
+    assert "Traceback" not in result.stdout + result.stderr, "a user error is logged as one line"
     sweep = sweep_dir(tmp_path)
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert set(best["best_params"]) == {
@@ -68,7 +70,11 @@ def test_optuna_search_writes_its_best_parameters(tmp_path):
         "model.optimizer.lr",
     }
     summary = pd.read_csv(sweep / "summary.csv")
-    assert len(summary) == 3 and best["best_value"] == pytest.approx(summary["val/loss"].min())
+    failed = summary["status"] == "failed"
+    assert len(summary) == 4 and failed.any() and not failed.all(), "the seeded sampler tries both decays"
+    assert summary.loc[failed, "error"].str.contains("decay must be in").all()
+    assert best["best_value"] == pytest.approx(summary.loc[~failed, "val/loss"].min())
+    assert best["best_params"]["model.neuron.decay"] == 0.9
 
 
 @pytest.mark.slow
