@@ -253,8 +253,8 @@ def test_predict_writes_parquet_keeps_permissions_and_never_replaces_its_input(t
     assert len(pd.read_csv(rows)) == 5
 
 
-def test_resuming_on_changed_rows_is_refused(tmp_path, fixtures):
-    from nmsnn.errors import DataError
+def test_resuming_with_changed_settings_or_rows_is_refused(tmp_path, fixtures):
+    from nmsnn.errors import ConfigError, DataError
 
     csv = tmp_path / "rows.csv"
     rows = pd.read_csv(fixtures / "mixed_classification.csv")
@@ -263,10 +263,22 @@ def test_resuming_on_changed_rows_is_refused(tmp_path, fixtures):
     train(compose_train(tmp_path / "run", [*common, "trainer.max_epochs=1"]))
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     before = last.read_bytes()
+    with pytest.raises(ConfigError, match=r"model.neuron.decay: 0.9 -> 0.5; model.time_steps: 16 -> 8\)"):
+        train(
+            compose_train(
+                tmp_path / "run",
+                [*common, "trainer.max_epochs=2", "model.neuron.decay=0.5", "model.time_steps=8"],
+            )
+        )
     rows.assign(a=rows["a"] * 2).to_csv(csv, index=False)
     with pytest.raises(DataError, match="not the ones the checkpoint being resumed was trained on"):
         train(compose_train(tmp_path / "run", [*common, "trainer.max_epochs=2"]))
     assert last.read_bytes() == before, "the run's checkpoint is left as it was"
+    rows.to_csv(csv, index=False)
+    metrics = train(
+        compose_train(tmp_path / "run", [*common, "trainer.max_epochs=2", "model.backend=reference"])
+    )
+    assert metrics["epochs"] == 2, "a resume may change what does not change the training (the backend)"
 
 
 def _umask() -> int:

@@ -15,10 +15,11 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nmsnn.analysis.plots import close_figures
 from nmsnn.analysis.report import evaluation_plots, log_figures, log_hparams_with_metrics, write_summary
+from nmsnn.checkpoint import read_checkpoint
 from nmsnn.cli.common import CONFIG_PATH, format_table, user_errors
 from nmsnn.data.datamodule import TabularDataModule
 from nmsnn.errors import ConfigError
@@ -81,6 +82,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_launch(cfg)
     resume_from = resume_checkpoint(cfg, out_dir)
     datamodule, model = build(cfg)
+    if resume_from:
+        check_resumable(resume_from, model, datamodule)
     trainer = build_trainer(cfg, datamodule)
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
 
@@ -165,6 +168,44 @@ def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
     newest = max(found, key=lambda p: p.stat().st_mtime)
     log.info("resuming from %s (resume=auto; set resume=never to start over)", newest)
     return str(newest)
+
+
+# settings a resumed run may change: they do not change what is trained
+RESUMABLE_CHANGES = frozenset({"model.backend", "data.eval_batch_size"})
+
+
+def _flat(settings: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(settings, (DictConfig, ListConfig)):
+        settings = OmegaConf.to_container(settings, resolve=True)
+    if isinstance(settings, dict):
+        return {k: v for key, value in settings.items() for k, v in _flat(value, f"{prefix}.{key}").items()}
+    return {prefix: settings}
+
+
+def check_resumable(ckpt_path: str, model: SpikingModule, datamodule: TabularDataModule) -> None:
+    """Refuse to resume a checkpoint whose model or data settings differ from this run's: the
+    checkpoint's weights, neuron buffers and optimizer state would silently win over some of the new
+    settings, and the run's recorded configuration would describe neither."""
+    saved = read_checkpoint(ckpt_path)
+    changed = []
+    for prefix, now, before in (
+        ("model", model.hparams, saved.get("hyper_parameters")),
+        ("data", datamodule.hparams, saved.get("datamodule_hyper_parameters")),
+    ):
+        if before is None:
+            continue
+        new, old = _flat(dict(now), prefix), _flat(dict(before), prefix)
+        changed += [
+            f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+            for key in sorted(set(new) | set(old))
+            if new.get(key) != old.get(key) and key not in RESUMABLE_CHANGES
+        ]
+    if changed:
+        raise ConfigError(
+            f"{ckpt_path}: cannot resume with settings that differ from the checkpoint's "
+            f"({'; '.join(changed)}). Start a new run (another run_name, or resume=never), or "
+            "resume with the checkpoint's settings."
+        )
 
 
 def check_launch(cfg: DictConfig) -> None:
