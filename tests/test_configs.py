@@ -80,15 +80,24 @@ def test_eval_and_predict_configs_compose(config, overrides):
     assert cfg.ckpt_path == "x.ckpt" and cfg.overwrite is False
 
 
-def test_scheduler_config_is_used(tmp_path):
-    cfg = compose_train(
-        tmp_path,
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,step_size:5,interval:step}"],  # README's
         [
             "+model.scheduler._target_=torch.optim.lr_scheduler.StepLR",
             "+model.scheduler._partial_=true",
             "+model.scheduler.step_size=5",
+            "+model.scheduler.interval=step",
         ],
-    )
+    ],
+)
+def test_scheduler_config_is_used(tmp_path, overrides):
+    cfg = compose_train(tmp_path, overrides)
     module = instantiate(cfg.model, task="regression", num_inputs=3, num_outputs=1)
     out = module.configure_optimizers()
-    assert type(out["lr_scheduler"]["scheduler"]).__name__ == "StepLR"
+    assert (
+        type(out["lr_scheduler"]["scheduler"]).__name__ == "StepLR"
+        and out["lr_scheduler"]["scheduler"].step_size == 5
+    )
+    assert out["lr_scheduler"]["interval"] == "step"

@@ -318,7 +318,7 @@ class SpikingModule(L.LightningModule):
         scheduler_cfg = self.hparams.scheduler
         if not scheduler_cfg:
             return optimizer
-        scheduler_cfg = dict(scheduler_cfg)
+        scheduler_cfg = {"_partial_": True, **scheduler_cfg}  # the optimizer is passed below
         lightning_keys = {
             k: scheduler_cfg.pop(k) for k in ("monitor", "interval", "frequency") if k in scheduler_cfg
         }
