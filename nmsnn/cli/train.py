@@ -105,9 +105,14 @@ def report(
     out_dir = Path(cfg.paths.output_dir)
     metrics: dict[str, float] = {}
     if "val" in datamodule.tensors:
-        metrics.update(
-            _scalars(trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0])
-        )
+        # not logged: a point after the last epoch would end the val/* curves with the best
+        # epoch's values again (they are in metrics.json and the HPARAMS tab)
+        loggers, trainer.loggers = trainer.loggers, []
+        try:
+            results = trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        finally:
+            trainer.loggers = loggers
+        metrics.update(_scalars(results[0]))
     metrics.update(
         _scalars(trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0])
     )
