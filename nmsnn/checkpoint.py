@@ -8,6 +8,7 @@ values, so it loads with ``torch.load(..., weights_only=True)``.
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,12 +51,17 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found.")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (truncated, or a file of another kind)."
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        found = re.search(r"(?i)unsupported global:? GLOBAL [\w.]+", str(err))
         raise CheckpointError(
             f"{path}: refused to load: the file contains Python objects other than tensors and "
-            f"plain values, which could run code ({str(err).splitlines()[0]}). Only load "
+            f"plain values, which could run code{f' ({found.group(0)})' if found else ''}. Only load "
             "checkpoints written by nmsnn from sources you trust."
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:

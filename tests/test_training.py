@@ -140,8 +140,9 @@ def test_malicious_checkpoint_is_refused_without_running_it(tmp_path):
     marker = tmp_path / "pwned"
     bad = tmp_path / "bad.ckpt"
     torch.save({"hyper_parameters": _Payload(marker), "state_dict": {}}, bad)
-    with pytest.raises(CheckpointError, match="refused to load"):
+    with pytest.raises(CheckpointError, match="refused to load") as refused:
         load_checkpoint(bad)
+    assert "GLOBAL" in str(refused.value) and "weights_only` set to `False`" not in str(refused.value)
     assert not marker.exists()
     torch.load(bad, weights_only=False)  # the payload is real: plain unpickling runs it
     assert marker.exists()
@@ -160,6 +161,11 @@ def test_truncated_and_foreign_checkpoints(tmp_path, trained_run):
         load_checkpoint(foreign)
     with pytest.raises(CheckpointError, match="checkpoint file not found"):
         load_checkpoint(tmp_path / "nope.ckpt")
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_text("garbage")
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint") as refused:
+        load_checkpoint(garbage)
+    assert "refused" not in str(refused.value)
 
 
 def test_eval_scores_every_row_of_another_file(trained_run):
