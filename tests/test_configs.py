@@ -101,3 +101,27 @@ def test_scheduler_config_is_used(tmp_path, overrides):
         and out["lr_scheduler"]["scheduler"].step_size == 5
     )
     assert out["lr_scheduler"]["interval"] == "step"
+
+
+def test_hidden_sizes_are_checked_and_one_int_is_one_layer(caplog):
+    from nmsnn.errors import ConfigError
+    from nmsnn.lit.module import SpikingModule
+
+    sizes = {"task": "classification", "num_inputs": 3, "num_outputs": 2}
+    assert SpikingModule(**sizes, hidden=8).hparams.hidden == [8]
+    for bad in ([0], ["a"], [True]):
+        with pytest.raises(ConfigError, match=r"model\.hidden must list positive layer sizes"):
+            SpikingModule(**sizes, hidden=bad)
+    with caplog.at_level("WARNING"):
+        SpikingModule(**sizes, hidden=[])
+    assert "no hidden spiking layer" in caplog.text
+
+
+def test_triton_on_cpu_tensors_is_a_configuration_error(monkeypatch):
+    pytest.importorskip("triton")
+    from nmsnn.errors import ConfigError
+    from nmsnn.lit.module import SpikingModule
+
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ConfigError, match="backend='triton' runs on CUDA tensors"):
+        SpikingModule(task="classification", num_inputs=3, num_outputs=2, hidden=[4], backend="triton")

@@ -83,7 +83,7 @@ class SpikingModule(L.LightningModule):
             standardized target).
         num_inputs: number of input features after preprocessing.
         num_outputs: number of classes, or 1 for regression.
-        hidden: sizes of the hidden spiking layers (any depth and width).
+        hidden: sizes of the hidden spiking layers (any depth and width; one int: one layer).
         neuron: neuron settings (:class:`~nmsnn.core.neuron.NeuronConfig` fields); a list value
             gives one value per layer, output layer included.
         encoder: ``uniform_noise`` | ``bernoulli`` | ``direct``.
@@ -126,7 +126,17 @@ class SpikingModule(L.LightningModule):
             raise ConfigError(f"regression predicts one value; got num_outputs={num_outputs}.")
         if task == "classification" and num_outputs < 2:
             raise ConfigError(f"classification needs at least 2 classes; got {num_outputs}.")
-        hidden = list(plain(hidden))
+        hidden = plain(hidden)
+        hidden = [hidden] if isinstance(hidden, int) and not isinstance(hidden, bool) else list(hidden)
+        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
+            raise ConfigError(
+                f"model.hidden must list positive layer sizes, e.g. [128] or [64,64]; got {hidden}."
+            )
+        if not hidden:
+            log.warning(
+                "model.hidden=[]: no hidden spiking layer; the output layer reads the encoded input "
+                "directly (a single-layer network)."
+            )
         neuron = {**DEFAULT_NEURON, **(plain(neuron) or {})}
         optimizer = plain(optimizer) or dict(DEFAULT_OPTIMIZER)
         scheduler = plain(scheduler)

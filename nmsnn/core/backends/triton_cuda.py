@@ -23,6 +23,7 @@ from torch import Tensor
 
 from nmsnn.core.backends.fused import BackwardResult, Flat, ForwardResult, fused_apply
 from nmsnn.core.neuron import NeuronConfig, NeuronState, RecurrenceOutput
+from nmsnn.errors import ConfigError
 
 
 @triton.jit
@@ -290,7 +291,7 @@ def triton_recurrence(
     from nmsnn.core.backends import triton_interpreted
 
     if current.device.type != "cuda" and not triton_interpreted():
-        raise RuntimeError(
+        raise ConfigError(
             f"backend='triton' runs on CUDA tensors, got {current.device}; use backend=auto, "
             "or set TRITON_INTERPRET=1 to run the kernels in Triton's CPU interpreter."
         )
