@@ -125,3 +125,15 @@ def test_triton_on_cpu_tensors_is_a_configuration_error(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ConfigError, match="backend='triton' runs on CUDA tensors"):
         SpikingModule(task="classification", num_inputs=3, num_outputs=2, hidden=[4], backend="triton")
+
+
+def test_an_unknown_monitor_is_refused_before_training(tmp_path):
+    from nmsnn.cli.train import build
+    from nmsnn.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"monitor=val/bogus is not a metric this model logs; use one of \['train/acc'"
+    ):
+        build(compose_train(tmp_path, ["data=iris", "monitor=val/bogus"]))
+    _, model = build(compose_train(tmp_path, ["data=diabetes", "monitor=val/rmse"]))
+    assert "val/rmse" in model.epoch_metric_names()

@@ -59,6 +59,13 @@ def build(cfg: DictConfig) -> tuple[TabularDataModule, SpikingModule]:
         )
         cfg.monitor = fallback  # the callbacks' ${monitor} (and optimized_metric) follow
     model = instantiate(cfg.model, **datamodule.model_kwargs())
+    monitor = cfg.get("monitor")
+    known = model.epoch_metric_names()
+    if monitor and monitor not in known and not str(monitor).startswith("val/spikes/"):
+        raise ConfigError(
+            f"monitor={monitor} is not a metric this model logs; use one of {sorted(known)} "
+            "(or a val/spikes/<layer>/<statistic>)."
+        )
     return datamodule, model
 
 

@@ -322,6 +322,11 @@ class SpikingModule(L.LightningModule):
                 continue
             self.noise_generator(key).set_state(generator_state)
 
+    def epoch_metric_names(self) -> set[str]:
+        """The per-epoch metrics this module logs (what ``monitor`` may watch; the spike
+        statistics callback adds ``val/spikes/...``)."""
+        return {"train/loss", "val/loss", *self.train_metrics.keys(), *self.metrics["val"].keys()}
+
     # ----------------------------------------------------------------------------- optim
     def configure_optimizers(self) -> Any:
         optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
