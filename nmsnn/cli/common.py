@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 
 from nmsnn.errors import user_error
 
 CONFIG_PATH = "pkg://nmsnn.conf"
 DEBUG_ENV = "NMSNN_DEBUG"
+
+# conf/hydra/launcher/{joblib,submitit_local,submitit_slurm}.yaml keep the plugins' names (so that
+# `hydra/launcher=joblib` is what users type) and are validated against the plugins' schemas of
+# the same names. Hydra still does that validation, but warns about it once per composed job.
+warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
+# Optuna's storage layer imports alembic, which logs one INFO line per plugin it registers.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @contextlib.contextmanager
