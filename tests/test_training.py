@@ -93,6 +93,7 @@ def test_cli_train_predict_eval_round_trip(tmp_path, fixtures):
     (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
     ckpt = run_dir / "checkpoints" / "best.ckpt"
     metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
+    assert "final metrics (also in metrics.json)" in (run_dir / "train.log").read_text()
 
     dm = TabularDataModule(path=str(csv), target="price", split_seed=0)
     dm.setup()
@@ -126,6 +127,8 @@ def test_cli_reports_bad_input_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "missing.csv: file not found" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+    (log_file,) = (tmp_path / "logs" / "train" / "runs").glob("*/train.log")
+    assert "[ERROR] - error: missing.csv: file not found" in log_file.read_text(), "the run's log says why"
 
 
 class _Payload:

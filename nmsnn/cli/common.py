@@ -37,7 +37,18 @@ def user_errors() -> Iterator[None]:
         if cause is None or os.environ.get("HYDRA_FULL_ERROR"):
             raise
         print(f"error: {cause}", file=sys.stderr)
+        to_log_files(f"error: {cause}", logging.ERROR)
         sys.exit(2)
+
+
+def to_log_files(message: str, level: int = logging.INFO) -> None:
+    """Write ``message`` to the log files only (the run's ``train.log``): for what the command
+    already prints on the console (the final metrics table, an error line)."""
+    logger = logging.getLogger("nmsnn")
+    record = logger.makeRecord(logger.name, level, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def format_table(metrics: dict[str, float], title: str) -> str:

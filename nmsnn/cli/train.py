@@ -20,7 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from nmsnn.analysis.plots import close_figures
 from nmsnn.analysis.report import evaluation_plots, log_figures, log_hparams_with_metrics, write_summary
 from nmsnn.checkpoint import read_checkpoint
-from nmsnn.cli.common import CONFIG_PATH, format_table, user_errors
+from nmsnn.cli.common import CONFIG_PATH, format_table, to_log_files, user_errors
 from nmsnn.data.datamodule import TabularDataModule
 from nmsnn.errors import ConfigError
 from nmsnn.lit.module import SpikingModule
@@ -137,8 +137,10 @@ def report(
         params = {"model": dict(model.hparams), "data": dict(datamodule.hparams), "seed": cfg.get("seed")}
         log_hparams_with_metrics(trainer, params, metrics)
         write_summary(out_dir, metrics, ckpt_path, plots)
-        print(format_table(metrics, f"nmsnn-train: {out_dir}"))
+        table = format_table(metrics, f"nmsnn-train: {out_dir}")
+        print(table)
         print(f"summary: {out_dir / 'summary.md'}")
+        to_log_files(f"final metrics (also in metrics.json):\n{table}")
     return metrics
 
 
