@@ -396,7 +396,7 @@ def test_debug_switch_lets_the_traceback_through(tmp_path, monkeypatch, capsys):
         ({"neuron": {"threshold": -1}}, "threshold must be > 0"),
         ({"neuron": {"penalty": float("inf")}}, "penalty must be a finite number"),
         ({"time_steps": 0}, "time_steps must be a positive integer"),
-        ({"hidden": [0]}, "layer sizes must be at least two positive integers"),
+        ({"hidden": [0]}, "model.hidden must list positive layer sizes"),
         ({"readout": "max"}, "readout='max' is not a readout"),
         ({"init": "xavier"}, "init='xavier' is not an initialization"),
     ],

@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
 from nmsnn.cli.train import instantiate_group
-from tests.conftest import FIXTURES, compose_train
+from tests.conftest import FIXTURES, compose_train, run_cli
 
 CONF = Path(__file__).parents[1] / "conf"
 
@@ -137,3 +137,17 @@ def test_an_unknown_monitor_is_refused_before_training(tmp_path):
         build(compose_train(tmp_path, ["data=iris", "monitor=val/bogus"]))
     _, model = build(compose_train(tmp_path, ["data=diabetes", "monitor=val/rmse"]))
     assert "val/rmse" in model.epoch_metric_names()
+
+
+def test_each_command_has_its_own_help(tmp_path):
+    shown = run_cli("nmsnn-predict", "--help", cwd=tmp_path).stdout
+    assert "Required: ckpt_path, input_path." in shown and "input_path: ???" in shown
+    assert "experiment:" not in shown, "train's groups are not offered to predict"
+    for name in ("train", "eval", "export", "compare"):
+        with initialize_config_module("nmsnn.conf", version_base="1.3"):
+            cfg = compose(
+                name,
+                return_hydra_config=True,
+                overrides=["ckpt_path=x"] if name in ("eval", "export") else [],
+            )
+        assert cfg.hydra.help.app_name == f"nmsnn-{name}"
