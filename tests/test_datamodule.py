@@ -167,6 +167,24 @@ BAD_INPUTS = [
         "not a text file",
     ),
     (
+        "latin-1 text",
+        lambda p: {
+            "path": write(p, "l.csv", "x,y\n1,caf\xe9\n2,th\xe9\n".encode("latin-1"), "wb"),
+            "target": "y",
+        },
+        "not UTF-8 text (byte 0xe9 at offset 9)",
+    ),
+    (
+        "latin-1 past the first chunk",
+        lambda p: {
+            "path": write(
+                p, "late.csv", ("x,y\n" + "1,a\n" * 300_000 + "2,caf\xe9\n").encode("latin-1"), "wb"
+            ),
+            "target": "y",
+        },
+        "not UTF-8 text (byte 0xe9 at offset 1200009)",
+    ),
+    (
         "wrong delimiter",
         lambda p: {"path": write(p, "d.csv", "x;y\n1;2\n3;4\n"), "target": "y"},
         "';' as delimiter",

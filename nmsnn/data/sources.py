@@ -6,6 +6,7 @@ target column. Problems with a file raise :class:`~nmsnn.errors.DataError` namin
 
 from __future__ import annotations
 
+import codecs
 import csv
 import logging
 from collections import Counter
@@ -110,12 +111,36 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err}).") from None
 
 
+def _not_utf8(path: Path) -> DataError:
+    """The error for a file that does not decode as UTF-8: binary data, or text in another
+    encoding (with the first offending byte and its offset, found by decoding in chunks)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with path.open("rb") as handle:
+        while True:
+            chunk = handle.read(1 << 20)
+            if b"\0" in chunk:
+                return DataError(f"{path}: not a text file (it holds binary data); expected CSV.")
+            pending = len(decoder.getstate()[0])  # bytes of a character split across chunks
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as err:
+                return DataError(
+                    f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+                    f"{offset - pending + err.start}), probably another encoding such as Latin-1 or "
+                    "Windows-1252; save it as UTF-8 (spreadsheet programs call it 'CSV UTF-8')."
+                )
+            if not chunk:
+                return DataError(f"{path}: not UTF-8 text; save it as UTF-8.")
+            offset += len(chunk)
+
+
 def _read_csv(path: Path, sep: str) -> pd.DataFrame:
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             header = next(csv.reader(handle, delimiter=sep), [])
     except UnicodeDecodeError:
-        raise DataError(f"{path}: not a text file (it is not valid UTF-8); expected CSV.") from None
+        raise _not_utf8(path) from None
     duplicates = sorted(name for name, n in Counter(header).items() if n > 1)
     if duplicates:
         raise DataError(f"{path}: duplicate column names {duplicates}; rename them so each is unique.")
@@ -123,7 +148,9 @@ def _read_csv(path: Path, sep: str) -> pd.DataFrame:
         frame = pd.read_csv(path, sep=sep)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty.") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
+    except (pd.errors.ParserError, ValueError) as err:
         raise DataError(f"{path}: not a readable CSV file ({err}).") from None
     if frame.shape[1] == 1:
         name = str(frame.columns[0])
