@@ -138,7 +138,7 @@ class _SpikingEstimator(BaseEstimator):
             frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
         if reset:
             self._fit_columns = list(frame.columns)
-        else:
+        elif getattr(self, "_fit_columns", None) is not None:  # absent in estimators pickled before
             frame.columns = self._fit_columns
         return frame
 

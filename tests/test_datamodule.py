@@ -373,3 +373,11 @@ def test_category_codes_read_back_as_numbers_match_their_training_text(caplog):
         as_text.assign(code=["1", "2", "3", dm.preprocessor.category_fill[0], "1", "2"])
     )
     np.testing.assert_array_equal(x, expected)
+
+
+def test_an_unnamed_column_such_as_a_saved_index_is_pointed_out(tmp_path, caplog):
+    path = tmp_path / "with_index.csv"
+    frame_rows().to_csv(path)  # index=True: an unnamed first column
+    with caplog.at_level(logging.WARNING):
+        TabularDataModule(path=str(path), target="y").setup()
+    assert "column 'Unnamed: 0' has no name in the file's header" in caplog.text

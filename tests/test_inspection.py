@@ -63,7 +63,9 @@ def test_every_tag_is_in_the_event_files(run):
             assert f"test/spikes/{layer}/{stat}" in tags["scalars"]
         assert f"spikes/{layer}/neuron_rates" in tags["histograms"]
         assert f"membrane/{layer}" in tags["histograms"]
-    assert len(ev.Scalars("val/spikes/layer1/firing_rate")) == 3  # every epoch (the final validate is not logged)
+    assert (
+        len(ev.Scalars("val/spikes/layer1/firing_rate")) == 3
+    )  # every epoch (the final validate is not logged)
     for tag in (
         "test/synops_per_row",
         "test/synops_from_spikes_per_row",

@@ -179,6 +179,14 @@ def split_columns(
         if values.isna().all():
             log.warning("%s: column %r is entirely empty and is ignored.", where, column)
             continue
+        if str(column).startswith("Unnamed: "):
+            log.warning(
+                "%s: column %r has no name in the file's header; if it is a saved row index "
+                "(pandas' to_csv writes one unless index=False), drop it with data.drop=[%r].",
+                where,
+                column,
+                column,
+            )
         if values.map(lambda v: isinstance(v, (list, dict, np.ndarray))).any():
             raise DataError(
                 f"{where}: column {column!r} holds nested values (lists or structs); "
