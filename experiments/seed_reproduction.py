@@ -11,8 +11,8 @@ Settings (``--settings``):
   random splits (``data.split_seed=S`` as well), to compare with the original's "0.833 across 5
   random iris splits".
 * ``house``: the original 231/58/125 split.
-* ``binary``: the original synthetic 4800/1200/4000 split; slow (T=500; ~17 min per seed on 2 busy
-  CPU cores with the numba backend, hours with the plain reference loop).
+* ``binary``: the original synthetic 4800/1200/4000 split; slow (T=500; under a minute per seed on 2 CPU
+  cores with the numba backend, 43-46 s in the recorded run; hours with the plain reference loop).
 
 The experiment configs fix the split seeds to the original notebooks', so ``seed=S`` varies only
 the model initialization, the training noise and the batch order.
