@@ -29,9 +29,9 @@ QUICK = [
 ]
 
 
-def sweep(*args: str, cwd: Path) -> None:
+def sweep(*args: str, cwd: Path):
     cwd.mkdir(parents=True, exist_ok=True)
-    run_cli("nmsnn-train", "--multirun", *args, cwd=cwd)
+    return run_cli("nmsnn-train", "--multirun", *args, cwd=cwd)
 
 
 def summary(cwd: Path) -> pd.DataFrame:
@@ -189,6 +189,15 @@ def test_mixed_sweep_runs_as_groups_and_isolates_failures(tmp_path):
     failing = summary(tmp_path / "failing")
     assert failing.loc[1, "status"] == "failed" and "decay must be in (0, 1]" in failing.loc[1, "error"]
     assert (failing.loc[[0, 2], "status"] == "ok").all()
+
+    # an optimizer setting torch refuses fails its own job too, not the population it would join
+    result = sweep(
+        "hydra/launcher=population", "model.optimizer.lr=-1,0.003,0.01", *QUICK, cwd=tmp_path / "lr"
+    )
+    bad_lr = summary(tmp_path / "lr")
+    assert bad_lr.loc[0, "status"] == "failed" and "Invalid learning rate" in bad_lr.loc[0, "error"]
+    assert (bad_lr.loc[[1, 2], "status"] == "ok").all()
+    assert "Error executing job" not in result.stdout + result.stderr
 
 
 @pytest.mark.slow

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
@@ -82,6 +82,7 @@ def _prepare(cfg: DictConfig) -> Any:
     if reason:
         raise _NotPopulationAble(reason)
     datamodule, module = build(cfg)
+    module.configure_optimizers()  # a bad optimizer setting fails this job alone, not its population
     out_dir = Path(cfg.paths.output_dir)
     loggers = instantiate_group(cfg.get("logger"))
     member = Member(cfg, module, datamodule, out_dir, loggers, checkpoint_paths(cfg, out_dir))
@@ -158,7 +159,8 @@ class PopulationLaunch:
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         groups = group_jobs(job_overrides, self.max_members)
         log.info(
-            "Launching %d jobs as %d population(s) of at most %d",
+            "Launching %d jobs in %d group(s) of at most %d (a group trains as one population; a "
+            "group of one, and a job that cannot be a population member, runs on its own)",
             len(job_overrides),
             len(groups),
             self.max_members,
@@ -186,13 +188,14 @@ class PopulationLaunch:
                 continue
             configs[i] = self._job_config(overrides, idx)
             ret = self._run(_prepare, overrides, idx, configs[i])
-            try:
+            if ret.status == JobStatus.COMPLETED:
                 prepared[i] = ret.return_value
-            except _NotPopulationAble as reason:
-                log.info("\t#%d runs on its own: %s", idx, reason)
-                results[i] = self._run(self.task_function, overrides, idx)
-            except Exception:
-                results[i] = self._run(self.task_function, overrides, idx)  # records the error
+                continue
+            # not through ret.return_value, which would print "Error executing job" for a job
+            # that is about to run on its own (and record its own error if it has one)
+            if isinstance(ret._return_value, _NotPopulationAble):
+                log.info("\t#%d runs on its own: %s", idx, ret._return_value)
+            results[i] = self._run(self.task_function, overrides, idx)
         if not prepared:
             return results
         members = [prepared[i] for i in sorted(prepared)]
