@@ -10,9 +10,11 @@ replacing a missing value with ``impute``, then one 0/1 column per category of e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -59,10 +61,29 @@ def to_torchscript(model: InferenceModel, path: Path) -> None:
     traced.save(str(path))
 
 
+# The ONNX exporter and its graph optimizer log each pass (torchvision ops skipped, nodes removed,
+# initializers merged): dozens of lines per export that say nothing about the model.
+EXPORTER_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir")
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in EXPORTER_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def to_onnx(model: InferenceModel, path: Path) -> None:
     batch = torch.export.Dim("batch", min=1)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with torch.no_grad(), _quiet_exporter():
         program = torch.onnx.export(
             model,
             (example_rows(model),),
@@ -79,7 +100,7 @@ def export(
     module: SpikingModule,
     preprocessor: TabularPreprocessor,
     output_dir: str | Path,
-    formats: tuple[str, ...] = FORMATS,
+    formats: tuple[str, ...] | str = FORMATS,
     overwrite: bool = False,
 ) -> dict[str, Path]:
     """Write the chosen formats and ``preprocessing.json`` to ``output_dir``; return their paths.
@@ -87,15 +108,27 @@ def export(
     Refuses to replace existing files unless ``overwrite``; every file is written to a temporary
     name and moved into place.
     """
+    formats = (formats,) if isinstance(formats, str) else tuple(formats)  # formats=onnx: one format
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ConfigError(f"unknown export format(s) {unknown}; choose from {FORMATS}.")
+    if not formats:
+        raise ConfigError(f"formats is empty: nothing to export; choose from {FORMATS}.")
     out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output_dir={out} is a file; give a directory.")
     targets = {name: out / FILES[name] for name in (*formats, "preprocessing")}
     existing = [str(p) for p in targets.values() if p.exists()]
     if existing and not overwrite:
         raise ConfigError(
             f"{', '.join(existing)}: file(s) exist; choose another output_dir or pass overwrite=true."
+        )
+    stale = [str(out / FILES[f]) for f in FORMATS if f not in formats and (out / FILES[f]).exists()]
+    if stale:
+        log.warning(
+            "%s: left from an earlier export (not in formats=%s); remove it if it is stale.",
+            stale,
+            list(formats),
         )
     model = InferenceModel(module)
     writers = {"torchscript": to_torchscript, "onnx": to_onnx}

@@ -67,3 +67,18 @@ def test_export_refuses_to_overwrite(exported):
     assert paths["torchscript"].read_bytes() == before
     with pytest.raises(ConfigError, match="unknown export format"):
         export(module, dm.preprocessor, paths["torchscript"].parent / "new", formats=("tflite",))
+
+
+def test_export_settings_are_checked(exported, tmp_path, caplog):
+    module, dm, _ = exported
+    with pytest.raises(ConfigError, match="formats is empty"):
+        export(module, dm.preprocessor, tmp_path / "none", formats=())
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(ConfigError, match="is a file; give a directory"):
+        export(module, dm.preprocessor, tmp_path / "a_file", formats=("torchscript",))
+    one = export(module, dm.preprocessor, tmp_path / "one", formats="torchscript")  # formats=torchscript
+    assert set(one) == {"torchscript", "preprocessing"}
+    export(module, dm.preprocessor, tmp_path / "one", formats="onnx", overwrite=True)
+    with caplog.at_level("WARNING"):
+        export(module, dm.preprocessor, tmp_path / "one", formats=("torchscript",), overwrite=True)
+    assert "model.onnx']: left from an earlier export" in caplog.text

@@ -9,6 +9,8 @@ import sys
 import warnings
 from collections.abc import Iterator
 
+from omegaconf.errors import MissingMandatoryValue
+
 from nmsnn.errors import user_error
 
 CONFIG_PATH = "pkg://nmsnn.conf"
@@ -30,6 +32,11 @@ def user_errors() -> Iterator[None]:
     """
     try:
         yield
+    except MissingMandatoryValue as err:  # a ??? key of the command's config was not given
+        if os.environ.get(DEBUG_ENV) or os.environ.get("HYDRA_FULL_ERROR"):
+            raise
+        print(f"error: {err.full_key} is required: add {err.full_key}=... (see --help).", file=sys.stderr)
+        sys.exit(2)
     except Exception as err:
         cause = user_error(err)
         if os.environ.get(DEBUG_ENV):
