@@ -127,6 +127,9 @@ def test_cli_reports_bad_input_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "missing.csv: file not found" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+    missing = run_cli("nmsnn-predict", "ckpt_path=x.ckpt", cwd=tmp_path, check=False)
+    assert missing.returncode == 2 and "error: input_path is required" in missing.stderr
+    assert "Traceback" not in missing.stderr + missing.stdout
     (log_file,) = (tmp_path / "logs" / "train" / "runs").glob("*/train.log")
     assert "[ERROR] - error: missing.csv: file not found" in log_file.read_text(), "the run's log says why"
 
