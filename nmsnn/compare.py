@@ -314,9 +314,10 @@ def comparison_markdown(
     macs = spiking_metrics.get("test/ann_macs_per_row")
     if macs:
         ratio = spiking_metrics.get("test/synops_per_mac", float("nan"))
+        outputs = "one output per class" if task == "classification" else "one output"
         lines.append(
             f"- The same-shaped non-spiking network needs {macs:.6g} MACs per row (as counted by "
-            f"nmsnn, with one output per class); the spiking model's synaptic ops are {ratio:.3g}x that."
+            f"nmsnn, with {outputs}); the spiking model's synaptic ops are {ratio:.3g}x that."
         )
     from_spikes = spiking_metrics.get("test/synops_from_spikes_per_row")
     if from_spikes is not None and "test/synops_per_row" in spiking_metrics:
