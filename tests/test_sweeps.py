@@ -136,6 +136,7 @@ def test_ddp_on_two_cpu_processes(tmp_path):
         [
             "trainer=ddp_sim",
             "data=iris",
+            "data.test_size=0.19",  # 29 test and 25 validation rows: the ranks hold unequal shares
             "trainer.max_epochs=2",
             "data.batch_size=16",
             "logger=none",
@@ -153,7 +154,12 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     with initialize_config_module("nmsnn.conf", version_base="1.3"):
         single = evaluate(compose("eval", overrides=[f"ckpt_path={ckpt}"]))
-    assert single["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+        val = evaluate(compose("eval", overrides=[f"ckpt_path={ckpt}", "split=val"]))
+    # the report's metrics, gathered over two ranks, are those of one process on all the rows
+    for key in ("test/acc", "test/loss"):
+        assert single[key] == pytest.approx(metrics[key], abs=1e-6), key
+    for key in ("val/acc", "val/loss", "val/f1_macro"):
+        assert val[key] == pytest.approx(metrics[key], abs=1e-6), key
     assert metrics["epochs"] == 2
 
 

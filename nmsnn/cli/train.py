@@ -111,6 +111,7 @@ def report(
     Returns the metrics (validation, test and ``epochs``)."""
     out_dir = Path(cfg.paths.output_dir)
     metrics: dict[str, float] = {}
+    model.reset_metrics()
     if "val" in datamodule.tensors:
         # not logged: a point after the last epoch would end the val/* curves with the best
         # epoch's values again (they are in metrics.json and the HPARAMS tab)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
+from torchmetrics import MeanMetric, Metric
 
 from nmsnn.core.encoders import build_encoder
 from nmsnn.core.layers import (
@@ -172,6 +173,9 @@ class SpikingModule(L.LightningModule):
             {stage: build_metrics(task, num_outputs, prefix=f"{stage}/") for stage in ("val", "test")}
         )
         self.train_metrics = build_metrics(task, num_outputs, prefix="train/")
+        # the evaluation loss as a row-weighted mean that syncs its sums across DDP ranks
+        # (Lightning's own sync_dist mean came out wrong when ranks held different row counts)
+        self.eval_losses = torch.nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
         # The training noise has its own stream, seeded from the global RNG at construction (so
         # by ``seed``): no other draw (a DataLoader's base seed, a library) can shift it, and a
         # population member reproduces exactly the stream it would see alone.
@@ -242,16 +246,9 @@ class SpikingModule(L.LightningModule):
         batch_size = batch["y"].shape[0]
         if stage == "train":  # logged once per epoch, in on_train_epoch_end
             self._train_loss += (loss.detach() * batch_size, batch_size)
-        else:  # metrics sync themselves; the epoch loss is averaged over ranks
-            self.log(
-                f"{stage}/loss",
-                loss,
-                on_step=False,
-                on_epoch=True,
-                prog_bar=True,
-                batch_size=batch_size,
-                sync_dist=True,
-            )
+        else:  # the loss and the metrics sync themselves across ranks
+            self.eval_losses[stage].update(loss.detach(), weight=batch_size)
+            self.log(f"{stage}/loss", self.eval_losses[stage], on_step=False, on_epoch=True, prog_bar=True)
             self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
         # the activity goes to callbacks (spike statistics) without a second forward pass
         return {"loss": loss, "activity": StepActivity(batch["x"], out.network)}
@@ -321,6 +318,14 @@ class SpikingModule(L.LightningModule):
             if key.startswith("cuda") and not torch.cuda.is_available():
                 continue
             self.noise_generator(key).set_state(generator_state)
+
+    def reset_metrics(self) -> None:
+        """Empty every metric's state. After a fit in spawned DDP workers, this (main) process's
+        metric objects came back holding the workers' last sums: a later validation in new
+        workers added them to its own and reported wrong values."""
+        for metric in self.modules():
+            if isinstance(metric, Metric):
+                metric.reset()
 
     def epoch_metric_names(self) -> set[str]:
         """The per-epoch metrics this module logs (what ``monitor`` may watch; the spike
