@@ -52,6 +52,7 @@ def test_run_directory_contents(trained_run):
     out, _, metrics = trained_run
     assert (out / "checkpoints" / "best.ckpt").exists() and (out / "checkpoints" / "last.ckpt").exists()
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert f"TensorBoard: `tensorboard --logdir {out}`" in (out / "summary.md").read_text()
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["metrics"]["test/acc"] == pytest.approx(metrics["test/acc"])
     assert {"val/acc", "val/f1_macro", "val/auroc", "test/acc", "test/f1_macro", "test/auroc"} <= set(metrics)
@@ -291,6 +292,7 @@ def test_resuming_with_changed_settings_or_rows_is_refused(tmp_path, fixtures):
         compose_train(tmp_path / "run", [*common, "trainer.max_epochs=2", "model.backend=reference"])
     )
     assert metrics["epochs"] == 2, "a resume may change what does not change the training (the backend)"
+    assert "TensorBoard" not in (tmp_path / "run" / "summary.md").read_text(), "logger=none: no TensorBoard"
 
 
 def _umask() -> int:

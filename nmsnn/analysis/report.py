@@ -107,5 +107,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             lines += [f"## {title}", "", *table(sorted(keys)), ""]
     lines += ["## Files", "", f"- checkpoint: `{summary['checkpoint']}`"]
     lines += [f"- plot `{name}`: `{path}`" for name, path in summary["plots"].items()]
-    lines += ["- TensorBoard: `tensorboard --logdir " + summary["run_dir"] + "`", ""]
-    return "\n".join(lines)
+    run_dir = Path(summary["run_dir"])
+    if (run_dir / "tensorboard").is_dir():
+        lines += [f"- TensorBoard: `tensorboard --logdir {run_dir}`"]
+    lines += [f"- CSV log: `{path}`" for path in sorted(run_dir.glob("csv/**/metrics.csv"))]
+    return "\n".join([*lines, ""])
