@@ -190,8 +190,10 @@ class SpikeStatistics(L.Callback):
         if trainer.state.fn == "fit":
             # straight to the loggers: each self.log call costs Lightning a walk over every logged
             # value, which on small tabular epochs costs more than the statistics themselves
+            # at the step and with the epoch of the epoch's other validation metrics
+            step = max(trainer.global_step - 1, 0)
             for logger in trainer.loggers:
-                logger.log_metrics(scalars, step=trainer.global_step)
+                logger.log_metrics({**scalars, "epoch": float(trainer.current_epoch)}, step=step)
         else:  # a validate() call: return them with its results
             pl_module.log_dict(scalars, sync_dist=True)
         writer = tensorboard_writer(trainer)

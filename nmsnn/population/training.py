@@ -365,8 +365,10 @@ class PopulationTrainer:
                     for layer in activity[k].layer_stats()
                     for key, value in layer.scalars().items()
                 }
-                for logger in member.loggers:  # the step the SpikeStatistics callback uses
-                    logger.log_metrics(scalars, step=member.global_step)
+                for logger in member.loggers:  # as the SpikeStatistics callback logs them
+                    logger.log_metrics(
+                        {**scalars, "epoch": float(epoch)}, step=max(member.global_step - 1, 0)
+                    )
             if not math.isfinite(logs["val/loss"]):
                 self._fail(k, f"the validation loss became {logs['val/loss']:g}", epoch, "validation")
                 continue
