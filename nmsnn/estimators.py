@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import logging
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
@@ -27,28 +25,15 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d,
 
 from nmsnn.data.datamodule import TabularDataModule
 from nmsnn.lit.module import SpikingModule
+from nmsnn.quiet import quiet_loggers
 
 TARGET = "__nmsnn_target__"
 QUIET_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "nmsnn")
 
 
-@contextlib.contextmanager
-def quiet(verbose: bool) -> Iterator[None]:
+def quiet(verbose: bool) -> contextlib.AbstractContextManager:
     """Silence Lightning's banners, infos and warnings (and nmsnn's infos) unless ``verbose``."""
-    if verbose:
-        yield
-        return
-    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
+    return contextlib.nullcontext() if verbose else quiet_loggers(QUIET_LOGGERS)
 
 
 class _KeepBest(L.Callback):

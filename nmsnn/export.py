@@ -10,11 +10,10 @@ replacing a missing value with ``impute``, then one 0/1 column per category of e
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -24,6 +23,7 @@ from nmsnn.data.preprocessing import TabularPreprocessor
 from nmsnn.errors import ConfigError
 from nmsnn.lit.module import SpikingModule, output_values
 from nmsnn.predicting import write_atomic, write_text
+from nmsnn.quiet import quiet_loggers
 
 log = logging.getLogger(__name__)
 
@@ -66,24 +66,9 @@ def to_torchscript(model: InferenceModel, path: Path) -> None:
 EXPORTER_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir")
 
 
-@contextlib.contextmanager
-def _quiet_exporter() -> Iterator[None]:
-    loggers = [logging.getLogger(name) for name in EXPORTER_LOGGERS]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
-
-
 def to_onnx(model: InferenceModel, path: Path) -> None:
     batch = torch.export.Dim("batch", min=1)
-    with torch.no_grad(), _quiet_exporter():
+    with torch.no_grad(), quiet_loggers(EXPORTER_LOGGERS):
         program = torch.onnx.export(
             model,
             (example_rows(model),),
@@ -100,7 +85,7 @@ def export(
     module: SpikingModule,
     preprocessor: TabularPreprocessor,
     output_dir: str | Path,
-    formats: tuple[str, ...] | str = FORMATS,
+    formats: Sequence[str] | str = FORMATS,
     overwrite: bool = False,
 ) -> dict[str, Path]:
     """Write the chosen formats and ``preprocessing.json`` to ``output_dir``; return their paths.

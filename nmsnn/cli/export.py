@@ -14,13 +14,7 @@ from nmsnn.export import export
 def main(cfg: DictConfig) -> None:
     with user_errors():
         loaded = load_checkpoint(cfg.ckpt_path)
-        paths = export(
-            loaded.module,
-            loaded.preprocessor,
-            cfg.output_dir,
-            cfg.formats if isinstance(cfg.formats, str) else tuple(cfg.formats),
-            cfg.overwrite,
-        )
+        paths = export(loaded.module, loaded.preprocessor, cfg.output_dir, cfg.formats, cfg.overwrite)
         for path in paths.values():
             print(path)
 

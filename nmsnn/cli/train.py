@@ -57,9 +57,8 @@ def build(cfg: DictConfig) -> tuple[TabularDataModule, SpikingModule]:
             fallback,
             monitor,
         )
-        cfg.monitor = fallback  # the callbacks' ${monitor} (and optimized_metric) follow
+        cfg.monitor = monitor = fallback  # the callbacks' ${monitor} (and optimized_metric) follow
     model = instantiate(cfg.model, **datamodule.model_kwargs())
-    monitor = cfg.get("monitor")
     known = model.epoch_metric_names()
     if monitor and monitor not in known and not str(monitor).startswith("val/spikes/"):
         raise ConfigError(
@@ -111,7 +110,6 @@ def report(
     Returns the metrics (validation, test and ``epochs``)."""
     out_dir = Path(cfg.paths.output_dir)
     metrics: dict[str, float] = {}
-    model.reset_metrics()
     if "val" in datamodule.tensors:
         # not logged: a point after the last epoch would end the val/* curves with the best
         # epoch's values again (they are in metrics.json and the HPARAMS tab)

@@ -62,19 +62,28 @@ def _as_number_column(values: pd.Series, column: str, where: str) -> pd.Series |
         return values.astype(float)
     if ptypes.is_numeric_dtype(values):
         return values.astype(float)
-    present = values.dropna()
-    present = present[present.astype(str).str.strip() != ""]
-    numbers = pd.to_numeric(present, errors="coerce")
-    failed = numbers.isna()
-    if len(present) and not failed.any():
+    present, strays = _present_and_strays(values)
+    if len(present) and not len(strays):
         return pd.to_numeric(values.replace(r"^\s*$", np.nan, regex=True), errors="coerce")
-    if len(present) and failed.mean() <= 0.05:
-        examples = present[failed]
+    if len(present) and len(strays) <= 0.05 * len(present):
         raise DataError(
-            f"{where}: column {column!r} holds numbers, but {int(failed.sum())} value(s) are not "
-            f"numbers, e.g. {examples.iloc[0]!r} in row {examples.index[0]}; fix or empty them."
+            f"{where}: column {column!r} holds numbers, but {len(strays)} value(s) are not "
+            f"numbers, {_first(strays)}; fix or empty them."
         )
     return None
+
+
+def _present_and_strays(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """A column's present values (neither missing nor blank), and those among them that are not
+    numbers."""
+    present = values.dropna()
+    present = present[present.astype(str).str.strip() != ""]
+    return present, present[pd.to_numeric(present, errors="coerce").isna()]
+
+
+def _first(values: pd.Series) -> str:
+    """The first of ``values`` and its row, for an error message."""
+    return f"e.g. {values.iloc[0]!r} in row {values.index[0]}"
 
 
 def _numbers(values: pd.Series, column: str, where: str) -> pd.Series:
@@ -82,12 +91,10 @@ def _numbers(values: pd.Series, column: str, where: str) -> pd.Series:
     an offending value if it does not hold numbers here."""
     as_number = _as_number_column(values, column, where)
     if as_number is None:
-        present = values.dropna()
-        bad = present[pd.to_numeric(present, errors="coerce").isna()]
+        _, strays = _present_and_strays(values)
         raise DataError(
-            f"{where}: column {column!r} was numeric in training, but {len(bad)} of its "
-            f"{len(values)} values here are not numbers, e.g. {bad.iloc[0]!r} in row {bad.index[0]}; "
-            "fix or empty them."
+            f"{where}: column {column!r} was numeric in training, but {len(strays)} of its "
+            f"{len(values)} values here are not numbers, {_first(strays)}; fix or empty them."
         )
     return as_number
 
@@ -110,13 +117,12 @@ def infer_task(target: pd.Series, task: str, column: str) -> str:
         ):
             raise DataError(
                 f"target column {column!r} holds numbers, but {len(strays)} value(s) are not numbers, "
-                f"e.g. {strays.iloc[0]!r} in row {strays.index[0]}; fix or drop those rows"
+                f"{_first(strays)}; fix or drop those rows"
                 + ("." if task == "regression" else " (or set data.task=classification if they are labels).")
             )
         elif task == "regression":
             raise DataError(
-                f"task=regression needs a numeric target, but column {column!r} holds text, "
-                f"e.g. {strays.iloc[0]!r} in row {strays.index[0]}."
+                f"task=regression needs a numeric target, but column {column!r} holds text, {_first(strays)}."
             )
     if task == "auto":
         if not numeric:
@@ -198,14 +204,12 @@ def split_columns(
             numeric.append(column)
             continue
         distinct = values.dropna().astype(str).nunique()
-        present = values.dropna()
-        numbers = pd.to_numeric(present, errors="coerce")
-        if distinct > max_categories and numbers.notna().mean() >= 0.5:
-            bad = present[numbers.isna()]
+        present, strays = _present_and_strays(values)
+        if distinct > max_categories and len(strays) <= 0.5 * len(present):
             raise DataError(
-                f"{where}: column {column!r} mostly holds numbers, but {len(bad)} value(s) are not "
-                f"numbers, e.g. {bad.iloc[0]!r} in row {bad.index[0]}; fix or empty them (or drop the "
-                f"column with data.drop=[{column}])."
+                f"{where}: column {column!r} mostly holds numbers, but {len(strays)} value(s) are not "
+                f"numbers, {_first(strays)}; fix or empty them (or drop the column with "
+                f"data.drop=[{column}])."
             )
         if distinct > max_categories:
             raise DataError(

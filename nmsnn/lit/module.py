@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
-from torchmetrics import MeanMetric, Metric
+from torchmetrics import MeanMetric
 
 from nmsnn.core.encoders import build_encoder
 from nmsnn.core.layers import (
@@ -266,6 +266,19 @@ class SpikingModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._train_loss = []
 
+    def _reset_evaluation(self, stage: str) -> None:
+        """Start an evaluation epoch from empty metric and loss sums. After a fit in spawned DDP
+        workers, the main process's metric objects came back holding the workers' last sums, and
+        a later validate() in new workers added them to its own and reported wrong values."""
+        self.metrics[stage].reset()
+        self.eval_losses[stage].reset()
+
+    def on_validation_epoch_start(self) -> None:
+        self._reset_evaluation("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._reset_evaluation("test")
+
     def on_train_epoch_end(self) -> None:
         """Log the epoch's training loss (mean over rows, this rank's) and metrics. Logging them
         at every step, as the evaluation steps do, cost a fifth of a CPU training step on the
@@ -318,14 +331,6 @@ class SpikingModule(L.LightningModule):
             if key.startswith("cuda") and not torch.cuda.is_available():
                 continue
             self.noise_generator(key).set_state(generator_state)
-
-    def reset_metrics(self) -> None:
-        """Empty every metric's state. After a fit in spawned DDP workers, this (main) process's
-        metric objects came back holding the workers' last sums: a later validation in new
-        workers added them to its own and reported wrong values."""
-        for metric in self.modules():
-            if isinstance(metric, Metric):
-                metric.reset()
 
     def epoch_metric_names(self) -> set[str]:
         """The per-epoch metrics this module logs (what ``monitor`` may watch; the spike
