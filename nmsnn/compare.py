@@ -28,6 +28,7 @@ from nmsnn.analysis.plots import close_figures, save_figures
 from nmsnn.checkpoint import load_checkpoint
 from nmsnn.data.preprocessing import TabularPreprocessor
 from nmsnn.errors import ConfigError
+from nmsnn.lit.module import target_values
 from nmsnn.predicting import write_csv, write_text
 from nmsnn.sweeps import markdown_table
 
@@ -137,7 +138,8 @@ def score(pre: TabularPreprocessor, y_true: np.ndarray, values: np.ndarray) -> d
 
 def unscale(pre: TabularPreprocessor, y: np.ndarray) -> np.ndarray:
     """A scaled regression target back on the original scale."""
-    return np.asarray(y, dtype=np.float64).reshape(-1) * pre.target_std + pre.target_mean
+    scaled = torch.from_numpy(np.asarray(y, dtype=np.float64).reshape(-1))
+    return target_values(scaled, pre.target_mean, pre.target_std, pre.target_transform).numpy()
 
 
 def best_time(fn: Callable[[], Any], repeats: int) -> tuple[Any, float]:

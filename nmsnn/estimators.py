@@ -24,10 +24,13 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
 from nmsnn.data.datamodule import TabularDataModule
+from nmsnn.lit.callbacks import StepBudget
 from nmsnn.lit.module import SpikingModule
 from nmsnn.quiet import quiet_loggers
 
 TARGET = "__nmsnn_target__"
+# nmsnn-train's default schedule (conf/model/default.yaml)
+WARMUP_COSINE = {"_target_": "nmsnn.lit.schedules.warmup_cosine", "interval": "step"}
 QUIET_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "nmsnn")
 
 
@@ -57,7 +60,7 @@ class _SpikingEstimator(BaseEstimator):
         self,
         hidden: Sequence[int] = (128,),
         time_steps: int = 16,
-        encoder: str = "uniform_noise",
+        encoder: str = "direct",
         decay: float = 0.9,
         threshold: float = 1.0,
         penalty: float = 1.5,
@@ -66,10 +69,11 @@ class _SpikingEstimator(BaseEstimator):
         learnable: bool = False,
         readout: str = "integrator",
         burn_in: int = 0,
-        epochs: int = 40,
-        batch_size: int = 64,
+        epochs: int = 300,
+        steps: int = 3000,
+        batch_size: int | str = "auto",
         learning_rate: float = 3e-3,
-        weight_decay: float = 0.0,
+        weight_decay: float = 0.01,
         early_stopping: bool = False,
         validation_fraction: float = 0.1,
         patience: int = 15,
@@ -89,6 +93,7 @@ class _SpikingEstimator(BaseEstimator):
         self.readout = readout
         self.burn_in = burn_in
         self.epochs = epochs
+        self.steps = steps
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
@@ -142,6 +147,8 @@ class _SpikingEstimator(BaseEstimator):
     def _check_params(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, (int, np.integer)) or self.epochs < 1:
             raise ValueError(f"epochs must be a positive integer; got {self.epochs!r}.")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, (int, np.integer)) or self.steps < 1:
+            raise ValueError(f"steps must be a positive integer; got {self.steps!r}.")
 
     def _target(self, y: Any) -> np.ndarray:
         y = column_or_1d(y, warn=True)
@@ -198,11 +205,12 @@ class _SpikingEstimator(BaseEstimator):
                     "lr": self.learning_rate,
                     "weight_decay": self.weight_decay,
                 },
+                scheduler=dict(WARMUP_COSINE),
             )
-            callbacks: list[L.Callback] = []
+            callbacks: list[L.Callback] = [StepBudget(self.steps)]
             keep = _KeepBest()
             if self.early_stopping:
-                callbacks = [keep, L.pytorch.callbacks.EarlyStopping("val/loss", patience=self.patience)]
+                callbacks += [keep, L.pytorch.callbacks.EarlyStopping("val/loss", patience=self.patience)]
             trainer = L.Trainer(
                 devices=1,  # never a multi-process launch inside fit (GridSearchCV, notebooks)
                 max_epochs=self.epochs,
@@ -238,8 +246,10 @@ class SpikingClassifier(ClassifierMixin, _SpikingEstimator):
 
     Parameters mirror ``nmsnn-train``'s model: ``hidden`` layer sizes, ``time_steps``,
     ``encoder``, the neuron's ``decay``, ``threshold``, ``penalty``, ``reset``, ``spike_fn`` and
-    ``learnable``, the ``readout`` and ``burn_in``; training: ``epochs``, ``batch_size``,
-    ``learning_rate``, ``weight_decay``, ``early_stopping`` (with ``validation_fraction`` and
+    ``learnable``, the ``readout`` and ``burn_in``; training: ``steps`` (the budget in optimizer
+    steps, rounded up to whole epochs, with a warm-up + cosine learning rate), ``epochs`` (the
+    most epochs), ``batch_size`` (``"auto"``: 32 to 512 by the rows), ``learning_rate``,
+    ``weight_decay``, ``early_stopping`` (with ``validation_fraction`` and
     ``patience``), ``random_state`` (an int, a NumPy ``RandomState``, or ``None``: a fresh seed
     for the weights, the noise, the batch order and the validation split), ``verbose``.
     """

@@ -44,10 +44,13 @@ class InferenceModel(nn.Module):
         self.task = hparams["task"]
         self.target_mean = float(hparams["target_mean"])
         self.target_std = float(hparams["target_std"])
+        self.target_transform = str(hparams.get("target_transform", "none"))
         self.num_inputs = int(hparams["num_inputs"])
 
     def forward(self, x: Tensor) -> Tensor:
-        return output_values(self.model(x).prediction, self.task, self.target_mean, self.target_std)
+        return output_values(
+            self.model(x).prediction, self.task, self.target_mean, self.target_std, self.target_transform
+        )
 
 
 def example_rows(model: InferenceModel, rows: int = 4) -> Tensor:

@@ -12,22 +12,37 @@ import pandas as pd
 import torch
 
 from nmsnn.data.preprocessing import TabularPreprocessor
-from nmsnn.errors import NmsnnError
+from nmsnn.errors import ConfigError, NmsnnError
 from nmsnn.lit.module import SpikingModule
 
 
 def predict_frame(
-    module: SpikingModule, preprocessor: TabularPreprocessor, frame: pd.DataFrame, where: str = "rows"
+    module: SpikingModule,
+    preprocessor: TabularPreprocessor,
+    frame: pd.DataFrame,
+    where: str = "rows",
+    id_column: str | None = None,
 ) -> pd.DataFrame:
-    """One output row per input row: ``prediction`` and, for classes, ``proba_<class>`` columns."""
+    """One output row per input row: ``prediction`` and, for classes, ``proba_<class>`` columns;
+    ``id_column``: a column of ``frame`` copied, as it is, in front of them."""
+    if id_column is not None and id_column not in frame.columns:
+        raise ConfigError(
+            f"{where}: id_column={id_column!r} is not a column; the columns are "
+            f"{list(map(str, frame.columns))}."
+        )
     x = torch.from_numpy(preprocessor.transform(frame, where))
     values = module.predict_rows(x).numpy()
     if preprocessor.task == "classification":
         out = pd.DataFrame({"prediction": preprocessor.decode(values.argmax(1))}, index=frame.index)
         for j, label in enumerate(preprocessor.classes or []):
             out[f"proba_{label}"] = values[:, j].astype(np.float64)
-        return out
-    return pd.DataFrame({"prediction": values.astype(np.float64)}, index=frame.index)
+    else:
+        out = pd.DataFrame({"prediction": values.astype(np.float64)}, index=frame.index)
+    if id_column is not None:
+        if id_column in out.columns:
+            raise ConfigError(f"{where}: id_column={id_column!r} is also an output column; rename it.")
+        out.insert(0, id_column, frame[id_column])
+    return out
 
 
 def write_atomic(path: str | Path, write, overwrite: bool = False) -> Path:

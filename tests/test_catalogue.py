@@ -7,6 +7,7 @@ that no output file was left half-written.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -115,11 +116,12 @@ CASES = [
         csv(good_frame().assign(y=np.nan)),
     ),
     Case(
-        "target with missing values",
+        "target with missing values (skipped, warned)",
         "train",
-        TRAIN_DATA,
-        "target column 'y' has 20 missing value(s)",
+        [*TRAIN_DATA, *FAST],
+        "20 row(s) have no value in target column 'y' and are skipped (rows 2, 5, 8, 11, 14, ...)",
         csv(good_frame().assign(y=["a", "b", None] * 20)),
+        status=0,
     ),
     Case("constant target", "train", TRAIN_DATA, "has a single value ('a')", csv(good_frame().assign(y="a"))),
     Case(
@@ -155,15 +157,40 @@ CASES = [
         "numbers with stray words",
         "train",
         TRAIN_DATA,
-        "column 'x2' holds numbers, but 1 value(s) are not numbers, e.g. 'n/a?' in row 3",
-        csv(good_frame().assign(x2=["1.5", "2", "3", "n/a?"] + ["0.1"] * 56)),
+        "column 'x2' holds numbers, but 1 value(s) are not numbers, e.g. 'n/a?' in row 3; fix or empty "
+        "them, set data.numeric=[x2] to read them as missing values",
+        csv(good_frame().assign(x2=["1.5", "2", "3", "n/a?"] + [f"0.{i}" for i in range(56)])),
     ),
     Case(
-        "text column with thousands of values",
+        "few numbers with a stray word (read as text, warned)",
         "train",
-        TRAIN_DATA,
-        "text column 'name' has 3000 distinct values",
+        [*TRAIN_DATA, *FAST],
+        "column 'x2' holds numbers and 15 value(s) that are not, ['unknown']; with 4 distinct values",
+        csv(good_frame().assign(x2=["2", "4", "6", "unknown"] * 15)),
+        status=0,
+    ),
+    Case(
+        "text column of thousands of names (ignored, warned)",
+        "train",
+        [*TRAIN_DATA, *FAST],
+        "text column 'name' has 3000 distinct values in 3000 rows",
         csv(pd.concat([good_frame(3000)], ignore_index=True).assign(name=[f"user{i}" for i in range(3000)])),
+        status=0,
+    ),
+    Case(
+        "override names unknown column",
+        "train",
+        [*TRAIN_DATA, "data.numeric=[zzz]"],
+        "data.numeric names column(s) ['zzz'] that do not exist; the columns are ['x1', 'x2', 'y']",
+        csv(good_frame()),
+    ),
+    Case(
+        "not a date in a parse_dates column",
+        "train",
+        [*TRAIN_DATA, "data.parse_dates=[x2]"],
+        "column 'x2' (data.parse_dates) has 1 value(s) that are not dates (format %Y%m%d), e.g. 'soon' "
+        "in row 59",
+        csv(good_frame().assign(x2=["20240131"] * 59 + ["soon"])),
     ),
     Case(
         "drop names unknown column",
@@ -283,6 +310,13 @@ CASES = [
         ["ckpt_path={d}/model.ckpt", "input_path={d}/extra.csv", "output_path={d}/out.csv"],
         "ignoring column(s) not used in training: ['note']",
         status=0,
+    ),
+    Case(
+        "predict id_column that is not a column",
+        "predict",
+        ["ckpt_path={d}/model.ckpt", "input_path={d}/rows.csv", "output_path={d}/out.csv", "id_column=nope"],
+        "id_column='nope' is not a column; the columns are ['a', 'b', 'c', 'color']",
+        must_not_exist=["out.csv"],
     ),
     Case(
         "export over existing files",
@@ -405,3 +439,37 @@ def test_python_api_rejects_invalid_model_settings(kwargs, message):
     with pytest.raises(ConfigError) as err:
         SpikingModule("classification", 4, 2, **kwargs)
     assert message in str(err.value)
+
+
+def test_predict_id_column_comes_first_in_the_predictions(model_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NMSNN_LOG_DIR", str(tmp_path / "logs"))
+    rows = pd.read_csv(model_dir / "rows.csv").head(12)
+    rows.insert(1, "order_id", [f"A{i:03d}" for i in range(12)])
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    args = [f"ckpt_path={model_dir / 'model.ckpt'}", f"input_path={tmp_path / 'rows.csv'}"]
+    status, output = run(
+        "predict", [*args, f"output_path={tmp_path / 'out.csv'}", "id_column=order_id"], capsys
+    )
+    assert status == 0, output
+    status, output = run("predict", [*args, f"output_path={tmp_path / 'plain.csv'}"], capsys)
+    assert status == 0, output
+    out, plain = pd.read_csv(tmp_path / "out.csv"), pd.read_csv(tmp_path / "plain.csv")
+    assert list(out.columns) == ["order_id", *plain.columns]
+    assert out["order_id"].tolist() == rows["order_id"].tolist()
+    pd.testing.assert_frame_equal(out.drop(columns="order_id"), plain)
+
+
+def test_eval_scores_the_rows_with_a_target_and_counts_the_others(model_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NMSNN_LOG_DIR", str(tmp_path / "logs"))
+    rows = pd.read_csv(FIXTURE).head(50)
+    rows.loc[[3, 10, 11], "label"] = None
+    rows.to_csv(tmp_path / "labelled.csv", index=False)
+    args = [f"ckpt_path={model_dir / 'model.ckpt'}", f"+data.path={tmp_path / 'labelled.csv'}", "split=all"]
+    status, output = run("eval", [*args, f"predictions_path={tmp_path / 'pred.csv'}"], capsys)
+    assert status == 0, output
+    metrics = json.loads(output.strip().splitlines()[-1])
+    assert metrics["skipped_rows"] == 3 and "all/acc" in metrics
+    assert (
+        "scored 47 row(s) of split 'all'; skipped 3 row(s) without a value in target column 'label'" in output
+    )
+    assert len(pd.read_csv(tmp_path / "pred.csv")) == 47

@@ -211,11 +211,6 @@ BAD_INPUTS = [
         "is entirely empty",
     ),
     (
-        "target has missing",
-        lambda p: {"frame": frame_rows(y=["a", None] * 20), "target": "y"},
-        "20 missing value(s)",
-    ),
-    (
         "single class",
         lambda p: {"frame": frame_rows(y=["a"] * 40), "target": "y"},
         "has a single value ('a')",
@@ -231,23 +226,15 @@ BAD_INPUTS = [
         "column 'x' has infinite values (rows 39)",
     ),
     (
-        "stray words",
-        lambda p: {"frame": frame_rows(x=["1.5"] * 39 + ["oops"]), "target": "y"},
-        "'oops' in row 39",
+        "many numbers with a stray word",
+        lambda p: {"frame": frame_rows(n=100, x=[f"{i}.5" for i in range(99)] + ["oops"]), "target": "y"},
+        "column 'x' holds numbers, but 1 value(s) are not numbers, e.g. 'oops' in row 99; fix or "
+        "empty them, set data.numeric=[x] to read them as missing values",
     ),
     (
         "numbers with many stray words",
         lambda p: {"frame": frame_rows(n=100, x=[str(i) for i in range(90)] + ["n/a"] * 10), "target": "y"},
         "column 'x' mostly holds numbers, but 10 value(s) are not numbers, e.g. 'n/a' in row 90",
-    ),
-    (
-        "unusable text",
-        lambda p: {
-            "frame": frame_rows(name=[f"id{i}" for i in range(40)]),
-            "target": "y",
-            "max_categories": 10,
-        },
-        "text column 'name' has 40 distinct values",
     ),
     ("too few rows", lambda p: {"frame": frame_rows(n=6), "target": "y"}, "only 6 rows"),
     (
@@ -269,6 +256,42 @@ BAD_INPUTS = [
         "unknown drop",
         lambda p: {"frame": frame_rows(), "target": "y", "drop": ["q"]},
         "data.drop names column(s) ['q']",
+    ),
+    (
+        "unknown overrides",
+        lambda p: {"frame": frame_rows(), "target": "y", "categorical": ["q"], "parse_dates": ["r", "s"]},
+        "data.categorical names column(s) ['q'] that do not exist; data.parse_dates names column(s) "
+        "['r', 's'] that do not exist; the columns are ['x', 'y']",
+    ),
+    (
+        "override names the target",
+        lambda p: {"frame": frame_rows(), "target": "y", "numeric": ["y"]},
+        "data.numeric names the target column 'y'",
+    ),
+    (
+        "column in two overrides",
+        lambda p: {"frame": frame_rows(), "target": "y", "categorical": ["x"], "numeric": ["x"]},
+        "column 'x' is in both data.categorical and data.numeric",
+    ),
+    (
+        "not a date in a parse_dates column",
+        lambda p: {
+            "frame": frame_rows(when=["31/01/2024"] * 39 + ["someday"]),
+            "target": "y",
+            "parse_dates": ["when"],
+        },
+        "column 'when' (data.parse_dates) has 1 value(s) that are not dates (format %d/%m/%Y), "
+        "e.g. 'someday' in row 39",
+    ),
+    (
+        "impossible ISO date",
+        lambda p: {"frame": frame_rows(when=["2024-01-31"] * 39 + ["2024-02-30"]), "target": "y"},
+        "column 'when' holds ISO-8601 dates, but 1 value(s) are not valid dates, e.g. '2024-02-30' in row 39",
+    ),
+    (
+        "max_categories below 2",
+        lambda p: {"dataset": "iris", "max_categories": 1},
+        "data.max_categories must be",
     ),
     (
         "two sources",
@@ -381,3 +404,239 @@ def test_an_unnamed_column_such_as_a_saved_index_is_pointed_out(tmp_path, caplog
     with caplog.at_level(logging.WARNING):
         TabularDataModule(path=str(path), target="y").setup()
     assert "column 'Unnamed: 0' has no name in the file's header" in caplog.text
+
+
+# ----------------------------------------------------------------------------- messy CSV files
+def messy_csv(tmp_path, n=60, **columns):
+    """A CSV file of ``frame_rows(n, **columns)``, written and read back as a user's file is."""
+    path = tmp_path / "data.csv"
+    frame_rows(n, **columns).to_csv(path, index=False)
+    return str(path)
+
+
+def test_a_count_column_with_a_stray_word_is_a_text_column(tmp_path, caplog):
+    path = messy_csv(tmp_path, count=["2", "4", "6", "8", "unknown"] * 12)
+    with caplog.at_level(logging.WARNING):
+        dm = TabularDataModule(path=path, target="y")
+        dm.setup()
+    pre = dm.preprocessor
+    assert pre.numeric == ["x"] and pre.categorical == ["count"]
+    assert pre.feature_names[1:] == ["count=2", "count=4", "count=6", "count=8", "count=unknown"]
+    assert f"{path}: column 'count' holds numbers and 12 value(s) that are not, ['unknown']" in caplog.text
+    assert "data.numeric=[count]" in caplog.text
+    # a file with only the numbers (read as integers, or floats with a gap) scores the same codes
+    rows = pd.read_csv(path).head(4)
+    again = rows.assign(count=[2.0, 4.0, 6.0, np.nan])
+    expected = rows.assign(count=["2", "4", "6", pre.category_fill[0]])
+    np.testing.assert_array_equal(pre.transform(again), pre.transform(expected))
+
+
+def test_numeric_override_reads_words_as_missing_in_training_and_prediction(tmp_path, caplog):
+    values = [f"{i}.25" for i in range(60)]
+    values[3] = "n/a?"
+    path = messy_csv(tmp_path, x2=values)
+    with pytest.raises(DataError, match=r"data\.numeric=\[x2\]"):
+        TabularDataModule(path=path, target="y").setup()
+    with caplog.at_level(logging.WARNING):
+        dm = TabularDataModule(path=path, target="y", numeric=["x2"])
+        dm.setup()
+    assert dm.hparams.numeric == ["x2"] and dm.preprocessor.coerce == ["x2"]
+    assert dm.preprocessor.numeric == ["x", "x2"]
+    assert (
+        f"{path}: column 'x2' (data.numeric): 1 value(s) are not numbers and are read as missing "
+        "(imputed with the training median), e.g. 'n/a?' in row 3" in caplog.text
+    )
+    # the checkpoint's preprocessing (plain values) reads words as missing at prediction time too
+    torch.save(dm.state_dict(), tmp_path / "state.pt")
+    pre = TabularPreprocessor.from_state_dict(
+        torch.load(tmp_path / "state.pt", weights_only=True)["preprocessor"]
+    )
+    rows = pd.read_csv(path).head(3).assign(x2=["1.5", "unknown", ""])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        x = pre.transform(rows, "new.csv")
+    assert "new.csv: column 'x2' (data.numeric): 1 value(s) are not numbers" in caplog.text
+    imputed = rows.assign(x2=[1.5, np.nan, np.nan])
+    np.testing.assert_array_equal(x, pre.transform(imputed))
+    assert x[1, 1] == pytest.approx((pre.impute[1] - pre.center[1]) / pre.scale[1])
+
+
+def test_categorical_override_one_hot_encodes_numeric_codes(tmp_path):
+    codes = [1, 2, 3, None] * 15
+    path = messy_csv(tmp_path, code=codes, region=[10, 20] * 30)
+    dm = TabularDataModule(path=path, target="y", categorical=["code", "region"])
+    dm.setup()
+    pre = dm.preprocessor
+    assert pre.numeric == ["x"] and pre.categorical == ["code", "region"]
+    assert pre.feature_names[1:] == ["code=1", "code=2", "code=3", "region=10", "region=20"]
+    rows = pd.DataFrame({"x": [0.0, 0.0], "code": [3, 1], "region": [20, 10]})  # integers, no gap
+    x = pre.transform(rows)
+    np.testing.assert_array_equal(x[:, 1:], [[0, 0, 1, 0, 1], [1, 0, 0, 1, 0]])
+
+
+def test_parse_dates_override_reads_other_date_formats(tmp_path):
+    stamps = pd.date_range("2024-01-01", periods=60, freq="37h")
+    path = messy_csv(tmp_path, when=stamps.strftime("%d/%m/%Y %H:%M"))
+    dm = TabularDataModule(path=path, target="y", parse_dates=["when"])
+    dm.setup()
+    pre = dm.preprocessor
+    assert pre.numeric == ["x", "when"] and pre.dates == ["when"]
+    assert pre.date_formats == ["%d/%m/%Y %H:%M"], "day first: the file has days past the 12th"
+    train = stamps[dm.split_index["train"]]
+    seconds = (train - pd.Timestamp(0)) / pd.Timedelta(seconds=1)
+    assert pre.center[1] == pytest.approx(np.mean(seconds))
+    rows = pd.read_csv(path).head(5)  # days 1 to 8: the format of the training rows, not month first
+    typed = rows.assign(when=stamps[:5])
+    np.testing.assert_array_equal(pre.transform(rows), pre.transform(typed))
+
+
+def test_iso_date_text_in_a_csv_scores_like_parquet_datetimes(tmp_path, caplog):
+    stamps = pd.date_range("2024-01-01 06:30", periods=60, freq="37h")
+    frame = frame_rows(60, when=stamps)
+    frame.to_parquet(tmp_path / "data.parquet")
+    frame.to_csv(tmp_path / "rows.csv", index=False)  # "2024-01-01 06:30:00"
+    dm = TabularDataModule(path=str(tmp_path / "data.parquet"), target="y")
+    dm.setup()
+    assert dm.preprocessor.numeric == ["x", "when"]
+    rows = pd.read_csv(tmp_path / "rows.csv")
+    assert not ptypes_is_datetime(rows["when"]), "the CSV holds the dates as text"
+    np.testing.assert_array_equal(dm.preprocessor.transform(rows), dm.preprocessor.transform(frame))
+    # trained from the CSV itself: the same columns, with a note that the text was read as dates
+    with caplog.at_level(logging.INFO):
+        from_csv = TabularDataModule(path=str(tmp_path / "rows.csv"), target="y")
+        from_csv.setup()
+    assert from_csv.preprocessor.numeric == ["x", "when"]
+    assert f"{tmp_path / 'rows.csv'}: column 'when' holds ISO-8601 dates" in caplog.text
+    # date-only, T-separated, fractions and UTC offsets: seconds since 1970 in UTC
+    text = pd.Series(["2024-01-31", "2024-01-31T12:00:00Z", "2024-01-31 13:00:00.5+01:00", None])
+    typed = pd.to_datetime(
+        ["2024-01-31", "2024-01-31 12:00", "2024-01-31 12:00:00.5", None], utc=True, format="ISO8601"
+    )
+    np.testing.assert_array_equal(
+        from_csv.preprocessor.transform(frame.head(4).assign(when=text)),
+        from_csv.preprocessor.transform(frame.head(4).assign(when=typed)),
+    )
+
+
+def ptypes_is_datetime(values: pd.Series) -> bool:
+    return pd.api.types.is_datetime64_any_dtype(values)
+
+
+def test_rows_without_a_target_are_skipped_once_and_splits_agree(tmp_path, caplog):
+    labels = ["a", "b", "c"] * 20
+    for row in (4, 9, 31):
+        labels[row] = None
+    path = messy_csv(tmp_path, y=labels)
+    with caplog.at_level(logging.WARNING):
+        dm = TabularDataModule(path=path, target="y")
+        dm.setup()
+        frames = {s: dm.split_frame(s) for s in ("train", "val", "test")}
+    message = f"{path}: 3 row(s) have no value in target column 'y' and are skipped (rows 4, 9, 31)."
+    assert caplog.text.count(message) == 1
+    assert dm.skipped_rows == 3
+    assert sum(len(dm.split_index[s]) for s in frames) == 57
+    kept = pd.concat(frames.values())
+    assert kept["y"].notna().all() and not {4, 9, 31} & set(kept.index), "rows keep their file numbers"
+    for split, rows in frames.items():
+        np.testing.assert_array_equal(dm.tensors[split].x.numpy(), dm.preprocessor.transform(rows))
+
+
+def test_many_valued_text_column_groups_rare_values_into_other(tmp_path, caplog):
+    cities = [f"city{i % 30}" if i % 2 else f"rare{i}" for i in range(120)]  # 15 cities, 60 rare
+    path = messy_csv(tmp_path, n=120, city=cities)
+    with caplog.at_level(logging.INFO):
+        dm = TabularDataModule(path=path, target="y", max_categories=10, test_size=0.0, val_size=0.0)
+        dm.setup()
+    pre = dm.preprocessor
+    assert pre.categorical == ["city"] and pre.grouped == [True] and len(pre.categories[0]) == 9
+    assert pre.feature_names[-1] == "city=<other>" and len(pre.feature_names) == 11
+    assert f"{path}: text column 'city' has 75 distinct values in the training split" in caplog.text
+    assert "the 9 most frequent are one-hot columns, the other 66 (84 training rows" in caplog.text
+    x = pre.transform(pd.DataFrame({"x": [0.0, 0.0], "city": [pre.categories[0][0], "Atlantis"]}))
+    np.testing.assert_array_equal(x[:, 1:], [[1] + [0] * 9, [0] * 9 + [1]])
+    assert (dm.tensors["train"].x[:, 1:].sum(1) == 1).all(), "every row has exactly one city column"
+    # plain values in the checkpoint, and old state dicts (no grouped/coerce/dates) still load
+    torch.save(dm.state_dict(), tmp_path / "state.pt")
+    state = torch.load(tmp_path / "state.pt", weights_only=True)["preprocessor"]
+    assert TabularPreprocessor.from_state_dict(state).feature_names == pre.feature_names
+    old = {k: v for k, v in state.items() if k not in ("grouped", "coerce", "dates")}
+    assert TabularPreprocessor.from_state_dict(old).feature_names == pre.feature_names[:-1]
+
+
+def test_a_text_column_of_unique_names_is_ignored_unless_kept(tmp_path, caplog):
+    path = messy_csv(tmp_path, name=[f"user{i}" for i in range(60)])
+    with caplog.at_level(logging.WARNING):
+        dm = TabularDataModule(path=path, target="y")
+        dm.setup()
+    assert dm.preprocessor.categorical == [] and dm.preprocessor.numeric == ["x"]
+    assert f"{path}: text column 'name' has 60 distinct values in 60 rows" in caplog.text
+    assert "data.categorical=[name] keeps it" in caplog.text
+    kept = TabularDataModule(path=path, target="y", categorical=["name"], max_categories=5)
+    kept.setup()
+    assert kept.preprocessor.categorical == ["name"] and kept.preprocessor.grouped == [True]
+    assert kept.preprocessor.feature_names[-1] == "name=<other>" and kept.num_features == 6
+
+
+def test_an_integer_id_column_is_pointed_out_but_used(tmp_path, caplog):
+    ids = np.random.default_rng(1).permutation(60) + 1000
+    path = messy_csv(tmp_path, customer=ids, visits=[1, 2, 3] * 20)
+    with caplog.at_level(logging.WARNING):
+        dm = TabularDataModule(path=path, target="y")
+        dm.setup()
+    assert dm.preprocessor.numeric == ["x", "customer", "visits"]
+    assert f"{path}: integer column 'customer' has a different value in every row" in caplog.text
+    assert "data.drop=[customer]" in caplog.text and "'visits'" not in caplog.text
+
+
+def test_quantile_scaler_matches_scikit_learn_and_survives_a_checkpoint():
+    """scaler=quantile: scikit-learn's QuantileTransformer (normal output), then standardized,
+    applied from the plain quantiles the preprocessor keeps."""
+    from sklearn.preprocessing import QuantileTransformer
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"income": rng.lognormal(3, 1, 400), "kids": rng.integers(0, 3, 400), "y": rng.normal(size=400)}
+    )
+    pre = TabularPreprocessor.fit(frame, "y", "regression", ["income", "kids"], [], scaler="quantile")
+    x = pre.transform(frame)
+    reference = QuantileTransformer(n_quantiles=256, output_distribution="normal", subsample=None)
+    expected = reference.fit_transform(frame[["income", "kids"]].to_numpy())
+    expected = (expected - expected.mean(0)) / expected.std(0)
+    np.testing.assert_allclose(x, expected, atol=1e-4)
+    assert abs(float(pd.Series(x[:, 0]).skew())) < 0.1  # the lognormal column is symmetric now
+    again = TabularPreprocessor.from_state_dict(torch_round_trip(pre.state_dict()))
+    np.testing.assert_array_equal(again.transform(frame), x)
+
+
+def torch_round_trip(state):
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def test_log1p_target_transform_learns_the_log_and_reports_the_original_scale(caplog):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=300)
+    frame = pd.DataFrame({"x": x, "price": np.exp(2 + x + 0.1 * rng.normal(size=300))})
+    with caplog.at_level(logging.INFO, logger="nmsnn"):
+        dm = TabularDataModule(frame=frame, target="price", target_transform="auto")
+        dm.setup()
+    pre = dm.preprocessor
+    assert pre.target_transform == "log1p" and "learns log(1 + price)" in caplog.text
+    train = dm.split_frame("train")
+    assert pre.target_mean == pytest.approx(np.log1p(train["price"]).mean())
+    from nmsnn.lit.module import target_values
+
+    y = dm.tensors["train"].y
+    back = target_values(y.double(), pre.target_mean, pre.target_std, dm.model_kwargs()["target_transform"])
+    np.testing.assert_allclose(back.numpy(), train["price"].to_numpy(), rtol=1e-5)
+    # a symmetric target stays as it is under auto; log1p refuses negative targets by name
+    frame["level"] = x
+    plain = TabularDataModule(frame=frame.drop(columns="price"), target="level", target_transform="auto")
+    plain.setup()
+    assert plain.preprocessor.target_transform == "none"
+    with pytest.raises(DataError, match=r"non-negative target.*'level'"):
+        TabularDataModule(frame=frame.drop(columns="price"), target="level", target_transform="log1p").setup()

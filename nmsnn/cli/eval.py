@@ -3,7 +3,8 @@
 By default it scores the test split of the data the checkpoint was trained on (the split is
 rebuilt from the saved seeds); ``+data.*`` overrides point it at other data, ``split=all``
 scores every row in the file's order (no split, so no minimum row count or class counts: only
-labels the model does not know are refused).
+labels the model does not know are refused). Rows without a target value are skipped (as in
+training), and counted: ``skipped_rows`` in the metrics.
 """
 
 from __future__ import annotations
@@ -47,6 +48,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     )
     results = trainer.test(loaded.module, datamodule=datamodule, verbose=False)[0]
     metrics = {k.replace("test/", f"{cfg.split}/", 1): float(v) for k, v in results.items()}
+    metrics["skipped_rows"] = float(datamodule.skipped_rows or 0)
+    log.info(
+        "%s: scored %d row(s) of split %r; skipped %d row(s) without a value in target column %r",
+        datamodule.source_name,
+        len(rows),
+        cfg.split,
+        datamodule.skipped_rows or 0,
+        loaded.preprocessor.target,
+    )
     if cfg.get("predictions_path"):
         import pandas as pd
 

@@ -2,7 +2,8 @@
 
 Needs only the checkpoint (model, weights and fitted preprocessing) and the rows; the target
 column may be present (it is ignored). Writes one output row per input row, in the input's
-order, as CSV (or Parquet for an ``output_path`` ending in ``.parquet``).
+order, as CSV (or Parquet for an ``output_path`` ending in ``.parquet``); ``id_column=COL``
+copies that input column into the output, as its first column.
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ def predict(cfg: DictConfig) -> str:
         raise ConfigError(f"output_path={cfg.output_path} is the input file; choose another output path.")
     loaded = load_checkpoint(cfg.ckpt_path)
     rows = read_table(cfg.input_path)
-    predictions = predict_frame(loaded.module, loaded.preprocessor, rows, where=str(cfg.input_path))
+    id_column = cfg.get("id_column")
+    if id_column is not None and id_column not in rows.columns and str(id_column) in rows.columns:
+        id_column = str(id_column)  # id_column=2024 on the command line names the column "2024"
+    predictions = predict_frame(
+        loaded.module, loaded.preprocessor, rows, where=str(cfg.input_path), id_column=id_column
+    )
     path = write_table(predictions, cfg.output_path, overwrite=cfg.overwrite)
     log.info("wrote %d predictions to %s", len(predictions), path)
     return str(path)

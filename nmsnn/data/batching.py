@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import torch
@@ -72,3 +73,17 @@ class IndexBatchSampler(Sampler[list[int]]):
         if len(chunks) > n:  # this rank has one row more than the smallest shard
             chunks[n - 1 :] = [torch.cat(chunks[n - 1 :])]
         yield from (chunk.tolist() for chunk in chunks)
+
+
+AUTO_BATCH_ROWS = 32  # about this many batches per epoch ...
+AUTO_BATCH_LIMITS = (32, 512)  # ... within these batch sizes
+
+
+def auto_batch_size(train_rows: int) -> int:
+    """``data.batch_size=auto``: the power of two nearest ``train_rows / 32``, within [32, 512].
+
+    A few hundred rows train in batches of 32 (small batches regularize small tables), tens of
+    thousands in batches of 512 (so an epoch is a few dozen steps, not hundreds)."""
+    low, high = AUTO_BATCH_LIMITS
+    target = max(1.0, train_rows / AUTO_BATCH_ROWS)
+    return int(min(high, max(low, 2 ** round(math.log2(target)))))

@@ -19,8 +19,15 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader
 
-from nmsnn.data.batching import IndexBatchSampler, TensorRows
-from nmsnn.data.preprocessing import TabularPreprocessor, infer_task, split_columns, validate_target
+from nmsnn.data.batching import IndexBatchSampler, TensorRows, auto_batch_size
+from nmsnn.data.preprocessing import (
+    TabularPreprocessor,
+    date_format,
+    drop_missing_target,
+    infer_task,
+    split_columns,
+    validate_target,
+)
 from nmsnn.data.sources import load_bundled, read_table
 from nmsnn.errors import DataError
 
@@ -47,11 +54,28 @@ class TabularDataModule(L.LightningDataModule):
         stratify: stratify splits by class (classification only).
         scaler: feature scaling, ``standard`` | ``minmax`` | ``none``.
         target_scaler: regression target scaling, ``standard`` | ``minmax`` | ``none``.
-        batch_size: rows per training batch on each device (``null``: the whole training split);
-            under DDP the global batch is ``batch_size * world_size``.
+        target_transform: what a regression model learns: ``none`` (the target), ``log1p``
+            (``log(1 + target)``, for non-negative skewed targets such as prices) or ``auto``
+            (``log1p`` when the training target is non-negative with skewness above 1);
+            predictions and metrics are on the target's own scale either way.
+        batch_size: rows per training batch on each device; ``"auto"``: sized to the training
+            split by :func:`~nmsnn.data.batching.auto_batch_size` (32 for a few hundred rows, up to
+            512 for tens of thousands); ``null``: the whole training split. Under DDP the global
+            batch is ``batch_size * world_size``.
         eval_batch_size: rows per evaluation batch.
         drop: columns to ignore.
-        max_categories: most distinct values a text column may have to be one-hot encoded.
+        max_categories: one-hot columns per text column: a column with more distinct values
+            keeps its ``max_categories - 1`` most frequent (in the training split) as their own
+            columns and groups the rest, and values unseen in training, into ``column=<other>``;
+            a text column of (almost) only distinct values (names, ids) is ignored, with a
+            warning. A column of numbers and words with at most this many distinct values is
+            text; with more, an error (see ``numeric``).
+        categorical: columns read as text (one-hot), even numeric ones (codes such as 1, 2, 3).
+        numeric: columns read as numbers: values that are not numbers become missing (imputed
+            with the training median), with a warning, in training and prediction alike.
+        parse_dates: columns read as dates (ISO-8601 or any format pandas reads), as seconds
+            since 1970 (UTC); a value that is not a date is an error. Text columns of ISO-8601
+            dates (``2024-01-31``, ``2024-01-31T12:00:00+01:00``) are read as dates anyway.
         shuffle_seed: seed of the training batch order (``None``: 0, for the same reason).
     """
 
@@ -69,11 +93,15 @@ class TabularDataModule(L.LightningDataModule):
         stratify: bool = True,
         scaler: str = "standard",
         target_scaler: str = "standard",
-        batch_size: int | None = 64,
+        batch_size: int | str | None = "auto",
         eval_batch_size: int = 4096,
         drop: Sequence[str] = (),
         max_categories: int = 50,
         shuffle_seed: int | None = 0,
+        categorical: Sequence[str] = (),
+        numeric: Sequence[str] = (),
+        parse_dates: Sequence[str] = (),
+        target_transform: str = "none",
     ) -> None:
         super().__init__()
         given = [
@@ -84,8 +112,12 @@ class TabularDataModule(L.LightningDataModule):
         for name, value in (("test_size", test_size), ("val_size", val_size)):
             if not 0.0 <= float(value) < 1.0:
                 raise DataError(f"data.{name} must be in [0, 1), got {value}.")
-        if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
-            raise DataError(f"data.batch_size must be a positive integer or null, got {batch_size!r}.")
+        if isinstance(max_categories, bool) or int(max_categories) < 2:
+            raise DataError(f"data.max_categories must be an integer >= 2, got {max_categories!r}.")
+        if batch_size not in (None, "auto") and (
+            isinstance(batch_size, (bool, str)) or not float(batch_size).is_integer() or int(batch_size) < 1
+        ):
+            raise DataError(f"data.batch_size must be a positive integer, auto or null, got {batch_size!r}.")
         # Plain values only: checkpoints must load with torch.load(weights_only=True).
         self.save_hyperparameters(
             {
@@ -100,17 +132,22 @@ class TabularDataModule(L.LightningDataModule):
                 "stratify": bool(stratify),
                 "scaler": scaler,
                 "target_scaler": target_scaler,
-                "batch_size": None if batch_size is None else int(batch_size),
+                "batch_size": batch_size if batch_size in (None, "auto") else int(batch_size),
                 "eval_batch_size": int(eval_batch_size),
                 "drop": [str(c) for c in drop],
                 "max_categories": int(max_categories),
                 "shuffle_seed": int(shuffle_seed or 0),
+                "categorical": [str(c) for c in categorical],
+                "numeric": [str(c) for c in numeric],
+                "parse_dates": [str(c) for c in parse_dates],
+                "target_transform": str(target_transform),
             }
         )
         self.frame = frame
         self.preprocessor: TabularPreprocessor | None = None
         self.tensors: dict[str, TensorRows] = {}
         self.split_index: dict[str, np.ndarray] = {}
+        self.skipped_rows: int | None = None  # rows without a target, left out (after load_frame)
 
     # --------------------------------------------------------------------- describing
     @property
@@ -139,6 +176,7 @@ class TabularDataModule(L.LightningDataModule):
             "num_outputs": pre.num_outputs,
             "target_mean": pre.target_mean,
             "target_std": pre.target_std,
+            "target_transform": pre.target_transform,
         }
 
     def _fitted(self) -> TabularPreprocessor:
@@ -148,7 +186,17 @@ class TabularDataModule(L.LightningDataModule):
 
     # --------------------------------------------------------------------- loading
     def load_frame(self) -> tuple[pd.DataFrame, str]:
-        """The raw rows and the target column name."""
+        """The raw rows that have a target value and the target column name.
+
+        Rows whose target is missing are left out (with a warning, the first time; their count
+        is :attr:`skipped_rows`); the others keep their row numbers in the source (from 0) as
+        index. Split indices are positions in this frame."""
+        frame, target = self._read_source()
+        kept = drop_missing_target(frame, target, self.source_name, warn=self.skipped_rows is None)
+        self.skipped_rows = len(frame) - len(kept)
+        return kept, target
+
+    def _read_source(self) -> tuple[pd.DataFrame, str]:
         h = self.hparams
         if self.frame is not None:
             frame, target = self.frame, h.target
@@ -174,12 +222,7 @@ class TabularDataModule(L.LightningDataModule):
         self.save_hyperparameters({**self.hparams, "task": task})
         index = self._split(y, task, where)
         if self.preprocessor is None:
-            numeric, categorical = split_columns(frame, target, list(h.drop), h.max_categories, where)
-            train = frame.iloc[index["train"]]
-            self._warn_missing(train, numeric + categorical, where)
-            self.preprocessor = TabularPreprocessor.fit(
-                train, target, task, numeric, categorical, h.scaler, h.target_scaler, labels=y
-            )
+            self.preprocessor = self._fit(frame, target, task, frame.iloc[index["train"]], y)
         pre = self.preprocessor
         x = torch.from_numpy(pre.transform(frame, where))
         y_all = torch.from_numpy(pre.transform_target(frame[target], where))
@@ -233,6 +276,35 @@ class TabularDataModule(L.LightningDataModule):
             train, val = rest, np.array([], dtype=int)
         return {"train": train, "val": val, "test": test}
 
+    def _fit(
+        self, frame: pd.DataFrame, target: str, task: str, train: pd.DataFrame, y: pd.Series
+    ) -> TabularPreprocessor:
+        """Sort the columns on every row, then fit the preprocessing on the training rows."""
+        h, where = self.hparams, self.source_name
+        overrides = {k: list(h.get(k, [])) for k in ("categorical", "numeric", "parse_dates")}
+        numeric, categorical = split_columns(
+            frame, target, list(h.drop), h.max_categories, where, **overrides
+        )
+        self._warn_missing(train, numeric + categorical, where)
+        return TabularPreprocessor.fit(
+            train,
+            target,
+            task,
+            numeric,
+            categorical,
+            h.scaler,
+            h.target_scaler,
+            labels=y,
+            coerce=overrides["numeric"],
+            dates=overrides["parse_dates"],
+            date_formats={
+                c: date_format(frame[c], c, where) for c in overrides["parse_dates"] if c in numeric
+            },
+            max_categories=h.max_categories,
+            where=where,
+            target_transform=h.get("target_transform", "none"),
+        )
+
     @staticmethod
     def _warn_missing(train: pd.DataFrame, columns: list[str], where: str) -> None:
         counts = train[columns].isna().sum()
@@ -252,6 +324,8 @@ class TabularDataModule(L.LightningDataModule):
             return None
         h = self.hparams
         size = h.batch_size if shuffle else h.eval_batch_size
+        if size == "auto":
+            size = self.train_batch_size()
         if size is None or size > len(rows):
             if shuffle and size is not None:
                 log.warning(
@@ -267,6 +341,17 @@ class TabularDataModule(L.LightningDataModule):
             len(rows), size, shuffle=shuffle, seed=h.shuffle_seed, rank=rank, world_size=world
         )
         return DataLoader(rows, sampler=sampler, batch_size=None)
+
+    def train_batch_size(self) -> int:
+        """The training batch size (``data.batch_size``, with ``auto`` resolved for this split)."""
+        size, rows = self.hparams.batch_size, len(self.tensors["train"])
+        if size == "auto":
+            world = self.trainer.world_size if self.trainer is not None else 1
+            size = auto_batch_size(rows // max(1, world))
+            if not getattr(self, "_logged_batch", False):
+                log.info("data.batch_size=auto: %d rows per batch for %d training rows", size, rows)
+                self._logged_batch = True
+        return min(rows, size or rows)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -10,22 +10,43 @@ holds it without pickled objects, and applies it as ``(x - center) / scale`` and
 from __future__ import annotations
 
 import logging
+import re
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
+from pandas.tseries.api import guess_datetime_format
 from sklearn.impute import SimpleImputer
-from sklearn.preprocessing import LabelEncoder, MinMaxScaler, OneHotEncoder, StandardScaler
+from sklearn.preprocessing import (
+    LabelEncoder,
+    MinMaxScaler,
+    OneHotEncoder,
+    QuantileTransformer,
+    StandardScaler,
+)
 
 from nmsnn.errors import DataError
 
 log = logging.getLogger(__name__)
 
 TASKS = ("auto", "classification", "regression")
-SCALERS = ("standard", "minmax", "none")
+SCALERS = ("standard", "minmax", "quantile", "none")
+TARGET_SCALERS = ("standard", "minmax", "none")
+QUANTILES = 256  # most quantiles kept per column by the quantile scaler
+TARGET_TRANSFORMS = ("auto", "log1p", "none")
+SKEWED = 1.0  # target_transform=auto: a non-negative target skewed more than this is learned as log1p
 MAX_INFERRED_CLASSES = 20
+MIN_ID_ROWS = 20  # an integer column unique in more rows than this looks like a row id
+UNIQUE_SHARE = 0.9  # a text column with this share of distinct values looks like names or ids
+OTHER = "<other>"  # the one-hot column of a text column's infrequent and unseen values
+EPOCH = pd.Timestamp(0, tz="UTC")
+# ISO-8601 dates and date-times: 2024-01-31, 2024-01-31 12:00, 2024-01-31T12:00:00.5+01:00
+ISO_DATE = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?"
+)
 
 
 def _rows(index: pd.Index, limit: int = 5) -> str:
@@ -48,14 +69,16 @@ def _check_finite(values: pd.Series, column: str, where: str) -> None:
 
 
 def _as_number_column(values: pd.Series, column: str, where: str) -> pd.Series | None:
-    """The column as floats if it holds numbers (possibly stored as text), else ``None``.
+    """The column as floats if every present value is a number (possibly stored as text) or an
+    ISO-8601 date, else ``None``.
 
-    Dates and times become seconds since 1970-01-01 (UTC for dates without a time zone) and
-    durations become seconds, whatever resolution the file stores them in.
-    """
+    Dates and times (typed, or ISO-8601 text) become seconds since 1970-01-01 (UTC for dates
+    without a time zone) and durations become seconds, whatever resolution the file stores them
+    in. Which columns of mixed numbers and words are still usable is decided by
+    :func:`split_columns` (and ``data.numeric``), not here."""
     if ptypes.is_datetime64_any_dtype(values):
         stamps = pd.to_datetime(values, utc=True)
-        return (stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+        return (stamps - EPOCH) / pd.Timedelta(seconds=1)
     if ptypes.is_timedelta64_dtype(values):
         return values / pd.Timedelta(seconds=1)
     if ptypes.is_bool_dtype(values):
@@ -65,12 +88,117 @@ def _as_number_column(values: pd.Series, column: str, where: str) -> pd.Series |
     present, strays = _present_and_strays(values)
     if len(present) and not len(strays):
         return pd.to_numeric(values.replace(r"^\s*$", np.nan, regex=True), errors="coerce")
-    if len(present) and len(strays) <= 0.05 * len(present):
-        raise DataError(
-            f"{where}: column {column!r} holds numbers, but {len(strays)} value(s) are not "
-            f"numbers, {_first(strays)}; fix or empty them."
-        )
+    if len(present) and _looks_iso(present):
+        return _iso_seconds(values, present, column, where)
     return None
+
+
+def _looks_iso(present: pd.Series) -> bool:
+    """Whether every one of ``present`` (no missing values) is ISO-8601 date or date-time text."""
+    if not isinstance(present.iloc[0], str) or not ISO_DATE.fullmatch(present.iloc[0].strip()):
+        return False  # the cheap test first: most text columns fail on their first value
+    return bool(present.astype(str).str.strip().str.fullmatch(ISO_DATE).all())
+
+
+def _iso_seconds(values: pd.Series, present: pd.Series, column: str, where: str) -> pd.Series:
+    """Seconds since 1970 (UTC) of a column of ISO-8601 text; an error for an impossible date."""
+    seconds, bad = _date_seconds(present.astype(str).str.strip(), values.index, "ISO8601")
+    if len(bad):
+        raise DataError(
+            f"{where}: column {column!r} holds ISO-8601 dates, but {len(bad)} value(s) are not "
+            f"valid dates, {_first(bad)}; fix or empty them."
+        )
+    return seconds
+
+
+def _date_seconds(text: pd.Series, index: pd.Index, fmt: str) -> tuple[pd.Series, pd.Series]:
+    """Seconds since 1970 (UTC) of date text in format ``fmt`` (missing elsewhere in ``index``),
+    and the values that are not dates in it."""
+    stamps = pd.to_datetime(text, utc=True, format=fmt, errors="coerce")
+    return ((stamps - EPOCH) / pd.Timedelta(seconds=1)).reindex(index).astype(float), text[stamps.isna()]
+
+
+def date_format(values: pd.Series, column: str, where: str) -> str:
+    """The format of a ``data.parse_dates`` column: ``ISO8601``, else the format of its first
+    value (``%d/%m/%Y``, ``%b %d %Y``, ``%Y%m%d`` ...) that every value has, month first where
+    both orders fit; an error naming a value that is not a date."""
+    if ptypes.is_datetime64_any_dtype(values):
+        return "ISO8601"
+    text = _date_text(values)
+    if not len(text) or _looks_iso(text):
+        return "ISO8601"
+    tried = []
+    for dayfirst in (False, True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # pandas' note on the day-first guess
+            guessed = guess_datetime_format(text.iloc[0], dayfirst=dayfirst)
+        if guessed and guessed not in tried:
+            tried.append(guessed)
+            if pd.to_datetime(text, format=guessed, errors="coerce").notna().all():
+                return guessed
+    fallback = tried[0] if tried else "mixed"  # mixed: each value as pandas reads it
+    _parsed_dates(values, column, where, fallback)  # raises, naming a value, unless all parse
+    return fallback
+
+
+def _date_text(values: pd.Series) -> pd.Series:
+    """The present values of a date column as text (``20240131.0`` from a column with gaps as
+    ``20240131``)."""
+    present, _ = _present_and_strays(values)
+    return present.map(_category_value).astype(str).str.strip()
+
+
+def _parsed_dates(values: pd.Series, column: str, where: str, fmt: str) -> pd.Series:
+    """A ``data.parse_dates`` column, in format ``fmt`` (see :func:`date_format`), as seconds
+    since 1970 (UTC); an error naming a value that is not a date in that format."""
+    if ptypes.is_datetime64_any_dtype(values):
+        return _as_number_column(values, column, where)
+    seconds, bad = _date_seconds(_date_text(values), values.index, fmt)
+    if len(bad):
+        raise DataError(
+            f"{where}: column {column!r} (data.parse_dates) has {len(bad)} value(s) that are not "
+            f"dates (format {fmt}), {_first(bad)}; fix or empty them."
+        )
+    return seconds
+
+
+def _coerced_numbers(values: pd.Series, column: str, where: str, warn: bool = True) -> pd.Series:
+    """A ``data.numeric`` column as floats: values that are not numbers become missing (imputed
+    with the training median), with a warning that counts them."""
+    as_number = _as_number_column(values, column, where)
+    if as_number is not None:
+        return as_number
+    _, strays = _present_and_strays(values)
+    if warn and len(strays):
+        log.warning(
+            "%s: column %r (data.numeric): %d value(s) are not numbers and are read as missing "
+            "(imputed with the training median), %s.",
+            where,
+            column,
+            len(strays),
+            _first(strays),
+        )
+    return pd.to_numeric(values.astype(object).where(~values.index.isin(strays.index)), errors="coerce")
+
+
+def _forced_numbers(
+    frame: pd.DataFrame,
+    coerce: list[str],
+    dates: list[str],
+    formats: list[str],
+    where: str,
+    warn: bool = True,
+) -> pd.DataFrame:
+    """``frame`` with its ``data.numeric`` (``coerce``) and ``data.parse_dates`` (``dates``, in
+    ``formats``) columns as floats."""
+    if not coerce and not dates:
+        return frame
+    frame = frame.copy()
+    for column in coerce:
+        frame[column] = _coerced_numbers(frame[column], column, where, warn)
+    for column, fmt in zip(dates, formats):
+        frame[column] = _parsed_dates(frame[column], column, where, fmt)
+    return frame
 
 
 def _present_and_strays(values: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -142,6 +270,28 @@ def infer_task(target: pd.Series, task: str, column: str) -> str:
     return task
 
 
+def drop_missing_target(
+    frame: pd.DataFrame, target: str | None, where: str, warn: bool = True
+) -> pd.DataFrame:
+    """``frame`` without the rows whose target is missing (their row labels kept), with one
+    warning that counts them. A target that is absent or entirely empty is left for
+    :func:`validate_target` to report."""
+    if target is None or target not in frame.columns:
+        return frame
+    missing = frame.index[frame[target].isna()]
+    if not len(missing) or len(missing) == len(frame):
+        return frame
+    if warn:
+        log.warning(
+            "%s: %d row(s) have no value in target column %r and are skipped (rows %s).",
+            where,
+            len(missing),
+            target,
+            _rows(missing),
+        )
+    return frame.drop(index=missing)
+
+
 def validate_target(frame: pd.DataFrame, target: str, where: str, training: bool = True) -> pd.Series:
     """The target column, checked for presence, missing values and (``training``) more than one
     value."""
@@ -171,56 +321,157 @@ def validate_target(frame: pd.DataFrame, target: str, where: str, training: bool
 
 
 def split_columns(
-    frame: pd.DataFrame, target: str, drop: list[str], max_categories: int, where: str
+    frame: pd.DataFrame,
+    target: str,
+    drop: list[str],
+    max_categories: int,
+    where: str,
+    categorical: list[str] = (),
+    numeric: list[str] = (),
+    parse_dates: list[str] = (),
 ) -> tuple[list[str], list[str]]:
-    """Sort feature columns into numeric and categorical (text), rejecting unusable ones."""
-    unknown = [c for c in drop if c not in frame.columns]
-    if unknown:
-        raise DataError(f"{where}: data.drop names column(s) {unknown} that do not exist.")
-    numeric, categorical = [], []
+    """Sort feature columns into numeric and categorical (text), leaving out unusable ones.
+
+    ``categorical``, ``numeric`` and ``parse_dates`` force a column's kind (``data.*`` of the same
+    names); the others are inferred by :func:`_column_kind`."""
+    forced = _check_overrides(
+        frame,
+        target,
+        where,
+        {"drop": drop, "categorical": categorical, "numeric": numeric, "parse_dates": parse_dates},
+    )
+    numbers, texts = [], []
     for column in frame.columns:
         if column == target or column in drop:
             continue
-        values = frame[column]
-        if values.isna().all():
-            log.warning("%s: column %r is entirely empty and is ignored.", where, column)
-            continue
-        if str(column).startswith("Unnamed: "):
-            log.warning(
-                "%s: column %r has no name in the file's header; if it is a saved row index "
-                "(pandas' to_csv writes one unless index=False), drop it with data.drop=[%r].",
-                where,
-                column,
-                column,
-            )
-        if values.map(lambda v: isinstance(v, (list, dict, np.ndarray))).any():
-            raise DataError(
-                f"{where}: column {column!r} holds nested values (lists or structs); "
-                "flatten it or drop it with data.drop=[...]."
-            )
-        as_number = _as_number_column(values, column, where)
-        if as_number is not None:
-            _check_finite(as_number, column, where)
-            numeric.append(column)
-            continue
-        distinct = values.dropna().astype(str).nunique()
-        present, strays = _present_and_strays(values)
-        if distinct > max_categories and len(strays) <= 0.5 * len(present):
-            raise DataError(
-                f"{where}: column {column!r} mostly holds numbers, but {len(strays)} value(s) are not "
-                f"numbers, {_first(strays)}; fix or empty them (or drop the column with "
-                f"data.drop=[{column}])."
-            )
-        if distinct > max_categories:
-            raise DataError(
-                f"{where}: text column {column!r} has {distinct} distinct values, more than "
-                f"data.max_categories={max_categories}; it cannot be one-hot encoded. Drop it "
-                f"(data.drop=[{column}]) or raise data.max_categories."
-            )
-        categorical.append(column)
-    if not numeric and not categorical:
+        kind = _column_kind(frame[column], column, where, max_categories, forced.get(column))
+        if kind == "numeric":
+            numbers.append(column)
+        elif kind == "categorical":
+            texts.append(column)
+    if not numbers and not texts:
         raise DataError(f"{where}: no usable feature columns besides the target {target!r}.")
-    return numeric, categorical
+    return numbers, texts
+
+
+def _check_overrides(
+    frame: pd.DataFrame, target: str, where: str, settings: dict[str, list[str]]
+) -> dict[str, str]:
+    """Each forced column's kind (``categorical``, ``numeric``, ``parse_dates``); one error naming
+    every setting's names that are not columns, the target, or a column in two settings."""
+    problems, forced = [], {}
+    for name, columns in settings.items():
+        unknown = [c for c in columns if c not in frame.columns]
+        if unknown:
+            problems.append(f"data.{name} names column(s) {unknown} that do not exist")
+        if name != "drop" and target in columns:
+            problems.append(f"data.{name} names the target column {target!r} (it applies to features)")
+        for column in columns:
+            if column in forced and column in frame.columns:
+                problems.append(f"column {column!r} is in both data.{forced[column]} and data.{name}")
+            forced[column] = name
+    if problems:
+        raise DataError(f"{where}: {'; '.join(problems)}; the columns are {list(map(str, frame.columns))}.")
+    return {c: kind for c, kind in forced.items() if kind != "drop"}
+
+
+def _column_kind(
+    values: pd.Series, column: str, where: str, max_categories: int, forced: str | None
+) -> str | None:
+    """``numeric``, ``categorical``, or ``None`` (ignored, with a warning) for one feature column;
+    ``forced``: its ``data.categorical`` / ``data.numeric`` / ``data.parse_dates`` setting."""
+    if values.isna().all():
+        log.warning("%s: column %r is entirely empty and is ignored.", where, column)
+        return None
+    if str(column).startswith("Unnamed: "):
+        log.warning(
+            "%s: column %r has no name in the file's header; if it is a saved row index "
+            "(pandas' to_csv writes one unless index=False), drop it with data.drop=[%r].",
+            where,
+            column,
+            column,
+        )
+    if values.map(lambda v: isinstance(v, (list, dict, np.ndarray))).any():
+        raise DataError(
+            f"{where}: column {column!r} holds nested values (lists or structs); "
+            "flatten it or drop it with data.drop=[...]."
+        )
+    present, _ = _present_and_strays(values)
+    if not len(present):
+        log.warning("%s: column %r holds only blank values and is ignored.", where, column)
+        return None
+    if forced == "categorical":
+        return "categorical"
+    if forced == "numeric":
+        _check_finite(_coerced_numbers(values, column, where, warn=False), column, where)
+        return "numeric"  # the warning on the words comes with the transform of every row
+    if forced == "parse_dates":
+        fmt = date_format(values, column, where)
+        log.info("%s: column %r (data.parse_dates) read as dates in format %s.", where, column, fmt)
+        return "numeric"
+    as_number = _as_number_column(values, column, where)
+    if as_number is None:
+        return _text_kind(values, column, where, max_categories)
+    _check_finite(as_number, column, where)
+    if not ptypes.is_numeric_dtype(values) and _looks_iso(present):
+        log.info(
+            "%s: column %r holds ISO-8601 dates (e.g. %r); read as seconds since 1970-01-01 UTC.",
+            where,
+            column,
+            str(present.iloc[0]),
+        )
+    if ptypes.is_integer_dtype(values) and len(values) > MIN_ID_ROWS and values.nunique() == len(values):
+        log.warning(
+            "%s: integer column %r has a different value in every row, like a row id; it is used as "
+            "a feature, but if it is an id drop it with data.drop=[%s].",
+            where,
+            column,
+            column,
+        )
+    return "numeric"
+
+
+def _text_kind(values: pd.Series, column: str, where: str, max_categories: int) -> str | None:
+    """A column that is not all numbers: ``categorical``, ``None`` for one of (almost) only
+    distinct values (names, free text, ids), or an error for many numbers with a few words."""
+    present, strays = _present_and_strays(values)
+    distinct = present.astype(str).nunique()
+    if len(strays) <= 0.5 * len(present):  # mostly numbers, and some words
+        words = sorted(set(strays.astype(str)))
+        if distinct > max_categories:
+            mostly = "mostly holds" if len(strays) > 0.05 * len(present) else "holds"
+            raise DataError(
+                f"{where}: column {column!r} {mostly} numbers, but {len(strays)} value(s) are not "
+                f"numbers, {_first(strays)}; fix or empty them, set data.numeric=[{column}] to read "
+                f"them as missing values, or drop the column with data.drop=[{column}]."
+            )
+        log.warning(
+            "%s: column %r holds numbers and %d value(s) that are not, %s; with %d distinct values "
+            "it is read as a text (one-hot) column. data.numeric=[%s] reads it as numbers instead "
+            "(the words as missing values).",
+            where,
+            column,
+            len(strays),
+            words[:10],
+            distinct,
+            column,
+        )
+        return "categorical"
+    if distinct > max_categories and distinct >= UNIQUE_SHARE * len(present):
+        log.warning(
+            "%s: text column %r has %d distinct values in %d rows, nearly one per row (names, free "
+            "text or ids?), and is ignored; data.categorical=[%s] keeps it (its most frequent "
+            "values one-hot, the rest as %s=%s).",
+            where,
+            column,
+            distinct,
+            len(present),
+            column,
+            column,
+            OTHER,
+        )
+        return None
+    return "categorical"
 
 
 @dataclass
@@ -233,12 +484,23 @@ class TabularPreprocessor:
     impute: list[float] = field(default_factory=list)
     center: list[float] = field(default_factory=list)
     scale: list[float] = field(default_factory=list)
+    # scaler=quantile: per numeric column, its training quantiles at ``quantile_levels``; a value
+    # maps to the standard normal quantile of its rank (scikit-learn's QuantileTransformer)
+    quantiles: list[list[float]] = field(default_factory=list)
+    quantile_levels: list[float] = field(default_factory=list)
     categorical: list[str] = field(default_factory=list)
     categories: list[list[str]] = field(default_factory=list)
     category_fill: list[str] = field(default_factory=list)
+    # per categorical column: whether it has a ``column=<other>`` one-hot column (its values
+    # beyond the max_categories - 1 most frequent in training, and values unseen in training)
+    grouped: list[bool] = field(default_factory=list)
+    coerce: list[str] = field(default_factory=list)  # numeric columns of data.numeric
+    dates: list[str] = field(default_factory=list)  # numeric columns of data.parse_dates ...
+    date_formats: list[str] = field(default_factory=list)  # ... and their formats (date_format)
     classes: list[Any] | None = None
     target_mean: float = 0.0
     target_std: float = 1.0
+    target_transform: str = "none"  # none | log1p: the model learns log(1 + y) (standardized)
 
     # ------------------------------------------------------------------------ fitting
     @classmethod
@@ -252,16 +514,39 @@ class TabularPreprocessor:
         scaler: str = "standard",
         target_scaler: str = "standard",
         labels: pd.Series | None = None,
+        *,
+        coerce: list[str] = (),
+        dates: list[str] = (),
+        date_formats: dict[str, str] | None = None,
+        max_categories: int | None = None,
+        where: str = "training rows",
+        target_transform: str = "none",
     ) -> TabularPreprocessor:
         """Fit imputation, scaling, one-hot categories and target encoding on ``train`` only.
 
         ``labels``: every row's target (classification): the class list comes from it, so that a
         class whose few rows all fell outside ``train`` is still a class of the model (default:
-        the classes in ``train``)."""
-        for name, value in (("scaler", scaler), ("target_scaler", target_scaler)):
-            if value not in SCALERS:
-                raise DataError(f"{name}={value!r} is not a scaler; use one of {SCALERS}.")
+        the classes in ``train``). ``coerce`` / ``dates``: numeric columns forced by
+        ``data.numeric`` (words read as missing) / ``data.parse_dates`` (in ``date_formats``,
+        chosen on every row by :func:`date_format`; default: on ``train``). ``max_categories``: a
+        text column keeps its ``max_categories - 1`` most frequent values as one-hot columns and
+        groups the rest into ``column=<other>`` (``None``: every value its own column).
+        ``target_transform`` (regression): ``log1p`` learns ``log(1 + y)``, ``auto`` does so for
+        a non-negative target whose training skewness exceeds :data:`SKEWED`."""
+        if target_transform not in TARGET_TRANSFORMS:
+            raise DataError(f"target_transform={target_transform!r} is not one of {TARGET_TRANSFORMS}.")
+        for name, value, known in (
+            ("scaler", scaler, SCALERS),
+            ("target_scaler", target_scaler, TARGET_SCALERS),
+        ):
+            if value not in known:
+                raise DataError(f"{name}={value!r} is not a scaler; use one of {known}.")
         pre = cls(target=target, task=task, numeric=list(numeric), categorical=list(categorical))
+        pre.coerce = [c for c in coerce if c in pre.numeric]
+        pre.dates = [c for c in dates if c in pre.numeric]
+        formats = date_formats or {}
+        pre.date_formats = [formats.get(c) or date_format(train[c], c, where) for c in pre.dates]
+        train = _forced_numbers(train, pre.coerce, pre.dates, pre.date_formats, where, warn=False)
         if numeric:
             x = np.column_stack([_numbers(train[c], c, "training rows") for c in numeric])
             imputer = SimpleImputer(strategy="median", keep_empty_features=True).fit(x)
@@ -274,20 +559,26 @@ class TabularPreprocessor:
                 fitted = MinMaxScaler().fit(imputed)
                 span = np.where(fitted.data_range_ > 0, fitted.data_range_, 1.0)
                 pre.center, pre.scale = _native(fitted.data_min_), _native(span)
+            elif scaler == "quantile":
+                fitted = QuantileTransformer(
+                    n_quantiles=min(QUANTILES, len(imputed)), output_distribution="normal", subsample=None
+                ).fit(imputed)
+                pre.quantiles = [_native(q) for q in fitted.quantiles_.T]
+                pre.quantile_levels = _native(fitted.references_)
+                # then standardized: a column of few values lands on the normal's extremes
+                normal = StandardScaler().fit(fitted.transform(imputed))
+                pre.center, pre.scale = _native(normal.mean_), _native(normal.scale_)
             else:
                 pre.center, pre.scale = [0.0] * len(numeric), [1.0] * len(numeric)
         if categorical:
-            text = np.array(
-                [[None if pd.isna(v) else str(v) for v in train[c]] for c in categorical], dtype=object
-            ).T
-            fill = SimpleImputer(strategy="most_frequent", missing_values=None).fit(text)
-            pre.category_fill = [str(v) for v in fill.statistics_]
-            encoder = OneHotEncoder(handle_unknown="ignore").fit(fill.transform(text))
-            pre.categories = [[str(v) for v in cats] for cats in encoder.categories_]
+            pre._fit_categories(train, max_categories, where)
         y = train[target]
         if task == "classification":
             pre.classes = _native(LabelEncoder().fit(_labels(y if labels is None else labels)).classes_)
-        elif target_scaler == "standard":
+            return pre
+        pre.target_transform = _target_transform(y, target, target_transform, where)
+        y = pd.Series(pre._forward_target(y.to_numpy(dtype=float), where), index=y.index)
+        if target_scaler == "standard":
             fitted = StandardScaler().fit(y.to_numpy(dtype=float).reshape(-1, 1))
             pre.target_mean, pre.target_std = float(fitted.mean_[0]), float(fitted.scale_[0])
         elif target_scaler == "minmax":
@@ -296,11 +587,47 @@ class TabularPreprocessor:
             pre.target_std = float(fitted.data_range_[0]) or 1.0
         return pre
 
+    def _fit_categories(self, train: pd.DataFrame, max_categories: int | None, where: str) -> None:
+        """Most frequent fill and one-hot categories of the text columns (scikit-learn's
+        ``OneHotEncoder(max_categories=...)``: infrequent values share one ``<other>`` column)."""
+        text = np.array([[_category_value(v) for v in train[c]] for c in self.categorical], dtype=object).T
+        fill = SimpleImputer(strategy="most_frequent", missing_values=None).fit(text)
+        self.category_fill = [str(v) for v in fill.statistics_]
+        filled = fill.transform(text)
+        encoder = OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=max_categories)
+        encoder.fit(filled)
+        rare = getattr(encoder, "infrequent_categories_", None) or [None] * len(self.categorical)
+        self.categories, self.grouped = [], []
+        for j, (column, cats) in enumerate(zip(self.categorical, encoder.categories_)):
+            other = set() if rare[j] is None else {str(v) for v in rare[j]}
+            self.categories.append([str(v) for v in cats if str(v) not in other])
+            self.grouped.append(bool(other))
+            if other:
+                log.info(
+                    "%s: text column %r has %d distinct values in the training split, more than "
+                    "data.max_categories=%d: the %d most frequent are one-hot columns, the other "
+                    "%d (%d training rows, and any value unseen in training) are grouped as %r.",
+                    where,
+                    column,
+                    len(cats),
+                    max_categories,
+                    len(self.categories[-1]),
+                    len(other),
+                    int(np.isin(filled[:, j].astype(str), list(other)).sum()),
+                    f"{column}={OTHER}",
+                )
+
     # ------------------------------------------------------------------------ applying
     @property
     def feature_names(self) -> list[str]:
-        """Names of the model's input columns, one-hot columns as ``column=value``."""
-        onehot = [f"{c}={v}" for c, cats in zip(self.categorical, self.categories) for v in cats]
+        """Names of the model's input columns, one-hot columns as ``column=value`` (and
+        ``column=<other>`` for a grouped column's infrequent and unseen values)."""
+        grouped = self.grouped or [False] * len(self.categorical)
+        onehot = [
+            f"{c}={v}"
+            for c, cats, other in zip(self.categorical, self.categories, grouped)
+            for v in [*cats, *([OTHER] if other else [])]
+        ]
         return [*self.numeric, *onehot]
 
     @property
@@ -318,6 +645,7 @@ class TabularPreprocessor:
         extra = [c for c in frame.columns if c not in expected and c != self.target]
         if extra:
             log.info("%s: ignoring column(s) not used in training: %s", where, extra)
+        frame = _forced_numbers(frame, self.coerce, self.dates, self.date_formats, where)
         parts = []
         if self.numeric:
             x = np.column_stack([_numbers(frame[c], c, where) for c in self.numeric])
@@ -328,29 +656,60 @@ class TabularPreprocessor:
                 counts = {c: int(n) for c, n in zip(self.numeric, holes.sum(0)) if n}
                 log.warning("%s: imputing missing values with training medians: %s", where, counts)
                 x = np.where(holes, np.asarray(self.impute), x)
+            if self.quantiles:
+                x = self._quantile_transformer().transform(x)
             parts.append((x - np.asarray(self.center)) / np.asarray(self.scale))
-        for column, cats, fill in zip(self.categorical, self.categories, self.category_fill):
-            values = frame[column].astype("object")
-            if values.isna().any():
-                log.warning(
-                    "%s: column %r: %d missing value(s) filled with %r",
-                    where,
-                    column,
-                    int(values.isna().sum()),
-                    fill,
-                )
-            known = set(cats)
-            text = values.where(values.notna(), fill).map(lambda v, known=known: _category_text(v, known))
-            unseen = sorted(set(text) - set(cats))
-            if unseen:
-                log.warning(
-                    "%s: column %r has categories not seen in training, encoded as all zeros: %s",
-                    where,
-                    column,
-                    unseen[:10],
-                )
-            parts.append((text.to_numpy()[:, None] == np.asarray(cats, dtype=object)[None, :]).astype(float))
+        grouped = self.grouped or [False] * len(self.categorical)
+        for j, column in enumerate(self.categorical):
+            parts.append(self._one_hot(frame[column], j, grouped[j], where))
         return np.concatenate(parts, axis=1).astype(np.float32)
+
+    def _quantile_transformer(self) -> QuantileTransformer:
+        """The fitted quantile scaler, rebuilt from the quantiles this preprocessor holds."""
+        fitted = QuantileTransformer(n_quantiles=len(self.quantile_levels), output_distribution="normal")
+        fitted.quantiles_ = np.asarray(self.quantiles, dtype=float).T
+        fitted.references_ = np.asarray(self.quantile_levels, dtype=float)
+        fitted.n_features_in_ = len(self.numeric)
+        return fitted
+
+    def _one_hot(self, values: pd.Series, j: int, grouped: bool, where: str) -> np.ndarray:
+        """One-hot columns of categorical column ``j``: missing values get the training's most
+        frequent value; other values count as ``<other>`` (``grouped``) or all zeros."""
+        column, cats, fill = self.categorical[j], self.categories[j], self.category_fill[j]
+        values = values.astype("object")
+        if values.isna().any():
+            log.warning(
+                "%s: column %r: %d missing value(s) filled with %r",
+                where,
+                column,
+                int(values.isna().sum()),
+                fill,
+            )
+        known = set(cats)
+        text = values.where(values.notna(), fill).map(lambda v, known=known: _category_text(v, known))
+        onehot = (text.to_numpy()[:, None] == np.asarray(cats, dtype=object)[None, :]).astype(float)
+        unseen = sorted(set(text) - known)
+        if unseen and grouped:
+            log.info(
+                "%s: column %r: %d row(s) with values outside its %d most frequent training values "
+                "counted as %r, e.g. %s",
+                where,
+                column,
+                int((onehot.sum(1) == 0).sum()),
+                len(cats),
+                f"{column}={OTHER}",
+                unseen[:5],
+            )
+        elif unseen:
+            log.warning(
+                "%s: column %r has categories not seen in training, encoded as all zeros: %s",
+                where,
+                column,
+                unseen[:10],
+            )
+        if grouped:
+            onehot = np.column_stack([onehot, onehot.sum(1) == 0]).astype(float)
+        return onehot
 
     def transform_target(self, values: pd.Series, where: str = "rows") -> np.ndarray:
         """Class indices (int64) or standardized values (float32)."""
@@ -364,8 +723,20 @@ class TabularPreprocessor:
                     f"not seen in training (known: {self.classes})."
                 )
             return np.asarray([index[v] for v in labels], dtype=np.int64)
-        y = values.to_numpy(dtype=float)
+        y = self._forward_target(values.to_numpy(dtype=float), where)
         return ((y - self.target_mean) / self.target_std).astype(np.float32)
+
+    def _forward_target(self, y: np.ndarray, where: str) -> np.ndarray:
+        """Regression targets on the scale the model learns (before standardizing)."""
+        if self.target_transform != "log1p":
+            return y
+        below = y[y < 0]
+        if len(below):
+            raise DataError(
+                f"{where}: target column {self.target!r} has negative value(s), e.g. {float(below[0]):g}, "
+                "but the model learns log(1 + target) (data.target_transform=log1p)."
+            )
+        return np.log1p(y)
 
     def decode(self, prediction: np.ndarray) -> list[Any]:
         """Class labels for class indices (classification) or the values themselves."""
@@ -390,7 +761,43 @@ def _category_text(value: Any, known: set[str]) -> str:
     text = str(value)
     if text not in known and isinstance(value, (float, np.floating)) and float(value).is_integer():
         return str(int(value))
+    if text not in known and isinstance(value, (int, np.integer)) and f"{value}.0" in known:
+        return f"{value}.0"  # trained (before nmsnn wrote integral codes as "1") as "1.0"
     return text
+
+
+def _category_value(value: Any) -> str | None:
+    """A training cell of a text column as its category text (``None`` if missing); integral
+    numbers as integers (``1.0`` -> ``"1"``), so that files with and without gaps agree."""
+    if pd.isna(value):
+        return None
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _target_transform(y: pd.Series, target: str, choice: str, where: str) -> str:
+    """``log1p`` or ``none`` for a regression target (see ``target_transform`` in ``fit``)."""
+    values = y.to_numpy(dtype=float)
+    if choice == "auto":
+        skew = float(pd.Series(values).skew())
+        if values.min() >= 0 and skew > SKEWED:
+            log.info(
+                "%s: target %r is skewed (skewness %.2f): the model learns log(1 + %s) "
+                "(data.target_transform=none to learn it as it is)",
+                where,
+                target,
+                skew,
+                target,
+            )
+            return "log1p"
+        return "none"
+    if choice == "log1p" and values.min() < 0:
+        raise DataError(
+            f"{where}: data.target_transform=log1p needs a non-negative target, but {target!r} "
+            f"has {values.min():g}; use data.target_transform=none."
+        )
+    return choice
 
 
 def _labels(values: pd.Series) -> list[Any]:

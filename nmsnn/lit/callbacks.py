@@ -1,4 +1,4 @@
-"""Callbacks: spike statistics, a stop on divergence, a checkpoint on Ctrl-C."""
+"""Callbacks: the training budget, spike statistics, a stop on divergence, a checkpoint on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from torch import Tensor
 from nmsnn.analysis.activity import ActivityAccumulator, layer_names
 from nmsnn.analysis.plots import activity_figure
 from nmsnn.errors import NmsnnError
+from nmsnn.lit.schedules import budget_epochs
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,33 @@ def divergence_error(
         f"rate {', '.join(f'{lr:g}' for lr in lrs)}. Lower model.optimizer.lr (or the scheduler's "
         f"growth), or use fewer time steps or smaller inputs. {saved}"
     )
+
+
+class StepBudget(L.Callback):
+    """Train for about ``steps`` optimizer steps whatever the table's size: sets the run's epochs
+    to ``steps / batches per epoch``, rounded up to whole epochs and capped by
+    ``trainer.max_epochs`` (so early stopping, validation and checkpoints keep their per-epoch
+    rules, and a schedule's ``total_steps`` follows the budget)."""
+
+    def __init__(self, steps: int = 3000) -> None:
+        budget_epochs(steps, 1, None)  # validates
+        self.steps = int(steps)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit" or trainer.datamodule is None:
+            return
+        loop = trainer.fit_loop
+        batches = len(trainer.datamodule.train_dataloader())
+        if getattr(self, "_cap", None) is None:
+            self._cap = loop.max_epochs  # trainer.max_epochs, kept for a second fit
+        loop.max_epochs = budget_epochs(self.steps, batches, self._cap)
+        log.info(
+            "training budget: %d steps = %d epochs of %d batches (trainer.max_epochs=%s caps it)",
+            self.steps,
+            loop.max_epochs,
+            batches,
+            self._cap,
+        )
 
 
 class DivergenceGuard(L.Callback):

@@ -6,9 +6,10 @@ All constructor arguments are plain values (numbers, strings, lists, dicts), sav
 
 from __future__ import annotations
 
+import inspect
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -68,12 +69,28 @@ class StepActivity:
         self.inputs, self.network = inputs, network
 
 
-def output_values(prediction: Tensor, task: str, target_mean: float = 0.0, target_std: float = 1.0) -> Tensor:
+def output_values(
+    prediction: Tensor,
+    task: str,
+    target_mean: float = 0.0,
+    target_std: float = 1.0,
+    target_transform: str = "none",
+) -> Tensor:
     """What a model's raw output means: softmax probabilities ``[B, C]`` for classification,
-    ``mean + std * output`` (``[B]``) for regression."""
+    ``mean + std * output`` (``[B]``) for regression, mapped back through ``target_transform``."""
     if task == "classification":
         return torch.softmax(prediction.float(), dim=-1)
-    return prediction.float().squeeze(-1) * target_std + target_mean
+    return target_values(prediction.float().squeeze(-1), target_mean, target_std, target_transform)
+
+
+def target_values(scaled: Tensor, target_mean: float, target_std: float, target_transform: str) -> Tensor:
+    """Regression values on the target's own scale from the scale the model learns."""
+    values = scaled * target_std + target_mean
+    if target_transform == "log1p":
+        return torch.expm1(values)
+    if target_transform != "none":
+        raise ValueError(f"unknown target_transform {target_transform!r}")
+    return values
 
 
 class SpikingModule(L.LightningModule):
@@ -97,8 +114,9 @@ class SpikingModule(L.LightningModule):
         optimizer: Hydra config of a partial optimizer (``_target_``, ``_partial_: true``, ...).
         scheduler: optional Hydra config of a partial LR scheduler, with optional ``monitor``
             and ``interval`` keys for Lightning.
-        target_mean, target_std: regression target scaling; predictions and metrics are on the
-            original scale ``y = mean + std * output``.
+        target_mean, target_std, target_transform: regression target scaling; predictions and
+            metrics are on the original scale ``y = mean + std * output`` (``target_transform``
+            ``log1p``: ``y = expm1(mean + std * output)``).
     """
 
     def __init__(
@@ -119,6 +137,7 @@ class SpikingModule(L.LightningModule):
         scheduler: Mapping[str, Any] | None = None,
         target_mean: float = 0.0,
         target_std: float = 1.0,
+        target_transform: str = "none",
     ) -> None:
         super().__init__()
         if task not in TASKS:
@@ -159,6 +178,7 @@ class SpikingModule(L.LightningModule):
                 "scheduler": scheduler,
                 "target_mean": float(target_mean),
                 "target_std": float(target_std),
+                "target_transform": str(target_transform),
             }
         )
         sizes = [num_inputs, *hidden, num_outputs]
@@ -216,7 +236,8 @@ class SpikingModule(L.LightningModule):
 
     def predict_values(self, prediction: Tensor) -> Tensor:
         """Class probabilities ``[B, C]``, or regression values ``[B]`` on the original scale."""
-        return output_values(prediction, self.task, self.hparams.target_mean, self.hparams.target_std)
+        h = self.hparams
+        return output_values(prediction, self.task, h.target_mean, h.target_std, h.target_transform)
 
     @torch.no_grad()
     def predict_rows(self, x: Tensor, batch_size: int = 4096) -> Tensor:
@@ -257,7 +278,8 @@ class SpikingModule(L.LightningModule):
         """Targets on the scale the metrics use (original scale for regression)."""
         if self.task == "classification":
             return y
-        return y * self.hparams.target_std + self.hparams.target_mean
+        h = self.hparams
+        return target_values(y, h.target_mean, h.target_std, h.target_transform)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         with self.model.network.hidden_activity(False):  # only the loss is kept
@@ -339,13 +361,30 @@ class SpikingModule(L.LightningModule):
 
     # ----------------------------------------------------------------------------- optim
     def configure_optimizers(self) -> Any:
-        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
-        scheduler_cfg = self.hparams.scheduler
-        if not scheduler_cfg:
+        optimizer = self.make_optimizer()
+        if not self.hparams.scheduler:
             return optimizer
-        scheduler_cfg = {"_partial_": True, **scheduler_cfg}  # the optimizer is passed below
+        scheduler, lightning_keys = self.make_scheduler(
+            optimizer, lambda: int(self.trainer.estimated_stepping_batches)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **lightning_keys}}
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """The configured optimizer over this module's parameters."""
+        return instantiate(self.hparams.optimizer)(params=self.parameters())
+
+    def make_scheduler(
+        self, optimizer: torch.optim.Optimizer, total_steps: Callable[[], int]
+    ) -> tuple[Any, dict[str, Any]]:
+        """The configured scheduler over ``optimizer`` and its Lightning keys (``monitor``,
+        ``interval``, ``frequency``); a scheduler target with a ``total_steps`` parameter gets the
+        run's optimizer steps (``total_steps()``, asked only then)."""
+        scheduler_cfg = {"_partial_": True, **self.hparams.scheduler}  # the optimizer is passed below
         lightning_keys = {
             k: scheduler_cfg.pop(k) for k in ("monitor", "interval", "frequency") if k in scheduler_cfg
         }
-        scheduler = instantiate(scheduler_cfg)(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **lightning_keys}}
+        make = instantiate(scheduler_cfg)
+        extra = {}
+        if "total_steps" in inspect.signature(make).parameters and "total_steps" not in scheduler_cfg:
+            extra["total_steps"] = int(total_steps())
+        return make(optimizer=optimizer, **extra), lightning_keys

@@ -40,6 +40,7 @@ from nmsnn.data.datamodule import TabularDataModule
 from nmsnn.errors import ConfigError
 from nmsnn.lit.callbacks import divergence_error
 from nmsnn.lit.module import SpikingModule
+from nmsnn.lit.schedules import budget_epochs
 from nmsnn.population.network import PopulationNetwork
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def unsupported(cfg: DictConfig) -> str | None:
     trainer = cfg.trainer
     checks = {
         "ckpt_path": cfg.get("ckpt_path") is not None,
-        "model.scheduler": cfg.model.get("scheduler") is not None,
+        "model.scheduler.monitor": "monitor" in (cfg.model.get("scheduler") or {}),
         "trainer.precision": str(trainer.get("precision", "32-true")) not in ("32", "32-true"),
         "trainer.devices": trainer.get("devices", 1) not in (1, "1", "auto"),
         "trainer.num_nodes": trainer.get("num_nodes", 1) != 1,
@@ -97,6 +98,7 @@ def unsupported(cfg: DictConfig) -> str | None:
         "divergence_guard",
         "interrupt_checkpoint",
         "spike_statistics",
+        "training_budget",
     }
     extra = [name for name, node in callbacks.items() if node is not None and name not in known]
     if extra:
@@ -173,14 +175,32 @@ class PopulationTrainer:
         self._states = {id(m): m.module.state_dict() for m in members}
         # each member's own optimizer settings, as its own parameter groups of one optimizer:
         # per-parameter updates as alone, without one optimizer call per member
-        optimizers = [m.module.configure_optimizers() for m in members]
+        optimizers = [m.module.make_optimizer() for m in members]
         kinds = {type(o).__name__ for o in optimizers}
         if len(kinds) != 1:
             raise ConfigError(f"population members must share one optimizer class, got {sorted(kinds)}")
         self.member_groups = [o.param_groups for o in optimizers]
         self.optimizer = type(optimizers[0])(merged_groups([g for o in optimizers for g in o.param_groups]))
         self.data = [self._tensors(m.datamodule) for m in members]
+        batches = len(self.data[0]["train"][2])
+        budget = callbacks.get("training_budget")
+        if budget is not None:  # the StepBudget callback's rule
+            self.max_epochs = budget_epochs(int(budget.get("steps", 3000)), batches, self.max_epochs)
+        self.scheduler, self.scheduler_interval = self._scheduler(self.max_epochs * batches)
         self._epoch_logs: dict[int, dict[str, float]] = {}
+
+    def _scheduler(self, total_steps: int) -> tuple[Any, str]:
+        """One scheduler over the merged optimizer (the members must share its settings: it
+        scales every group's own learning rate by the same factor), and when it steps."""
+        settings = {repr(dict(m.module.hparams.scheduler or {})) for m in self.members}
+        if len(settings) != 1:
+            raise ConfigError("population members must share one model.scheduler setting")
+        if not self.members[0].module.hparams.scheduler:
+            return None, "epoch"
+        scheduler, keys = self.members[0].module.make_scheduler(self.optimizer, lambda: total_steps)
+        if int(keys.get("frequency", 1)) != 1:
+            raise ConfigError("population training steps its scheduler with frequency 1 only")
+        return scheduler, str(keys.get("interval", "epoch"))
 
     def _tensors(self, dm: TabularDataModule) -> dict[str, tuple[Tensor, Tensor, list]]:
         """Each split's whole tensors on the device, with the split's batch sampler."""
@@ -260,6 +280,8 @@ class PopulationTrainer:
                     for p in self.members[k].module.parameters():
                         p.grad = None  # a failed member is not updated
             self.optimizer.step()
+            if self.scheduler is not None and self.scheduler_interval == "step":
+                self.scheduler.step()
             for i, k in enumerate(running):
                 member = self.members[k]
                 if not finite[i]:
@@ -269,6 +291,8 @@ class PopulationTrainer:
                 sums[k][0] += values[i] * batch
                 sums[k][1] += batch
                 seen[k].append((predictions[i].detach(), targets[i]))
+        if self.scheduler is not None and self.scheduler_interval == "epoch":
+            self.scheduler.step()
         self._epoch_logs = {}
         not_finite = self._not_finite_parameters(active)
         for k in active:
