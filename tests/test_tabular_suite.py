@@ -1,0 +1,88 @@
+"""experiments/tabular_suite.py end to end on two tiny tables: records, report, same test rows."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "tabular_suite.py"
+
+
+def load_suite_module():
+    spec = importlib.util.spec_from_file_location("tabular_suite", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_suite(folder: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=60)
+    color = rng.choice(["red", "green", "blue"], size=60)
+    label = np.where(x + (color == "red") > 0.3, "yes", "no")
+    pd.DataFrame({"x": x, "color": color, "label": label}).to_csv(folder / "toy_class.csv", index=False)
+    a, b = rng.normal(size=60), rng.uniform(size=60)
+    y = 3 * a - 2 * b + rng.normal(scale=0.1, size=60) + 10
+    pd.DataFrame({"a": a, "b": b, "y": y}).to_csv(folder / "toy_reg.csv", index=False)
+    suite = {
+        "toy_class": {"file": "toy_class.csv", "target": "label", "task": "classification", "rows": 60},
+        "toy_reg": {"file": "toy_reg.csv", "target": "y", "task": "regression", "rows": 60},
+    }
+    (folder / "suite.json").write_text(json.dumps(suite, indent=1))
+
+
+def test_tabular_suite_runs_nmsnn_and_baselines_on_the_same_rows(tmp_path):
+    suite = load_suite_module()
+    assert suite.split_overrides("model.hidden=[64,64],trainer.max_epochs=3,+x=a,b") == [
+        "model.hidden=[64,64]",
+        "trainer.max_epochs=3",
+        "+x=a,b",
+    ]
+    write_suite(tmp_path)
+    out = tmp_path / "out"
+    args = ["--suite-dir", str(tmp_path), "--seeds", "0", "--variants", "fast"]
+    args += ["--variant", "fast=trainer.max_epochs=1", "--baselines", "linear,hgb", "--out", str(out)]
+    args += ["--sweep", "pick=trainer.max_epochs=1,model.neuron.decay=0.8,0.9"]
+    args += ["--cache", str(tmp_path / "cache.json"), "--work-dir", str(tmp_path / "logs")]
+    assert suite.main(args) == 0
+
+    store = json.loads(Path(f"{out}.json").read_text())
+    records = {(r["table"], r["kind"], r["name"]): r for r in store["records"]}
+    assert set(records) == {
+        (t, k, n)
+        for t in ("toy_class", "toy_reg")
+        for k, n in (("nmsnn", "fast"), ("nmsnn", "pick"), ("baseline", "linear"), ("baseline", "hgb"))
+    }
+    for table in ("toy_class", "toy_reg"):  # the sweep's result is one of its 2 jobs, by val/loss
+        sweep = records[(table, "nmsnn", "pick")]
+        assert sweep["status"] == "ok" and sweep["jobs"] == 2, sweep.get("error")
+        assert "model.neuron.decay=0.8" in sweep["picked"] or "model.neuron.decay=0.9" in sweep["picked"]
+    for table in ("toy_class", "toy_reg"):
+        run = records[(table, "nmsnn", "fast")]
+        assert run["status"] == "ok", run.get("error")
+        assert run["epochs"] == 1 and run["wall_s"] > 0 and run["synops_per_row"] > 0
+        assert (
+            run["test_rows"] == run["split"]["test"] == records[(table, "baseline", "hgb")]["split"]["test"]
+        )
+        assert (tmp_path / "logs" / "train" / "runs" / run["run_name"] / "metrics.json").is_file()
+    assert 0 <= records[("toy_class", "nmsnn", "fast")]["metrics"]["acc"] <= 1
+    assert records[("toy_reg", "baseline", "linear")]["metrics"]["r2"] > 0.9
+    assert json.loads((tmp_path / "cache.json").read_text()).keys() >= {"toy_class|0|linear", "toy_reg|0|hgb"}
+
+    markdown = Path(f"{out}.md").read_text()
+    for table, task in (("toy_class", "classification"), ("toy_reg", "regression")):
+        row = next(line for line in markdown.splitlines() if line.startswith(f"| {table} | {task} |"))
+        cells = row.split("|")[4:8]  # nmsnn fast, nmsnn pick, linear, HGB: "mean" (one seed)
+        numbers = [float(c) for c in cells]
+        assert len(numbers) == 4 and all(v <= 1 for v in numbers), row
+        if task == "classification":
+            assert all(v >= 0 for v in numbers), row
+    assert "fast" in markdown and "`pick`: a sweep" in markdown and "failed" not in markdown
+
+    Path(f"{out}.md").unlink()
+    assert suite.main(["--report-only", "--out", str(out)]) == 0
+    assert Path(f"{out}.md").read_text() == markdown
