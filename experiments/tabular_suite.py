@@ -5,7 +5,8 @@ seed, this script
 
 * runs nmsnn exactly as a user does: a ``nmsnn-train data=csv data.path=FILE data.target=TARGET
   seed=S`` subprocess per *variant* (a named list of overrides; built in: ``default``, no
-  overrides, and ``heaviside``, ``model.neuron.spike_fn=heaviside``), with ``NMSNN_LOG_DIR`` set
+  overrides, ``heaviside``, ``model.neuron.spike_fn=heaviside``, and ``old-default``, the
+  default before this suite), with ``NMSNN_LOG_DIR`` set
   to a work folder, timed from start to exit; it reads the run's ``metrics.json``;
 * builds the same split (``TabularDataModule(path, target, split_seed=S, shuffle_seed=S)``, every
   other setting at its default) and fits LogisticRegression / Ridge, an MLP (128), a random
@@ -18,7 +19,7 @@ so they are cached (``--cache``) and reused unless ``--refresh-baselines``. Reco
 into ``<out>.json`` by (table, seed, variant or baseline), so a suite can be run in pieces;
 ``<out>.md`` is written from the JSON.
 
-    python experiments/tabular_suite.py                       # 15 tables x seeds 0..4, both variants
+    python experiments/tabular_suite.py                       # 15 tables x seeds 0..4, the built-in variants
     python experiments/tabular_suite.py --quick               # 7 tables x seeds 0 1
     python experiments/tabular_suite.py --variant old=trainer.max_epochs=60,data.batch_size=64 \\
         --variants default,old                                # a variant of your own beside the default
@@ -55,7 +56,22 @@ DEFAULT_OUT = REPO / "experiments" / "results" / "tabular_suite"
 DEFAULT_CACHE = REPO / "experiments" / "results" / "tabular_suite_baselines.json"
 QUICK_TABLES = ("birthwt", "chile", "titanic", "kyphosis", "cpus", "housing", "caschool")
 QUICK_SEEDS = (0, 1)
-BUILTIN_VARIANTS = {"default": [], "heaviside": ["model.neuron.spike_fn=heaviside"]}
+# The default before the suite existed (60 epochs, batches of 64, the uniform-noise encoder,
+# weight decay 3, a constant learning rate, patience 15), kept to show what the suite changed.
+OLD_DEFAULT = [
+    "model.encoder=uniform_noise",
+    "model.optimizer.weight_decay=3.0",
+    "model.scheduler=null",
+    "callbacks.training_budget=null",
+    "trainer.max_epochs=60",
+    "data.batch_size=64",
+    "callbacks.early_stopping.patience=15",
+]
+BUILTIN_VARIANTS = {
+    "default": [],
+    "heaviside": ["model.neuron.spike_fn=heaviside"],
+    "old-default": OLD_DEFAULT,
+}
 # Short names (the --baselines choices and the table columns) -> the library each depends on.
 BASELINES = {
     "linear": "scikit-learn",
@@ -121,7 +137,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--variants",
         action="append",
         metavar="A,B",
-        help="variants to run (repeatable; default: default, heaviside and every --variant)",
+        help="variants to run (repeatable; default: default, heaviside, old-default and every --variant)",
     )
     add(
         "--sweep",

@@ -29,8 +29,6 @@ from nmsnn.lit.module import SpikingModule
 from nmsnn.quiet import quiet_loggers
 
 TARGET = "__nmsnn_target__"
-# nmsnn-train's default schedule (conf/model/default.yaml)
-WARMUP_COSINE = {"_target_": "nmsnn.lit.schedules.warmup_cosine", "interval": "step"}
 QUIET_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "nmsnn")
 
 
@@ -73,7 +71,7 @@ class _SpikingEstimator(BaseEstimator):
         steps: int = 3000,
         batch_size: int | str = "auto",
         learning_rate: float = 3e-3,
-        weight_decay: float = 0.01,
+        weight_decay: float | str = "auto",
         early_stopping: bool = False,
         validation_fraction: float = 0.1,
         patience: int = 15,
@@ -205,7 +203,7 @@ class _SpikingEstimator(BaseEstimator):
                     "lr": self.learning_rate,
                     "weight_decay": self.weight_decay,
                 },
-                scheduler=dict(WARMUP_COSINE),
+                scheduler="warmup_cosine",
             )
             callbacks: list[L.Callback] = [StepBudget(self.steps)]
             keep = _KeepBest()
@@ -249,7 +247,7 @@ class SpikingClassifier(ClassifierMixin, _SpikingEstimator):
     ``learnable``, the ``readout`` and ``burn_in``; training: ``steps`` (the budget in optimizer
     steps, rounded up to whole epochs, with a warm-up + cosine learning rate), ``epochs`` (the
     most epochs), ``batch_size`` (``"auto"``: 32 to 512 by the rows), ``learning_rate``,
-    ``weight_decay``, ``early_stopping`` (with ``validation_fraction`` and
+    ``weight_decay`` (``"auto"``: 3 for a classifier, 0.1 for a regressor), ``early_stopping`` (with ``validation_fraction`` and
     ``patience``), ``random_state`` (an int, a NumPy ``RandomState``, or ``None``: a fresh seed
     for the weights, the noise, the batch order and the validation split), ``verbose``.
     """

@@ -45,7 +45,9 @@ def test_tabular_base_config_needs_a_source(tmp_path):
 def test_model_configs_instantiate(tmp_path, model):
     cfg = compose_train(tmp_path, [f"model={model}"])
     module = instantiate(cfg.model, task="classification", num_inputs=5, num_outputs=3)
-    module.configure_optimizers()
+    optimizer = module.make_optimizer()
+    if module.hparams.scheduler:  # a schedule over the run's steps (a trainer's, in training)
+        module.make_scheduler(optimizer, lambda: 100)
 
 
 @pytest.mark.parametrize("group", ["trainer", "callbacks", "logger"])
@@ -85,6 +87,7 @@ def test_eval_and_predict_configs_compose(config, overrides):
     [
         ["model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,step_size:5,interval:step}"],  # README's
         [
+            "model.scheduler=null",  # then key by key
             "+model.scheduler._target_=torch.optim.lr_scheduler.StepLR",
             "+model.scheduler._partial_=true",
             "+model.scheduler.step_size=5",
@@ -151,3 +154,23 @@ def test_each_command_has_its_own_help(tmp_path):
                 overrides=["ckpt_path=x"] if name in ("eval", "export") else [],
             )
         assert cfg.hydra.help.app_name == f"nmsnn-{name}"
+
+
+def test_auto_weight_decay_follows_the_task(tmp_path):
+    """The default optimizer's weight_decay=auto: 3 for a classifier, 0.1 for a regressor."""
+    from nmsnn.lit.module import AUTO_WEIGHT_DECAY
+
+    cfg = compose_train(tmp_path, [])
+    assert cfg.model.optimizer.weight_decay == "auto"
+    for task, outputs in (("classification", 2), ("regression", 1)):
+        module = instantiate(cfg.model, task=task, num_inputs=3, num_outputs=outputs)
+        assert module.hparams.optimizer["weight_decay"] == "auto"  # stored as configured
+        groups = module.make_optimizer().param_groups
+        assert {g["weight_decay"] for g in groups} == {AUTO_WEIGHT_DECAY[task]}
+    fixed = instantiate(
+        compose_train(tmp_path, ["model.optimizer.weight_decay=0.5"]).model,
+        task="regression",
+        num_inputs=3,
+        num_outputs=1,
+    )
+    assert fixed.make_optimizer().param_groups[0]["weight_decay"] == 0.5

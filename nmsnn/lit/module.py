@@ -49,6 +49,14 @@ DEFAULT_NEURON: dict[str, Any] = {
     "spike_fn": "relu",
 }
 DEFAULT_OPTIMIZER: dict[str, Any] = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 3e-3}
+# optimizer.weight_decay=auto, per task (measured on the tabular suite): strong shrinkage keeps a
+# classifier's logits from chasing the last training rows; a regressor's output must reach the
+# standardized target's scale, which strong decay prevents (its hidden units fall silent)
+AUTO_WEIGHT_DECAY = {"classification": 3.0, "regression": 0.1}
+# model.scheduler by name: the built-in schedules (any other value is a Hydra scheduler config)
+SCHEDULES: dict[str, dict[str, Any]] = {
+    "warmup_cosine": {"_target_": "nmsnn.lit.schedules.warmup_cosine", "interval": "step"},
+}
 
 
 def plain(value: Any) -> Any:
@@ -112,8 +120,9 @@ class SpikingModule(L.LightningModule):
         init: ``calibrated`` (every layer fires at any depth) or ``torch`` (PyTorch's default).
         backend: recurrence implementation (``auto``, ``reference``, ...).
         optimizer: Hydra config of a partial optimizer (``_target_``, ``_partial_: true``, ...).
-        scheduler: optional Hydra config of a partial LR scheduler, with optional ``monitor``
-            and ``interval`` keys for Lightning.
+        scheduler: optional LR scheduler: a name of :data:`SCHEDULES` (``warmup_cosine``) or a
+            Hydra config of a partial scheduler, with optional ``monitor``, ``interval`` and
+            ``frequency`` keys for Lightning.
         target_mean, target_std, target_transform: regression target scaling; predictions and
             metrics are on the original scale ``y = mean + std * output`` (``target_transform``
             ``log1p``: ``y = expm1(mean + std * output)``).
@@ -134,7 +143,7 @@ class SpikingModule(L.LightningModule):
         init: str = "calibrated",
         backend: str = "auto",
         optimizer: Mapping[str, Any] | None = None,
-        scheduler: Mapping[str, Any] | None = None,
+        scheduler: str | Mapping[str, Any] | None = None,
         target_mean: float = 0.0,
         target_std: float = 1.0,
         target_transform: str = "none",
@@ -160,6 +169,11 @@ class SpikingModule(L.LightningModule):
         neuron = {**DEFAULT_NEURON, **(plain(neuron) or {})}
         optimizer = plain(optimizer) or dict(DEFAULT_OPTIMIZER)
         scheduler = plain(scheduler)
+        if isinstance(scheduler, str) and scheduler not in SCHEDULES:
+            raise ConfigError(
+                f"model.scheduler={scheduler!r} is not a built-in schedule ({', '.join(SCHEDULES)}); "
+                "give a scheduler config instead, e.g. '{_target_:torch.optim.lr_scheduler.StepLR,step_size:20}'."
+            )
         self.save_hyperparameters(
             {
                 "task": task,
@@ -370,8 +384,12 @@ class SpikingModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **lightning_keys}}
 
     def make_optimizer(self) -> torch.optim.Optimizer:
-        """The configured optimizer over this module's parameters."""
-        return instantiate(self.hparams.optimizer)(params=self.parameters())
+        """The configured optimizer over this module's parameters (``weight_decay: auto``: the
+        task's value in :data:`AUTO_WEIGHT_DECAY`)."""
+        settings = dict(self.hparams.optimizer)
+        if settings.get("weight_decay") == "auto":
+            settings["weight_decay"] = AUTO_WEIGHT_DECAY[self.task]
+        return instantiate(settings)(params=self.parameters())
 
     def make_scheduler(
         self, optimizer: torch.optim.Optimizer, total_steps: Callable[[], int]
@@ -379,7 +397,9 @@ class SpikingModule(L.LightningModule):
         """The configured scheduler over ``optimizer`` and its Lightning keys (``monitor``,
         ``interval``, ``frequency``); a scheduler target with a ``total_steps`` parameter gets the
         run's optimizer steps (``total_steps()``, asked only then)."""
-        scheduler_cfg = {"_partial_": True, **self.hparams.scheduler}  # the optimizer is passed below
+        scheduler = self.hparams.scheduler
+        scheduler = SCHEDULES[scheduler] if isinstance(scheduler, str) else scheduler
+        scheduler_cfg = {"_partial_": True, **scheduler}  # the optimizer is passed below
         lightning_keys = {
             k: scheduler_cfg.pop(k) for k in ("monitor", "interval", "frequency") if k in scheduler_cfg
         }

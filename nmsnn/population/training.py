@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,8 @@ def unsupported(cfg: DictConfig) -> str | None:
     trainer = cfg.trainer
     checks = {
         "ckpt_path": cfg.get("ckpt_path") is not None,
-        "model.scheduler.monitor": "monitor" in (cfg.model.get("scheduler") or {}),
+        "model.scheduler.monitor": isinstance(cfg.model.get("scheduler"), Mapping)
+        and "monitor" in cfg.model.scheduler,
         "trainer.precision": str(trainer.get("precision", "32-true")) not in ("32", "32-true"),
         "trainer.devices": trainer.get("devices", 1) not in (1, "1", "auto"),
         "trainer.num_nodes": trainer.get("num_nodes", 1) != 1,
@@ -192,7 +194,7 @@ class PopulationTrainer:
     def _scheduler(self, total_steps: int) -> tuple[Any, str]:
         """One scheduler over the merged optimizer (the members must share its settings: it
         scales every group's own learning rate by the same factor), and when it steps."""
-        settings = {repr(dict(m.module.hparams.scheduler or {})) for m in self.members}
+        settings = {repr(m.module.hparams.scheduler) for m in self.members}
         if len(settings) != 1:
             raise ConfigError("population members must share one model.scheduler setting")
         if not self.members[0].module.hparams.scheduler:
