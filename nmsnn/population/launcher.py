@@ -82,7 +82,10 @@ def _prepare(cfg: DictConfig) -> Any:
     if reason:
         raise _NotPopulationAble(reason)
     datamodule, module = build(cfg)
-    module.configure_optimizers()  # a bad optimizer setting fails this job alone, not its population
+    # a bad optimizer or scheduler setting fails this job alone, not its population
+    optimizer = module.make_optimizer()
+    if module.hparams.scheduler:
+        module.make_scheduler(optimizer, lambda: 1)
     out_dir = Path(cfg.paths.output_dir)
     loggers = instantiate_group(cfg.get("logger"))
     member = Member(cfg, module, datamodule, out_dir, loggers, checkpoint_paths(cfg, out_dir))
@@ -195,6 +198,8 @@ class PopulationLaunch:
             # that is about to run on its own (and record its own error if it has one)
             if isinstance(ret._return_value, _NotPopulationAble):
                 log.info("\t#%d runs on its own: %s", idx, ret._return_value)
+            else:  # its own run records the error, if it is the job's own
+                log.info("\t#%d runs on its own after an error in its set-up: %s", idx, ret._return_value)
             results[i] = self._run(self.task_function, overrides, idx)
         if not prepared:
             return results
