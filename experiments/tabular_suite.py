@@ -161,6 +161,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--timeout-min", type=float, default=120.0, help="kill an nmsnn-train run after this long")
     add("--fresh", action="store_true", help="drop the records already in <out>.json")
     add("--report-only", action="store_true", help="only rebuild <out>.md from <out>.json")
+    add(
+        "--sweep-results",
+        type=Path,
+        metavar="JSON",
+        help="the JSON of a --sweep run to show as a second table in <out>.md, beside this JSON's "
+        "default on the same seeds (remembered in <out>.json)",
+    )
     args = parser.parse_args(argv)
     args.suite_dir = (REPO / args.suite_dir).resolve()  # relative to the repo root, not the cwd
     args.out, args.cache, args.work_dir = (Path(p).absolute() for p in (args.out, args.cache, args.work_dir))
@@ -477,6 +484,15 @@ def write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
+def repo_relative(path: Path) -> str:
+    """``path`` relative to the repository root when it lies inside it (stored in the JSON)."""
+    path = Path(path).absolute()
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def record_key(record: dict[str, Any]) -> tuple:
     return record["table"], record["seed"], record["kind"], record["name"]
 
@@ -740,6 +756,42 @@ def header_lines(store: dict[str, Any], variants: list[str]) -> list[str]:
     ]
 
 
+def sweep_section(store: dict[str, Any]) -> list[str]:
+    """Table 3: the sweep of ``store["sweep_results"]`` beside the default on the sweep's seeds."""
+    path = REPO / store["sweep_results"]
+    if not path.exists():
+        return ["## Table 3: sweep", "", f"`{store['sweep_results']}` is missing.", ""]
+    sweep = load_json(path, {"records": []})
+    names = list(dict.fromkeys(r["name"] for r in sweep["records"] if r.get("sweep")))
+    seeds = sorted({r["seed"] for r in sweep["records"] if r.get("sweep")})
+    default = [
+        r for r in store["records"] if r["kind"] == "nmsnn" and r["name"] == "default" and r["seed"] in seeds
+    ]
+    records = default + [r for r in sweep["records"] if r["kind"] == "baseline" or r.get("sweep")]
+    tables = group(records, list(store.get("suite", {})))
+    variants, baselines = column_names(records)
+    ref = names[0] if names else None
+    return [
+        "## Table 3: a sweep, the job picked on validation rows"
+        + (f" (rank and gaps: nmsnn `{ref}`)" if ref else ""),
+        "",
+        f"From `{store['sweep_results']}` (its own report: the `.md` beside it), seeds "
+        f"{', '.join(map(str, seeds))}; made with:",
+        "",
+        "```bash",
+        *(c["command"] + f"   # {c['date']}" for c in sweep.get("commands", [])),
+        "```",
+        "",
+        *variant_lines(records, [v for v in variants if v != "default"]),
+        "- `default`: the default's runs of Table 1 on the same seeds",
+        "",
+        *main_table(store, tables, variants, baselines, ref),
+        "",
+        *summary_lines(tables, variants, baselines),
+        "",
+    ]
+
+
 def report(store: dict[str, Any]) -> str:
     """``<out>.md`` from the stored records."""
     records = store["records"]
@@ -766,6 +818,7 @@ def report(store: dict[str, Any]) -> str:
         "",
         *variant_table(tables, variants),
         "",
+        *(sweep_section(store) if store.get("sweep_results") else []),
         "## Failed runs",
         "",
         *failure_lines(records),
@@ -788,7 +841,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     json_path, md_path = Path(f"{args.out}.json"), Path(f"{args.out}.md")
     if args.report_only:
-        md_path.write_text(report(load_json(json_path, {"records": []})))
+        store = load_json(json_path, {"records": []})
+        if args.sweep_results:
+            store["sweep_results"] = repo_relative(args.sweep_results)
+            write_json(json_path, store)
+        md_path.write_text(report(store))
         print(f"wrote {md_path}")
         return 0
     suite = json.loads((args.suite_dir / "suite.json").read_text())
@@ -809,6 +866,8 @@ def main(argv: list[str] | None = None) -> int:
     store.update(suite={t: {k: suite[t][k] for k in ("file", "target", "task", "rows")} for t in suite})
     store.update(versions=all_versions(), machine=machine(), date=now())
     store["commands"] = [*store.get("commands", []), {"command": command, "date": store["date"]}]
+    if args.sweep_results:
+        store["sweep_results"] = repo_relative(args.sweep_results)
 
     def save() -> None:
         write_json(json_path, store)

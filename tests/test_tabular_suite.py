@@ -86,3 +86,18 @@ def test_tabular_suite_runs_nmsnn_and_baselines_on_the_same_rows(tmp_path):
     Path(f"{out}.md").unlink()
     assert suite.main(["--report-only", "--out", str(out)]) == 0
     assert Path(f"{out}.md").read_text() == markdown
+
+    # A sweep's JSON shown as a second table of another report, beside that report's default.
+    main = dict(store, records=[dict(r, name="default") for r in store["records"] if r["name"] == "fast"])
+    main["records"] += [r for r in store["records"] if r["kind"] == "baseline"]
+    Path(f"{tmp_path / 'main'}.json").write_text(json.dumps(main))
+    argv = ["--report-only", "--out", str(tmp_path / "main"), "--sweep-results", f"{out}.json"]
+    assert suite.main(argv) == 0
+    both = Path(f"{tmp_path / 'main'}.md").read_text()
+    third = both.split("## Table 3")[1]
+    assert "(rank and gaps: nmsnn `pick`)" in third and "`pick`: a sweep" in third
+    row = next(line for line in third.splitlines() if line.startswith("| toy_reg | regression |"))
+    default, picked = (float(c) for c in row.split("|")[4:6])
+    assert abs(default - records[("toy_reg", "nmsnn", "fast")]["metrics"]["r2"]) <= 5e-4
+    assert abs(picked - records[("toy_reg", "nmsnn", "pick")]["metrics"]["r2"]) <= 5e-4
+    assert json.loads(Path(f"{tmp_path / 'main'}.json").read_text())["sweep_results"] == f"{out}.json"
