@@ -114,7 +114,7 @@ def load_split(cfg: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------- models
 def run_nmsnn(cfg: Any) -> dict[str, Any]:
     """Train, validate and test like ``nmsnn-train``; test metrics and timings."""
-    from nmsnn.cli.train import train
+    from nmsnn.pipeline import train
 
     FitTimer.last_seconds = math.nan
     start = time.perf_counter()

@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from environment import cpu_name, now
 
-from nmsnn.predicting import write_text
+from nmsnn.files import write_text
 from nmsnn.sweeps import markdown_table
 
 GRID = ["model.neuron.decay=0.7,0.8,0.9,0.95", "model.neuron.threshold=0.5,0.75,1.0,1.5"]

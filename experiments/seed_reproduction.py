@@ -223,7 +223,7 @@ def child_run(overrides: list[str], output_dir: Path) -> None:
     """The body of one run (``--child``): train, then write the result next to the checkpoints."""
     from hydra import compose, initialize_config_module
 
-    from nmsnn.cli.train import train
+    from nmsnn.pipeline import train
 
     extra = [
         *QUIET,
@@ -478,7 +478,7 @@ def render(store: dict[str, Any]) -> None:
     add("## How these numbers were produced")
     add("")
     add(
-        "Each run is `train(cfg)` from `nmsnn.cli.train` (what `nmsnn-train` calls), in a fresh "
+        "Each run is `train(cfg)` from `nmsnn.pipeline` (what `nmsnn-train` calls), in a fresh "
         "Python process, with the config composed as by the command in its row plus `"
         + " ".join(QUIET)
         + " paths.output_dir=<tmp dir>` and a callback that prints one progress line per epoch; "

@@ -20,7 +20,7 @@ import lightning as L
 import torch
 from hydra import compose, initialize_config_module
 
-from nmsnn.cli.train import train
+from nmsnn.pipeline import train
 
 
 class EpochTimer(L.Callback):

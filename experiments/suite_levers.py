@@ -1,6 +1,6 @@
 """Quick lever measurements on the tabular suite, in one process (for choosing defaults).
 
-Runs ``nmsnn.cli.train.train`` (the code path of ``nmsnn-train``) on the suite's tables for a few
+Runs ``nmsnn.pipeline.train`` (the code path of ``nmsnn-train``) on the suite's tables for a few
 seeds with the given overrides, and prints, per table and task, nmsnn's mean minus the best mean
 baseline (of ``experiments/tabular_suite.py``'s cached baselines: run that script first to fill
 ``results/tabular_suite_baselines.json``) and minus the linear one. In-process runs skip the
@@ -41,7 +41,7 @@ def main() -> None:
 
     from hydra import compose, initialize_config_dir
 
-    from nmsnn.cli.train import train
+    from nmsnn.pipeline import train
 
     suite = json.loads((args.suite_dir / "suite.json").read_text())
     cache = json.loads(CACHE.read_text())

@@ -28,8 +28,8 @@ from nmsnn.analysis.plots import close_figures, save_figures
 from nmsnn.checkpoint import load_checkpoint
 from nmsnn.data.preprocessing import TabularPreprocessor
 from nmsnn.errors import ConfigError
+from nmsnn.files import write_csv, write_text
 from nmsnn.lit.module import target_values
-from nmsnn.predicting import write_csv, write_text
 from nmsnn.sweeps import markdown_table
 
 CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "auroc")
@@ -214,7 +214,7 @@ def run_baseline(model: Baseline, rows: Rows, pre: TabularPreprocessor, repeats:
 
 def run_spiking(cfg: DictConfig, out_dir: Path, repeats: int) -> tuple[dict[str, Any], dict[str, float], Any]:
     """Train the spiking model as ``nmsnn-train`` does; its table row, train metrics and DataModule."""
-    from nmsnn.cli.train import train
+    from nmsnn.pipeline import train
 
     start = time.perf_counter()
     metrics = train(spiking_config(cfg, out_dir))

@@ -27,6 +27,7 @@ from nmsnn.data.datamodule import TabularDataModule
 from nmsnn.lit.callbacks import StepBudget
 from nmsnn.lit.module import SpikingModule
 from nmsnn.quiet import quiet_loggers
+from nmsnn.threads import threads_for
 
 TARGET = "__nmsnn_target__"
 QUIET_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "nmsnn")
@@ -76,6 +77,7 @@ class _SpikingEstimator(BaseEstimator):
         validation_fraction: float = 0.1,
         patience: int = 15,
         backend: str = "auto",
+        threads: int | str = "auto",
         random_state: int | None = 0,
         verbose: bool = False,
     ) -> None:
@@ -93,6 +95,7 @@ class _SpikingEstimator(BaseEstimator):
         self.epochs = epochs
         self.steps = steps
         self.batch_size = batch_size
+        self.threads = threads
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.early_stopping = early_stopping
@@ -219,7 +222,9 @@ class _SpikingEstimator(BaseEstimator):
                 callbacks=callbacks,
                 num_sanity_val_steps=0,
             )
-            trainer.fit(module, datamodule=datamodule)
+            work = datamodule.train_batch_size() * max(module.hparams.num_inputs, *hidden)
+            with threads_for(self.threads, work):
+                trainer.fit(module, datamodule=datamodule)
             if keep.state is not None:
                 module.load_state_dict(keep.state)
             module.trainer = None  # nor the training rows, which the trainer's DataModule holds

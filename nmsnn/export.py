@@ -20,15 +20,12 @@ import torch
 from torch import Tensor, nn
 
 from nmsnn.data.preprocessing import TabularPreprocessor
-from nmsnn.errors import ConfigError
+from nmsnn.export_targets import FILES, FORMATS, export_targets
+from nmsnn.files import write_atomic, write_text
 from nmsnn.lit.module import SpikingModule, output_values
-from nmsnn.predicting import write_atomic, write_text
 from nmsnn.quiet import quiet_loggers
 
 log = logging.getLogger(__name__)
-
-FORMATS = ("torchscript", "onnx")
-FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx", "preprocessing": "preprocessing.json"}
 
 
 class InferenceModel(nn.Module):
@@ -96,21 +93,8 @@ def export(
     Refuses to replace existing files unless ``overwrite``; every file is written to a temporary
     name and moved into place.
     """
-    formats = (formats,) if isinstance(formats, str) else tuple(formats)  # formats=onnx: one format
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise ConfigError(f"unknown export format(s) {unknown}; choose from {FORMATS}.")
-    if not formats:
-        raise ConfigError(f"formats is empty: nothing to export; choose from {FORMATS}.")
+    formats, targets = export_targets(output_dir, formats, overwrite)
     out = Path(output_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output_dir={out} is a file; give a directory.")
-    targets = {name: out / FILES[name] for name in (*formats, "preprocessing")}
-    existing = [str(p) for p in targets.values() if p.exists()]
-    if existing and not overwrite:
-        raise ConfigError(
-            f"{', '.join(existing)}: file(s) exist; choose another output_dir or pass overwrite=true."
-        )
     stale = [str(out / FILES[f]) for f in FORMATS if f not in formats and (out / FILES[f]).exists()]
     if stale:
         log.warning(

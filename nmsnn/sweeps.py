@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from nmsnn.errors import user_error
-from nmsnn.predicting import write_csv, write_text
+from nmsnn.files import write_atomic, write_csv, write_text
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,18 @@ def register_population_launcher() -> None:
 def in_multirun() -> bool:
     """True inside a job of a Hydra multirun."""
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def parallel_jobs() -> int:
+    """How many jobs of this multirun run at once on this machine (1 outside a multirun, or for
+    launchers that run one job at a time or each on its own node)."""
+    if not in_multirun():
+        return 1
+    launcher = HydraConfig.get().launcher
+    if "joblib" not in str(launcher.get("_target_", "")):
+        return 1
+    n_jobs = int(launcher.get("n_jobs") or 1)
+    return os.cpu_count() or 1 if n_jobs < 0 else n_jobs
 
 
 def run_job(
@@ -122,26 +135,126 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_summary(sweep_dir: Path) -> pd.DataFrame:
-    """Write ``summary.csv`` and ``summary.md`` for the sweep in ``sweep_dir``."""
+LOWER_IS_BETTER = ("loss", "rmse", "mae", "mse", "seconds")
+
+
+def metric_direction(metric: str, config: DictConfig | None = None) -> str:
+    """``min`` or ``max`` for the sweep's optimized metric: the Optuna sweeper's direction, the
+    monitor's mode when it is the monitored metric, else by the metric's name."""
+    if config is not None:
+        direction = str(config.hydra.get("sweeper", {}).get("direction", "") or "")
+        if direction in ("minimize", "maximize"):
+            return direction[:3]
+        if metric == config.get("monitor") and config.get("monitor_mode") in ("min", "max"):
+            return str(config.monitor_mode)
+    return "min" if any(word in metric.rsplit("/", 1)[-1] for word in LOWER_IS_BETTER) else "max"
+
+
+def varying_overrides(frame: pd.DataFrame) -> pd.DataFrame:
+    """One column per override key whose value differs between jobs (the common ones dropped)."""
+    split = [
+        dict(item.split("=", 1) for item in text.split() if "=" in item)
+        for text in frame["overrides"].fillna("")
+    ]
+    table = pd.DataFrame(split, index=frame.index)
+    return table[[c for c in table.columns if table[c].nunique(dropna=False) > 1]]
+
+
+def rank_jobs(frame: pd.DataFrame, metric: str | None, direction: str) -> pd.DataFrame:
+    """The jobs best first by ``metric`` (finished ones first, failed and unfinished last), with
+    ``rank`` (1 = best) and ``best`` (True for the one best job)."""
+    frame = frame.copy()
+    ok = frame["status"] == "ok"
+    if metric and metric in frame.columns:
+        score = frame[metric].where(ok)
+        order = score.sort_values(ascending=direction == "min", na_position="last").index
+        frame = frame.loc[order]
+    else:
+        frame = frame.sort_values("job", key=lambda job: job + (~ok).astype(int) * 10**9)
+    frame.insert(0, "rank", range(1, len(frame) + 1))
+    found = metric in frame.columns and frame[metric].where(frame["status"] == "ok").notna().any()
+    frame.insert(1, "best", [found and i == 0 for i in range(len(frame))])
+    return frame
+
+
+def summary_view(frame: pd.DataFrame, metric: str | None, rows: int | None = None) -> pd.DataFrame:
+    """What the Markdown summary and the console show: rank, job, status, the varying overrides,
+    the optimized metric, the other non-spike metrics, seconds, error; floats to 4 digits."""
+    varying = varying_overrides(frame)
+    firsts = [metric] if metric in frame.columns else []
+    metrics = [
+        c
+        for c in frame.columns
+        if c.startswith(("val/", "test/")) and "/spikes/" not in c and c not in firsts
+    ]
+    metrics = [c for c in metrics if "synops" not in c and "macs" not in c]
+    view = pd.concat(
+        [frame[["rank", "job", "status"]], varying, frame[[*firsts, *metrics, "seconds"]]], axis=1
+    )
+    if frame["error"].notna().any():
+        view["error"] = frame["error"]
+    view["rank"] = [f"{r} (best)" if b else str(r) for r, b in zip(frame["rank"], frame["best"], strict=True)]
+    view = view.head(rows) if rows else view
+    return view.map(lambda v: float(f"{v:.4g}") if isinstance(v, float) else v)
+
+
+def sweep_figure(frame: pd.DataFrame, metric: str, path: Path) -> Path | None:
+    """``sweep.png``: the optimized metric against each varying numeric override (one panel
+    each, finished jobs only); ``None`` when nothing numeric varies."""
+    varying = varying_overrides(frame)
+    numeric = {c: pd.to_numeric(varying[c], errors="coerce") for c in varying.columns}
+    numeric = {c: v for c, v in numeric.items() if v.notna().all()}
+    ok = (frame["status"] == "ok") & frame.get(metric, pd.Series(dtype=float)).notna()
+    if not numeric or metric not in frame.columns or not ok.any():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(numeric), figsize=(3.6 * len(numeric), 3.2), squeeze=False)
+    for ax, (key, values) in zip(axes[0], numeric.items(), strict=True):
+        ax.scatter(values[ok], frame.loc[ok, metric], s=18)
+        ax.set_xlabel(key.rsplit(".", 1)[-1] if len(key) > 24 else key)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110), True)
+    plt.close(fig)
+    return path
+
+
+def write_summary(sweep_dir: Path, metric: str | None = None, direction: str = "min") -> pd.DataFrame:
+    """Write ``summary.csv`` (every column, full precision, best job first), ``summary.md`` (the
+    readable view) and ``sweep.png`` for the sweep in ``sweep_dir``; return the ranked jobs."""
     frame = collect(sweep_dir)
     if frame.empty:
         return frame
+    frame = rank_jobs(frame, metric, direction)
     write_csv(frame, sweep_dir / "summary.csv", True)
     failed = int((frame["status"] != "ok").sum())
-    short = frame[[c for c in frame.columns if "/spikes/" not in c]]
-    text = "\n".join(
-        [
-            f"# Sweep {sweep_dir.name}",
-            "",
-            f"{len(frame)} jobs, {len(frame) - failed} ok, {failed} failed or unfinished. Every column "
-            "(spike statistics included) is in `summary.csv`.",
-            "",
-            markdown_table(short),
-            "",
-        ]
-    )
-    write_text(text, sweep_dir / "summary.md", True)
+    head = [f"# Sweep {sweep_dir.name}", ""]
+    head.append(f"{len(frame)} jobs, {len(frame) - failed} ok, {failed} failed or unfinished.")
+    if frame["best"].any():
+        best = frame.iloc[0]
+        varying = varying_overrides(frame).loc[best.name]
+        chosen = " ".join(f"{k}={v}" for k, v in varying.items()) or best["overrides"]
+        head.append(
+            f"Best ({'lowest' if direction == 'min' else 'highest'} `{metric}`): job {best['job']}, "
+            f"`{chosen}`, {metric} = {best[metric]:.6g}."
+        )
+    figure = sweep_figure(frame, metric, sweep_dir / "sweep.png") if metric else None
+    lines = [
+        *head,
+        "",
+        markdown_table(summary_view(frame, metric)),
+        "",
+        "Only the overrides that differ between jobs are shown; every column (spike statistics "
+        "included, at full precision) is in `summary.csv`."
+        + (" `sweep.png`: the metric against each swept value." if figure else ""),
+        "",
+    ]
+    write_text("\n".join(lines), sweep_dir / "summary.md", True)
     return frame
 
 
@@ -152,10 +265,16 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
-        frame = write_summary(sweep_dir)
+        metric = config.get("optimized_metric")
+        direction = metric_direction(metric, config) if metric else "min"
+        frame = write_summary(sweep_dir, metric, direction)
         if frame.empty:
             return
         failed = frame[frame["status"] != "ok"]
+        view = summary_view(frame, metric, rows=10)
+        keep = [c for c in view.columns if not c.startswith("val/") or c == metric]  # narrow enough
+        more = f" (best 10 of {len(frame)})" if len(frame) > 10 else ""
+        print(f"\nsweep {sweep_dir}{more}:\n{markdown_table(view[keep])}\n")
         log.info("sweep summary: %s (%d jobs)", sweep_dir / "summary.md", len(frame))
         if len(failed):
             log.warning("%d of %d jobs failed: %s", len(failed), len(frame), failed["job"].tolist())

@@ -7,9 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from hydra import compose, initialize_config_module
-from omegaconf import DictConfig
+from nmsnn.threads import set_wait_policy
+
+# what nmsnn's commands do before torch is imported: the tests (in this process and the commands
+# they start) run under the same wait policy as users' runs
+set_wait_policy()
+
+import pytest  # noqa: E402
+from hydra import compose, initialize_config_module  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 QUIET = [

@@ -24,6 +24,7 @@ from nmsnn.cli import predict as predict_cli
 from nmsnn.cli import train as train_cli
 from nmsnn.errors import ConfigError
 from nmsnn.lit.module import SpikingModule
+from nmsnn.pipeline import train as train_pipeline
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mixed_classification.csv"
 ENTRY_POINTS = {
@@ -349,7 +350,7 @@ def model_dir(tmp_path_factory) -> Path:
         d / "run",
         ["data=csv", f"data.path={FIXTURE}", "data.target=label", "trainer.max_epochs=1", "logger=none"],
     )
-    train_cli.train(cfg)
+    train_pipeline(cfg)
     ckpt = (d / "run" / "checkpoints" / "best.ckpt").read_bytes()
     (d / "model.ckpt").write_bytes(ckpt)
     (d / "cut.ckpt").write_bytes(ckpt[: len(ckpt) // 3])

@@ -10,7 +10,7 @@ import torch
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
-from nmsnn.cli.train import instantiate_group
+from nmsnn.pipeline import instantiate_group
 from tests.conftest import FIXTURES, compose_train, run_cli
 
 CONF = Path(__file__).parents[1] / "conf"
@@ -131,8 +131,8 @@ def test_triton_on_cpu_tensors_is_a_configuration_error(monkeypatch):
 
 
 def test_an_unknown_monitor_is_refused_before_training(tmp_path):
-    from nmsnn.cli.train import build
     from nmsnn.errors import ConfigError
+    from nmsnn.pipeline import build
 
     with pytest.raises(
         ConfigError, match=r"monitor=val/bogus is not a metric this model logs; use one of \['train/acc'"

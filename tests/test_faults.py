@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from nmsnn.checkpoint import load_checkpoint
-from nmsnn.cli.train import train
 from nmsnn.lit.callbacks import TrainingDiverged
+from nmsnn.pipeline import train
 from tests.conftest import compose_train
 
 BLOW_UP_AT_EPOCH_2 = [

@@ -15,10 +15,10 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from torch.utils.data import DataLoader
 
 from nmsnn.analysis.activity import ActivityAccumulator
-from nmsnn.cli.train import train
 from nmsnn.data.batching import IndexBatchSampler, TensorRows
 from nmsnn.lit.callbacks import SpikeStatistics
 from nmsnn.lit.module import SpikingModule
+from nmsnn.pipeline import train
 from tests.conftest import compose_train
 
 STATS = ("firing_rate", "mean_output", "dead_fraction", "saturated_fraction")

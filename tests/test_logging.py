@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from nmsnn.cli.train import train
+from nmsnn.pipeline import train
 from tests.conftest import compose_train
 
 

@@ -9,13 +9,13 @@ import lightning as L
 import pytest
 import torch
 
-from nmsnn.cli.train import train
 from nmsnn.data.batching import auto_batch_size
 from nmsnn.data.datamodule import TabularDataModule
 from nmsnn.errors import ConfigError
 from nmsnn.lit.callbacks import StepBudget
 from nmsnn.lit.module import SpikingModule
 from nmsnn.lit.schedules import budget_epochs, warmup_cosine
+from nmsnn.pipeline import train
 from tests.conftest import compose_train
 
 

@@ -12,7 +12,7 @@ import yaml
 from hydra import compose, initialize_config_module
 
 from nmsnn.cli.eval import evaluate
-from nmsnn.cli.train import train
+from nmsnn.pipeline import train
 from tests.conftest import compose_train, run_cli
 
 ROOT = Path(__file__).parents[1]

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from nmsnn.checkpoint import load_checkpoint
-from nmsnn.cli.train import train
 from nmsnn.data.datamodule import TabularDataModule
 from nmsnn.errors import CheckpointError
+from nmsnn.pipeline import train
 from nmsnn.predicting import predict_frame
 from tests.conftest import compose_train, run_cli
 

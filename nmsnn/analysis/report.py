@@ -19,7 +19,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from nmsnn.analysis.plots import classification_figures, regression_figures, save_figures
 from nmsnn.data.preprocessing import TabularPreprocessor
-from nmsnn.predicting import write_text
+from nmsnn.files import write_text
 
 HPARAMS_PREFIXES = ("val/", "test/")
 

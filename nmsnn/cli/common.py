@@ -7,11 +7,15 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from omegaconf.errors import MissingMandatoryValue
 
+from nmsnn.console import to_log_files
 from nmsnn.errors import user_error
+from nmsnn.files import FAILED_FILE
+from nmsnn.threads import set_wait_policy
 
 CONFIG_PATH = "pkg://nmsnn.conf"
 DEBUG_ENV = "NMSNN_DEBUG"
@@ -48,19 +52,23 @@ def user_errors() -> Iterator[None]:
         sys.exit(2)
 
 
-def to_log_files(message: str, level: int = logging.INFO) -> None:
-    """Write ``message`` to the log files only (the run's ``train.log``): for what the command
-    already prints on the console (the final metrics table, an error line)."""
-    logger = logging.getLogger("nmsnn")
-    record = logger.makeRecord(logger.name, level, __file__, 0, message, None, None)
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.handle(record)
+@contextlib.contextmanager
+def failure_marker(run_dir: Path) -> Iterator[None]:
+    """Leave ``<run_dir>/FAILED`` holding the error when the block raises (or is interrupted), so
+    a failed run's directory does not look like a finished one; a later success removes it."""
+    marker = Path(run_dir) / FAILED_FILE
+    try:
+        yield
+    except BaseException as err:
+        if marker.parent.is_dir() and not isinstance(err, SystemExit):
+            cause = user_error(err)
+            marker.write_text(f"{type(cause or err).__name__}: {cause or err}\n")
+        raise
+    marker.unlink(missing_ok=True)
 
 
-def format_table(metrics: dict[str, float], title: str) -> str:
-    """A two-column text table of metric names and values."""
-    width = max([len(k) for k in metrics] + [len(title)])
-    lines = [title, "-" * (width + 14)]
-    lines += [f"{k:<{width}}  {v:>12.6g}" for k, v in sorted(metrics.items())]
-    return "\n".join(lines)
+def entry_point(run: Callable[[], object]) -> None:
+    """What every console script does before its Hydra main: OpenMP's passive wait policy (torch
+    is not imported yet: the commands import it only once their configuration is valid)."""
+    set_wait_policy()
+    run()

@@ -14,19 +14,26 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nmsnn.cli.common import CONFIG_PATH, user_errors
-from nmsnn.compare import command_line, compare
-from nmsnn.sweeps import markdown_table
+from nmsnn.cli.common import CONFIG_PATH, entry_point, user_errors
+from nmsnn.console import tidy_third_party_output
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="compare")
-def main(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> None:
     with user_errors():
+        from nmsnn.compare import command_line, compare
+        from nmsnn.sweeps import markdown_table
+
+        tidy_third_party_output()
         command = command_line(list(HydraConfig.get().overrides.task))
         table = compare(cfg, command)
         out_dir = Path(cfg.paths.output_dir)
         print(markdown_table(table))
         print(f"comparison: {out_dir / 'comparison.md'}")
+
+
+def main() -> None:
+    entry_point(run)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,12 @@ import json
 import logging
 
 import hydra
-import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from nmsnn.checkpoint import load_checkpoint
-from nmsnn.cli.common import CONFIG_PATH, format_table, user_errors
+from nmsnn.cli.common import CONFIG_PATH, entry_point, user_errors
+from nmsnn.console import format_table, tidy_third_party_output
 from nmsnn.errors import ConfigError
-from nmsnn.predicting import predict_frame, write_table
+from nmsnn.files import refuse_existing
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +29,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Metrics of the checkpoint on the chosen rows, keyed ``<split>/<metric>``."""
     if cfg.split not in EVAL_SPLITS:
         raise ConfigError(f"split={cfg.split!r} must be one of {EVAL_SPLITS}.")
+    if cfg.get("predictions_path"):
+        refuse_existing(cfg.predictions_path, cfg.overwrite)
+    import lightning as L
+
+    from nmsnn.checkpoint import load_checkpoint
+    from nmsnn.files import write_table
+    from nmsnn.predicting import predict_frame
+
+    tidy_third_party_output()
     loaded = load_checkpoint(cfg.ckpt_path)
     overrides = OmegaConf.to_container(cfg.data, resolve=True) if cfg.data else {}
     if cfg.split == "all":  # no split: every row lands in "train", in the file's order
@@ -70,11 +78,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
-def main(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> None:
     with user_errors():
         metrics = evaluate(cfg)
         print(format_table(metrics, f"nmsnn-eval: {cfg.ckpt_path}"))
         print(json.dumps(metrics))
+
+
+def main() -> None:
+    entry_point(run)
 
 
 if __name__ == "__main__":

@@ -5,18 +5,27 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from nmsnn.checkpoint import load_checkpoint
-from nmsnn.cli.common import CONFIG_PATH, user_errors
-from nmsnn.export import export
+from nmsnn.cli.common import CONFIG_PATH, entry_point, user_errors
+from nmsnn.console import tidy_third_party_output
+from nmsnn.export_targets import export_targets
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
-def main(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> None:
     with user_errors():
+        export_targets(cfg.output_dir, cfg.formats, cfg.overwrite)  # before loading anything
+        from nmsnn.checkpoint import load_checkpoint
+        from nmsnn.export import export
+
+        tidy_third_party_output()
         loaded = load_checkpoint(cfg.ckpt_path)
         paths = export(loaded.module, loaded.preprocessor, cfg.output_dir, cfg.formats, cfg.overwrite)
         for path in paths.values():
             print(path)
+
+
+def main() -> None:
+    entry_point(run)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from nmsnn.checkpoint import load_checkpoint
-from nmsnn.cli.common import CONFIG_PATH, user_errors
-from nmsnn.data.sources import read_table
+from nmsnn.cli.common import CONFIG_PATH, entry_point, user_errors
+from nmsnn.console import tidy_third_party_output
 from nmsnn.errors import ConfigError
-from nmsnn.predicting import predict_frame, write_table
+from nmsnn.files import refuse_existing
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +26,13 @@ def predict(cfg: DictConfig) -> str:
     """Write the predictions CSV and return its path."""
     if Path(cfg.output_path).resolve() == Path(cfg.input_path).resolve():
         raise ConfigError(f"output_path={cfg.output_path} is the input file; choose another output path.")
+    refuse_existing(cfg.output_path, cfg.overwrite)  # before the seconds that loading takes
+    from nmsnn.checkpoint import load_checkpoint
+    from nmsnn.data.sources import read_table
+    from nmsnn.files import write_table
+    from nmsnn.predicting import predict_frame
+
+    tidy_third_party_output()
     loaded = load_checkpoint(cfg.ckpt_path)
     rows = read_table(cfg.input_path)
     id_column = cfg.get("id_column")
@@ -41,9 +47,13 @@ def predict(cfg: DictConfig) -> str:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
-def main(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> None:
     with user_errors():
         print(predict(cfg))
+
+
+def main() -> None:
+    entry_point(run)
 
 
 if __name__ == "__main__":

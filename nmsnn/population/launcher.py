@@ -32,6 +32,8 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
+from nmsnn.console import tidy_third_party_output
+
 log = logging.getLogger(__name__)
 
 # override keys whose values members of one population may differ in
@@ -74,7 +76,7 @@ def group_jobs(job_overrides: Sequence[Sequence[str]], max_members: int) -> list
 
 def _prepare(cfg: DictConfig) -> Any:
     """Phase one, inside the member's Hydra job: seed, data, model, loggers (as ``nmsnn-train``)."""
-    from nmsnn.cli.train import build, instantiate_group
+    from nmsnn.pipeline import build, instantiate_group
     from nmsnn.population.training import Member, checkpoint_paths, unsupported
 
     start = time.perf_counter()
@@ -93,6 +95,16 @@ def _prepare(cfg: DictConfig) -> Any:
     return member
 
 
+def _apply_threads(members: list[Any]) -> None:
+    """One thread count for the stacked population, from the first member's ``threads`` and the
+    whole population's per-step work."""
+    from nmsnn.pipeline import step_work
+    from nmsnn.threads import apply_threads
+
+    first = members[0]
+    apply_threads(first.cfg.get("threads"), step_work(first.datamodule, first.module, len(members)))
+
+
 class _NotPopulationAble(Exception):
     pass
 
@@ -100,7 +112,7 @@ class _NotPopulationAble(Exception):
 def _finish(cfg: DictConfig, member: Any, seconds: float, size: int, first_job: int) -> float:
     """Phase three, inside the member's Hydra job again: checkpoints, report, job status (its
     ``seconds``: its own set-up and report, and its share of the population's training)."""
-    from nmsnn.cli.train import build_trainer, report
+    from nmsnn.pipeline import build_trainer, report
     from nmsnn.population.training import save_checkpoints
     from nmsnn.sweeps import run_job as record_job
 
@@ -112,7 +124,9 @@ def _finish(cfg: DictConfig, member: Any, seconds: float, size: int, first_job: 
         # the final validation and test are logged at the member's last step, as after a fit
         # (Lightning's logging step counter, which a Trainer that did not fit starts at 0)
         trainer.fit_loop.epoch_loop._batches_that_stepped = member.global_step
-        return report(cfg, trainer, member.module.cpu(), member.datamodule, ckpt_path, member.epochs)
+        return report(
+            cfg, trainer, member.module.cpu(), member.datamodule, ckpt_path, member.epochs, seconds / size
+        )
 
     extra = {"population": {"first_job": first_job, "members": size, "training_seconds": round(seconds, 3)}}
     shared = seconds / size + member.setup_seconds
@@ -204,6 +218,8 @@ class PopulationLaunch:
         if not prepared:
             return results
         members = [prepared[i] for i in sorted(prepared)]
+        tidy_third_party_output()  # the launcher runs inside nmsnn-train only
+        _apply_threads(members)
         start = time.perf_counter()
         try:
             PopulationTrainer(members).fit()

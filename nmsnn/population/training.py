@@ -101,6 +101,7 @@ def unsupported(cfg: DictConfig) -> str | None:
         "interrupt_checkpoint",
         "spike_statistics",
         "training_budget",
+        "progress",
     }
     extra = [name for name, node in callbacks.items() if node is not None and name not in known]
     if extra:
@@ -165,6 +166,9 @@ class PopulationTrainer:
         self.checkpointing = callbacks.get("model_checkpoint") is not None
         spike_statistics = callbacks.get("spike_statistics")
         self.spike_every = 0 if spike_statistics is None else int(spike_statistics.get("every_n_epochs", 1))
+        progress = callbacks.get("progress")
+        self.progress_every = None if progress is None else float(progress.get("every_s", 5.0))
+        self._progress_at = -math.inf
         self.burn_in = int(members[0].module.hparams.burn_in)
         if cfg.trainer.get("deterministic"):
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -238,6 +242,7 @@ class PopulationTrainer:
                     member.last_checkpoint = self._checkpoint(member, epoch)
                     if not validate or self.monitor is None:
                         member.best_checkpoint = member.last_checkpoint
+            self._progress(epoch, time.perf_counter() - start)
         for member in self.members:
             member.stopped = True
         log.info(
@@ -246,6 +251,28 @@ class PopulationTrainer:
             time.perf_counter() - start,
             [m.epochs for m in self.members],
         )
+
+    def _progress(self, epoch: int, seconds: float) -> None:
+        """The population's line for ``callbacks.progress``: at most every ``every_s`` seconds (and
+        for the first and last epoch), with the best member so far by the monitored metric."""
+        if self.progress_every is None:
+            return
+        active = self.active()
+        last = not active or epoch + 1 >= self.max_epochs
+        if not (epoch == 0 or last or seconds - self._progress_at >= self.progress_every):
+            return
+        self._progress_at = seconds
+        parts = [
+            f"population of {len(self.members)}: epoch {epoch + 1}/{self.max_epochs}",
+            f"{len(active)} training",
+        ]
+        scored = [m for m in self.members if m.best_score is not None and math.isfinite(m.best_score)]
+        if scored and self.monitor:
+            pick = min if self.mode == "min" else max
+            best = pick(scored, key=lambda m: m.best_score)
+            parts.append(f"best {self.monitor} {best.best_score:.4g} (job {best.out_dir.name})")
+        parts.append(f"{seconds:.1f} s")
+        log.info(" · ".join(parts))
 
     # ------------------------------------------------------------------------------- training
     def _train_epoch(self, epoch: int, active: list[int]) -> None:
