@@ -123,6 +123,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return report(cfg, trainer, model, datamodule, ckpt_path, completed_epochs(trainer), fit_seconds)
 
 
+def wants_plots(cfg: DictConfig) -> bool:
+    """``plots``: true, false, or auto (a single run's evaluation plots, none for each job of a
+    sweep, whose summary figure compares the jobs instead)."""
+    setting = cfg.get("plots", "auto")
+    if setting not in (True, False, "auto"):
+        raise ConfigError(f"plots={setting!r} must be true, false or auto.")
+    return (not in_multirun()) if setting == "auto" else bool(setting)
+
+
 def report(
     cfg: DictConfig,
     trainer: L.Trainer,
@@ -162,9 +171,11 @@ def report(
         rows = datamodule.split_frame("test")
         predictions = predict_frame(model, datamodule.preprocessor, rows, "test rows")
         write_csv(predictions, out_dir / "test_predictions.csv", overwrite=True)
-        plots, figures = evaluation_plots(datamodule.preprocessor, rows, predictions, out_dir / "plots")
-        log_figures(trainer, plots, trainer.global_step)
-        close_figures(figures)
+        plots: dict[str, Path] = {}
+        if wants_plots(cfg):
+            plots, figures = evaluation_plots(datamodule.preprocessor, rows, predictions, out_dir / "plots")
+            log_figures(trainer, plots, trainer.global_step)
+            close_figures(figures)
         params = {"model": dict(model.hparams), "data": dict(datamodule.hparams), "seed": cfg.get("seed")}
         log_hparams_with_metrics(trainer, params, metrics)
         run = {

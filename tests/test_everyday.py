@@ -130,7 +130,9 @@ def test_a_sweep_summary_ranks_its_jobs_and_nmsnn_runs_tabulates_them(tmp_path):
     assert "| 1 (best) |" in result.stdout and "nmsnn-train: " not in console  # not a table per job
     assert "job 0: tested best.ckpt" in console and "population of 2: epoch 2/2" in console
 
+    assert not (sweep / "0" / "plots").exists()  # plots=auto: the sweep's figure, not one per job
     run_cli("nmsnn-train", "logger=none", "trainer.max_epochs=1", "run_name=alone", cwd=tmp_path)
+    assert list((tmp_path / "logs" / "train" / "runs" / "alone" / "plots").glob("*.png"))
     table = run_cli("nmsnn-runs", str(tmp_path), "--csv", str(tmp_path / "runs.csv"), cwd=tmp_path).stdout
     runs = pd.read_csv(tmp_path / "runs.csv")
     assert len(runs) == 4 and set(runs["status"]) == {"ok", "failed"}
