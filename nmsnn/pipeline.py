@@ -54,11 +54,16 @@ def describe(model: SpikingModule) -> str:
     )
 
 
-def build(cfg: DictConfig) -> tuple[TabularDataModule, SpikingModule]:
-    """Seed, then set up the data and build the model, in this order (the seed decides both)."""
+def build(
+    cfg: DictConfig, datamodule: TabularDataModule | None = None
+) -> tuple[TabularDataModule, SpikingModule]:
+    """Seed, then set up the data and build the model, in this order (the seed decides both).
+    ``datamodule``: one already set up from these data settings, to share instead of reading
+    the table again (its split and preprocessing use only its own seeds)."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
+    if datamodule is None:
+        datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     if "test" not in datamodule.tensors:
         raise ConfigError("data.test_size must be > 0 for nmsnn-train: it tests the trained model.")

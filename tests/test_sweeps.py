@@ -197,3 +197,32 @@ def test_ddp_configs_compose(tmp_path):
         cfg = compose_train(tmp_path, [f"trainer={trainer}"])
         assert cfg.trainer.strategy == strategy and cfg.trainer.use_distributed_sampler is False
     assert os.environ.get("LOCAL_RANK") is None
+
+
+def test_a_sweep_composes_each_job_once(monkeypatch):
+    """The sweeper's check composes a job and the launcher is handed that composition (once):
+    two requests for one job cost one composition, a third composes again."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.global_hydra import GlobalHydra
+
+    from nmsnn.sweeps import compose_each_job_once
+
+    compose_each_job_once()
+    calls = []
+    original = ConfigLoaderImpl.load_configuration
+    monkeypatch.setattr(
+        ConfigLoaderImpl,
+        "load_configuration",
+        lambda self, *a, **k: calls.append(1) or original(self, *a, **k),
+    )
+    with initialize_config_module("nmsnn.conf", version_base="1.3"):
+        master = compose("train", return_hydra_config=True)
+        loader = GlobalHydra.instance().config_loader()
+        calls.clear()
+        job = ["model.neuron.decay=0.8"]
+        checked = loader.load_sweep_config(master, job)  # the sweeper's check
+        launched = loader.load_sweep_config(master, job)  # the launcher's run
+        assert len(calls) == 1 and launched is not checked
+        assert launched.model.neuron.decay == 0.8 and checked.model == launched.model
+        loader.load_sweep_config(master, job)
+        assert len(calls) == 2

@@ -30,7 +30,7 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nmsnn.console import tidy_third_party_output
 
@@ -74,8 +74,12 @@ def group_jobs(job_overrides: Sequence[Sequence[str]], max_members: int) -> list
     return chunks
 
 
-def _prepare(cfg: DictConfig) -> Any:
-    """Phase one, inside the member's Hydra job: seed, data, model, loggers (as ``nmsnn-train``)."""
+def _prepare(cfg: DictConfig, tables: dict[str, Any]) -> Any:
+    """Phase one, inside the member's Hydra job: seed, data, model, loggers (as ``nmsnn-train``).
+
+    Members whose data settings are equal share one DataModule (``tables``, keyed by those
+    settings): the table is read and preprocessed once per population. Its split and
+    preprocessing depend on the data settings alone, so each member gets the same rows as alone."""
     from nmsnn.pipeline import build, instantiate_group
     from nmsnn.population.training import Member, checkpoint_paths, unsupported
 
@@ -83,7 +87,12 @@ def _prepare(cfg: DictConfig) -> Any:
     reason = unsupported(cfg)
     if reason:
         raise _NotPopulationAble(reason)
-    datamodule, module = build(cfg)
+    data_key = OmegaConf.to_yaml(cfg.data, resolve=True)
+    shared = tables.get(data_key)
+    if shared is not None:
+        log.info("data: the table as read and preprocessed for an earlier member of this population")
+    datamodule, module = build(cfg, datamodule=shared)
+    tables.setdefault(data_key, datamodule)
     # a bad optimizer or scheduler setting fails this job alone, not its population
     optimizer = module.make_optimizer()
     if module.hparams.scheduler:
@@ -196,6 +205,7 @@ class PopulationLaunch:
         results: dict[int, JobReturn] = {}
         prepared: dict[int, Any] = {}
         configs: dict[int, DictConfig] = {}
+        tables: dict[str, Any] = {}  # the members' shared DataModules, by data settings
         for i in group:
             overrides = job_overrides[i]
             idx = initial_job_idx + i
@@ -204,7 +214,7 @@ class PopulationLaunch:
                 results[i] = self._run(self.task_function, overrides, idx)
                 continue
             configs[i] = self._job_config(overrides, idx)
-            ret = self._run(_prepare, overrides, idx, configs[i])
+            ret = self._run(lambda cfg: _prepare(cfg, tables), overrides, idx, configs[i])
             if ret.status == JobStatus.COMPLETED:
                 prepared[i] = ret.return_value
                 continue
