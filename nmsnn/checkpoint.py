@@ -7,10 +7,12 @@ values, so it loads with ``torch.load(..., weights_only=True)``.
 
 from __future__ import annotations
 
+import inspect
 import pickle
 import re
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,11 @@ from nmsnn.data.datamodule import TabularDataModule
 from nmsnn.data.preprocessing import TabularPreprocessor
 from nmsnn.errors import CheckpointError, NmsnnError
 from nmsnn.lit.module import SpikingModule
+from nmsnn.lit.targets import check_checkpoint_targets
 
 DATAMODULE_KEY = TabularDataModule.__qualname__
+# the data settings that decide which rows land in which split
+SPLIT_SETTINGS = ("dataset", "path", "test_size", "val_size", "split_seed", "val_split_seed", "stratify")
 
 
 @dataclass
@@ -32,6 +37,8 @@ class LoadedCheckpoint:
     preprocessor: TabularPreprocessor
     data_hparams: dict[str, Any]
     path: Path
+    # a hash of each split's rows in training (see TabularDataModule._check_fingerprints)
+    fingerprints: dict[str, str] = field(default_factory=dict)
 
     def datamodule(self, **overrides: Any) -> TabularDataModule:
         """A DataModule with the checkpoint's settings (and ``overrides``) and fitted preprocessing."""
@@ -42,7 +49,11 @@ class LoadedCheckpoint:
         if overrides.get("dataset") is not None or overrides.get("frame") is not None:
             settings["path"] = None
         dm = TabularDataModule(**settings)
-        dm.load_state_dict({"preprocessor": self.preprocessor.state_dict()})
+        # the same file split the same way must give the same rows; another file or split is the
+        # caller's choice, with nothing to compare against
+        same_split = all(settings.get(k) == self.data_hparams.get(k) for k in SPLIT_SETTINGS)
+        fingerprints = self.fingerprints if same_split and overrides.get("frame") is None else {}
+        dm.load_state_dict({"preprocessor": self.preprocessor.state_dict(), "fingerprints": fingerprints})
         return dm
 
 
@@ -56,7 +67,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path}: not a readable PyTorch checkpoint (truncated, or a file of another kind)."
         )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         found = re.search(r"(?i)unsupported global:? GLOBAL [\w.]+", str(err))
         raise CheckpointError(
@@ -68,28 +79,75 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint (truncated or another format: {err})."
         ) from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(
+            f"{path}: not an nmsnn checkpoint (it holds a {type(checkpoint).__name__}, not a "
+            "dictionary); use a checkpoint written by nmsnn-train."
+        )
+    check_checkpoint_targets(checkpoint, str(path))
+    return checkpoint
+
+
+def _settings(value: Any, path: Path, key: str, accepted: Callable[..., Any]) -> dict[str, Any]:
+    """``value`` checked as the keyword settings of ``accepted`` (a dict of known names)."""
+    if not isinstance(value, dict):
+        raise CheckpointError(
+            f"{path}: {key} is a {type(value).__name__}, not a dictionary of settings; the file is "
+            "damaged or was not written by nmsnn-train."
+        )
+    known = set(inspect.signature(accepted).parameters)
+    unknown = sorted(str(k) for k in value if k not in known)
+    if unknown:
+        raise CheckpointError(
+            f"{path}: {key} holds unknown setting(s) {unknown}; it was written by another nmsnn "
+            "version or edited by hand."
+        )
+    return value
+
+
+def validate_checkpoint(ckpt: dict[str, Any], path: Path) -> None:
+    """The structure :func:`load_checkpoint` relies on, checked once with one message: the
+    model's and the data's settings (known names only), the weights, the fitted preprocessing."""
+    missing = [k for k in ("hyper_parameters", "state_dict", DATAMODULE_KEY) if k not in ckpt]
+    if missing:
+        raise CheckpointError(
+            f"{path}: not an nmsnn checkpoint (missing {missing}); use a checkpoint written by nmsnn-train."
+        )
+    _settings(ckpt["hyper_parameters"], path, "hyper_parameters", SpikingModule.__init__)
+    _settings(
+        ckpt.get("datamodule_hyper_parameters", {}),
+        path,
+        "datamodule_hyper_parameters",
+        TabularDataModule.__init__,
+    )
+    weights = ckpt["state_dict"]
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise CheckpointError(f"{path}: state_dict is not a dictionary of tensors; the file is damaged.")
+    data_state = ckpt[DATAMODULE_KEY]
+    if not isinstance(data_state, dict):
+        raise CheckpointError(
+            f"{path}: {DATAMODULE_KEY} is a {type(data_state).__name__}, not the data module's state; "
+            "the file is damaged or was not written by nmsnn-train."
+        )
+    if not isinstance(data_state.get("preprocessor"), dict):
+        raise CheckpointError(f"{path}: the checkpoint holds no fitted preprocessing.")
 
 
 def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
     """Rebuild the model and its fitted preprocessing from an nmsnn checkpoint."""
+    path = Path(path)
     ckpt = read_checkpoint(path)
-    missing = [k for k in ("hyper_parameters", "state_dict", DATAMODULE_KEY) if k not in ckpt]
-    if not isinstance(ckpt, dict) or missing:
-        raise CheckpointError(
-            f"{path}: not an nmsnn checkpoint (missing {missing or 'everything'}); "
-            "use a checkpoint written by nmsnn-train."
-        )
-    state = ckpt[DATAMODULE_KEY].get("preprocessor")
-    if state is None:
-        raise CheckpointError(f"{path}: the checkpoint holds no fitted preprocessing.")
+    validate_checkpoint(ckpt, path)
+    state = ckpt[DATAMODULE_KEY]["preprocessor"]
     try:
         module = SpikingModule(**ckpt["hyper_parameters"])
         module.load_state_dict(ckpt["state_dict"])
         preprocessor = TabularPreprocessor.from_state_dict(state)
     except NmsnnError:
         raise
-    except (TypeError, RuntimeError, KeyError) as err:
+    except (TypeError, RuntimeError, KeyError, ValueError, AttributeError) as err:
         raise CheckpointError(f"{path}: the checkpoint does not match this nmsnn version ({err}).") from None
     module.eval()
     data_hparams = dict(ckpt.get("datamodule_hyper_parameters", {}))
-    return LoadedCheckpoint(module, preprocessor, data_hparams, Path(path))
+    fingerprints = dict(ckpt[DATAMODULE_KEY].get("fingerprints") or {})
+    return LoadedCheckpoint(module, preprocessor, data_hparams, Path(path), fingerprints)

@@ -10,6 +10,9 @@ from __future__ import annotations
 class NmsnnError(ValueError):
     """Base class of all errors caused by user input (data, configuration, checkpoints)."""
 
+    # the exit status of a command that stops on this error
+    exit_status = 2
+
 
 class DataError(NmsnnError):
     """A data file, data frame or column cannot be used as given."""
@@ -21,6 +24,12 @@ class ConfigError(NmsnnError):
 
 class CheckpointError(NmsnnError):
     """A checkpoint file is missing, truncated, foreign or unsafe to load."""
+
+
+class Terminated(NmsnnError):
+    """The run was stopped by SIGTERM (a scheduler, ``kill``) and left a resumable checkpoint."""
+
+    exit_status = 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM ended
 
 
 def user_error(err: BaseException | None) -> NmsnnError | None:

@@ -118,6 +118,11 @@ class _SpikingEstimator(BaseEstimator):
         where both have them, and warns when only one does), so a model fitted on a DataFrame
         predicts a NumPy array of the same columns and the other way round."""
         if isinstance(X, pd.DataFrame):
+            if isinstance(X.columns, pd.MultiIndex):
+                raise ValueError(
+                    f"X has MultiIndex columns (e.g. {X.columns[0]!r}); give one level of column "
+                    "names, e.g. X.columns = ['_'.join(map(str, c)) for c in X.columns]."
+                )
             validate_data(self, X, reset=reset, skip_check_array=True)
             if X.shape[0] == 0:
                 raise ValueError(
@@ -146,6 +151,17 @@ class _SpikingEstimator(BaseEstimator):
         return int(state)
 
     def _check_params(self) -> None:
+        sizes = [self.hidden] if isinstance(self.hidden, (int, np.integer, float, str)) else self.hidden
+        try:
+            whole = all(
+                isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1 for h in sizes
+            )
+        except TypeError:
+            whole = False
+        if not whole:
+            raise ValueError(
+                f"hidden must be a positive integer or a sequence of them, e.g. 128 or (64, 64); got {self.hidden!r}."
+            )
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, (int, np.integer)) or self.epochs < 1:
             raise ValueError(f"epochs must be a positive integer; got {self.epochs!r}.")
         if isinstance(self.steps, bool) or not isinstance(self.steps, (int, np.integer)) or self.steps < 1:
@@ -222,7 +238,7 @@ class _SpikingEstimator(BaseEstimator):
                 callbacks=callbacks,
                 num_sanity_val_steps=0,
             )
-            work = datamodule.train_batch_size() * max(module.hparams.num_inputs, *hidden)
+            work = datamodule.train_batch_size() * max([module.hparams.num_inputs, *hidden])
             with threads_for(self.threads, work):
                 trainer.fit(module, datamodule=datamodule)
             if keep.state is not None:

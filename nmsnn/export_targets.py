@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nmsnn.errors import ConfigError
+from nmsnn.files import refuse_input
 
 FORMATS = ("torchscript", "onnx")
 FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx", "preprocessing": "preprocessing.json"}
@@ -26,6 +27,8 @@ def export_targets(
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output_dir={out} is a file; give a directory.")
     targets = {name: out / FILES[name] for name in (*formats, "preprocessing")}
+    for path in targets.values():
+        refuse_input(path)
     existing = [str(p) for p in targets.values() if p.exists()]
     if existing and not overwrite:
         raise ConfigError(

@@ -16,6 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nmsnn.analysis.plots import close_figures
@@ -23,8 +24,9 @@ from nmsnn.analysis.report import evaluation_plots, log_figures, log_hparams_wit
 from nmsnn.checkpoint import read_checkpoint
 from nmsnn.console import results_table, to_log_files
 from nmsnn.data.datamodule import TabularDataModule
-from nmsnn.errors import ConfigError
-from nmsnn.files import write_csv
+from nmsnn.errors import ConfigError, Terminated
+from nmsnn.files import reading, write_csv
+from nmsnn.lit.checkpoint_io import AtomicCheckpointIO
 from nmsnn.lit.module import SpikingModule
 from nmsnn.predicting import predict_frame
 from nmsnn.sweeps import in_multirun, parallel_jobs
@@ -60,6 +62,7 @@ def build(
     """Seed, then set up the data and build the model, in this order (the seed decides both).
     ``datamodule``: one already set up from these data settings, to share instead of reading
     the table again (its split and preprocessing use only its own seeds)."""
+    check_run_settings(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     if datamodule is None:
@@ -88,14 +91,42 @@ def build(
     return datamodule, model
 
 
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_run_settings(cfg: DictConfig) -> None:
+    """The run's own settings that Hydra accepts as any type: the seed, and a length of training."""
+    seed = cfg.get("seed")
+    if seed is not None and not (_whole(seed) and 0 <= seed < 2**32):
+        raise ConfigError(
+            f"seed={seed!r} must be a whole number from 0 to {2**32 - 1} (or null: a random seed)."
+        )
+    trainer = cfg.get("trainer") or {}
+    for key in ("max_epochs", "max_steps"):
+        value = trainer.get(key)
+        if value is None or value == -1:
+            continue
+        if not _whole(value) or value < 1:
+            raise ConfigError(
+                f"trainer.{key}={value!r} must be a whole number >= 1 (or -1: no limit); a run that "
+                "trains nothing would report its untrained model."
+            )
+
+
 def build_trainer(cfg: DictConfig, datamodule: TabularDataModule, loggers: Any = None) -> L.Trainer:
     """The configured Trainer with its callbacks and loggers (``loggers``: those to use instead of
     the configured ones; no validation without a validation split)."""
     no_validation = {} if "val" in datamodule.tensors else {"limit_val_batches": 0}
     if loggers is None:
         loggers = instantiate_group(cfg.get("logger")) or False
+    plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
     return instantiate(
-        cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")), logger=loggers, **no_validation
+        cfg.trainer,
+        callbacks=instantiate_group(cfg.get("callbacks")),
+        logger=loggers,
+        **no_validation,
+        **plugins,
     )
 
 
@@ -108,7 +139,13 @@ def step_work(datamodule: TabularDataModule, model: SpikingModule, members: int 
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit, validate and test the configured model; return the metrics of the tested checkpoint."""
+    """Fit, validate and test the configured model; return the metrics of the tested checkpoint
+    (no file it writes may replace the data file it reads)."""
+    with reading({"data.path": (cfg.get("data") or {}).get("path")}):
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> dict[str, float]:
     which = cfg.get("test_ckpt", "best")
     if which not in ("best", "last"):
         raise ConfigError(f"test_ckpt={which!r} must be 'best' or 'last'.")
@@ -121,7 +158,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
         check_resumable(resume_from, model, datamodule)
     trainer = build_trainer(cfg, datamodule)
     start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+    except SIGTERMException:
+        last = out_dir / "checkpoints" / "last.ckpt"
+        resumes = f"the same command resumes from {last}" if last.exists() else "no epoch had completed"
+        raise Terminated(f"terminated by SIGTERM in epoch {trainer.current_epoch + 1}; {resumes}.") from None
     fit_seconds = time.perf_counter() - start
 
     ckpt_path = _test_checkpoint(trainer, which)

@@ -19,10 +19,11 @@ class InterruptAtEpoch(L.Callback):
 
 
 class KillOnce(L.Callback):
-    """SIGKILL this process before batch 1 of epoch ``epoch``, once (a marker file remembers)."""
+    """Send this process ``signal`` (SIGKILL) before batch 1 of epoch ``epoch``, once (a marker
+    file remembers)."""
 
-    def __init__(self, epoch: int, marker: str) -> None:
-        self.epoch, self.marker = epoch, marker
+    def __init__(self, epoch: int, marker: str, signal: str = "SIGKILL") -> None:
+        self.epoch, self.marker, self.signal = epoch, marker, signal
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int
@@ -33,7 +34,7 @@ class KillOnce(L.Callback):
 
         if trainer.current_epoch == self.epoch and batch_idx == 1 and not Path(self.marker).exists():
             Path(self.marker).touch()
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), getattr(signal, self.signal))
 
 
 class RecordRows(L.Callback):

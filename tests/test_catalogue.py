@@ -25,8 +25,10 @@ from nmsnn.cli import train as train_cli
 from nmsnn.errors import ConfigError
 from nmsnn.lit.module import SpikingModule
 from nmsnn.pipeline import train as train_pipeline
+from tests.conftest import compose_train
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mixed_classification.csv"
+MARKER = "acted.txt"  # what a checkpoint that could act would create
 ENTRY_POINTS = {
     "train": train_cli.main,
     "predict": predict_cli.main,
@@ -340,11 +342,294 @@ CASES = [
 ]
 
 
+def piped_bom_duplicate(d: Path) -> None:
+    (d / "data.csv").write_bytes(b"\xef\xbb\xbfx1,x1,y\n1,2,a\n")
+
+
+def categorical_parquet(d: Path) -> None:
+    frame = good_frame()
+    frame["y"] = pd.Categorical(frame["y"], categories=["a", "b", "c", "never"])
+    frame.to_parquet(d / "data.parquet")
+
+
+PREDICT = ["input_path={d}/rows.csv", "output_path={d}/out.csv"]
+# Round two: checkpoints that could act or are damaged, outputs that would replace inputs,
+# settings that would train nothing or mean nothing, and misleading messages.
+CASES += [
+    # ---- checkpoints are data: a callable named anywhere is refused, on every load path
+    *(
+        Case(
+            f"checkpoint naming a callable ({where}, {command})",
+            command,
+            [f"ckpt_path={{d}}/{name}", *extra],
+            message,
+            must_not_exist=[MARKER, "out.csv"],
+        )
+        for name, where, message in (
+            ("open_optimizer.ckpt", "optimizer", "hyper_parameters.optimizer._target_ = 'builtins.open'"),
+            ("open_scheduler.ckpt", "scheduler", "hyper_parameters.scheduler._target_ = 'builtins.open'"),
+            ("open_nested.ckpt", "inside the optimizer", "hyper_parameters.optimizer.lr._target_"),
+            ("open_data.ckpt", "data settings", "datamodule_hyper_parameters.drop[0]._target_"),
+            ("open_top.ckpt", "top level", "extra._target_ = 'builtins.open'"),
+            ("open_dotted.ckpt", "a path through a module", "'torch.optim.adamw.torch.load'"),
+        )
+        for command, extra in (("predict", PREDICT), ("eval", []))
+    ),
+    Case(
+        "export of a checkpoint naming a callable",
+        "export",
+        ["ckpt_path={d}/open_optimizer.ckpt", "output_dir={d}/new_export"],
+        "names a callable that loading or fine-tuning would call",
+        must_not_exist=[MARKER, "new_export"],
+    ),
+    Case(
+        "resuming from a checkpoint naming a callable",
+        "train",
+        [*FAST, "data=csv", f"data.path={FIXTURE}", "data.target=label", "ckpt_path={d}/open_scheduler.ckpt"],
+        "hyper_parameters.scheduler._target_ = 'builtins.open'",
+        must_not_exist=[MARKER],
+    ),
+    # ---- damaged checkpoints: one message, no traceback
+    Case(
+        "checkpoint that is a list",
+        "predict",
+        ["ckpt_path={d}/list.ckpt", *PREDICT],
+        "it holds a list, not a dictionary",
+    ),
+    Case(
+        "checkpoint whose data module state is a list",
+        "predict",
+        ["ckpt_path={d}/datamodule_list.ckpt", *PREDICT],
+        "TabularDataModule is a list, not the data module's state",
+    ),
+    Case(
+        "checkpoint with an unknown data setting",
+        "eval",
+        ["ckpt_path={d}/unknown_data_setting.ckpt"],
+        "datamodule_hyper_parameters holds unknown setting(s) ['colour']",
+    ),
+    Case(
+        "checkpoint with an unknown model setting",
+        "predict",
+        ["ckpt_path={d}/unknown_model_setting.ckpt", *PREDICT],
+        "hyper_parameters holds unknown setting(s) ['tau']",
+    ),
+    Case(
+        "checkpoint whose settings are text",
+        "export",
+        ["ckpt_path={d}/hparams_text.ckpt", "output_dir={d}/new_export"],
+        "hyper_parameters is a str, not a dictionary of settings",
+        must_not_exist=["new_export"],
+    ),
+    Case(
+        "checkpoint whose weights are not tensors",
+        "predict",
+        ["ckpt_path={d}/weights_text.ckpt", *PREDICT],
+        "state_dict is not a dictionary of tensors",
+    ),
+    # ---- no command writes over a file it reads, whatever the flags
+    Case(
+        "predictions over the checkpoint, with overwrite",
+        "predict",
+        [
+            "ckpt_path={d}/model.ckpt",
+            "input_path={d}/rows.csv",
+            "output_path={d}/model.ckpt",
+            "overwrite=true",
+        ],
+        "model.ckpt: is the file this command reads (ckpt_path)",
+    ),
+    Case(
+        "predictions over the input rows, with overwrite",
+        "predict",
+        ["ckpt_path={d}/model.ckpt", "input_path={d}/rows.csv", "output_path={d}/rows.csv", "overwrite=true"],
+        "rows.csv: is the file this command reads (input_path)",
+    ),
+    Case(
+        "eval predictions over the data it scores",
+        "eval",
+        [
+            "ckpt_path={d}/model.ckpt",
+            "+data.path={d}/labelled.csv",
+            "split=all",
+            "predictions_path={d}/labelled.csv",
+        ],
+        "labelled.csv: is the file this command reads (data.path)",
+    ),
+    Case(
+        "eval predictions over the data it scores, with overwrite",
+        "eval",
+        [
+            "ckpt_path={d}/model.ckpt",
+            "+data.path={d}/labelled.csv",
+            "split=all",
+            "predictions_path={d}/labelled.csv",
+            "overwrite=true",
+        ],
+        "is the file this command reads (data.path)",
+    ),
+    Case(
+        "eval predictions over the checkpoint",
+        "eval",
+        ["ckpt_path={d}/model.ckpt", "predictions_path={d}/model.ckpt", "overwrite=true"],
+        "is the file this command reads (ckpt_path)",
+    ),
+    Case(
+        "export over the checkpoint it reads",
+        "export",
+        [
+            "ckpt_path={d}/inside/model.torchscript.pt",
+            "output_dir={d}/inside",
+            "formats=[torchscript]",
+            "overwrite=true",
+        ],
+        "model.torchscript.pt: is the file this command reads (ckpt_path)",
+    ),
+    Case(
+        "training data inside the run directory, under a result's name",
+        "train",
+        [
+            *FAST,
+            "data=csv",
+            "data.path={d}/test_predictions.csv",
+            "data.target=y",
+            "run_name=r",
+            "hydra.run.dir={d}",
+        ],
+        "test_predictions.csv: is the file this command reads (data.path)",
+        lambda d: good_frame().to_csv(d / "test_predictions.csv", index=False),
+        must_not_exist=["metrics.json"],
+    ),
+    # ---- settings that would train nothing, or mean nothing
+    Case("negative seed", "train", ["seed=-1"], "seed=-1 must be a whole number from 0 to 4294967295"),
+    Case("seed as text", "train", ["seed=abc"], "seed='abc' must be a whole number"),
+    Case("fractional seed", "train", ["seed=1.5"], "seed=1.5 must be a whole number"),
+    Case(
+        "zero epochs", "train", ["trainer.max_epochs=0"], "trainer.max_epochs=0 must be a whole number >= 1"
+    ),
+    Case(
+        "fractional epochs",
+        "train",
+        ["trainer.max_epochs=2.5"],
+        "trainer.max_epochs=2.5 must be a whole number",
+    ),
+    Case("zero steps", "train", ["+trainer.max_steps=0"], "trainer.max_steps=0 must be a whole number >= 1"),
+    Case(
+        "one time step",
+        "train",
+        ["model.time_steps=1"],
+        "time_steps=1 is too few for 2 spiking layer(s): each layer passes its input on one step later",
+    ),
+    Case(
+        "time steps no more than the layers",
+        "train",
+        ["model.hidden=[8,8]", "model.time_steps=3"],
+        "time_steps=3 is too few for 3 spiking layer(s)",
+    ),
+    Case(
+        "zero evaluation batch",
+        "train",
+        ["data.eval_batch_size=0"],
+        "data.eval_batch_size must be a positive integer, got 0",
+    ),
+    Case(
+        "evaluation batch as text",
+        "train",
+        ["data.eval_batch_size=big"],
+        "data.eval_batch_size must be a positive integer, got 'big'",
+    ),
+    Case(
+        "negative learning rate",
+        "train",
+        ["model.optimizer.lr=-1"],
+        "model.optimizer.lr=-1 must be a positive number",
+    ),
+    Case(
+        "zero learning rate",
+        "train",
+        ["model.optimizer.lr=0"],
+        "model.optimizer.lr=0 must be a positive number",
+    ),
+    Case(
+        "learning rate as text",
+        "train",
+        ["model.optimizer.lr=fast"],
+        "model.optimizer.lr='fast' must be a positive number",
+    ),
+    Case(
+        "negative weight decay",
+        "train",
+        ["model.optimizer.weight_decay=-0.5"],
+        "model.optimizer.weight_decay=-0.5 must be a number >= 0 or auto",
+    ),
+    Case(
+        "unknown run lock mode",
+        "train",
+        ["run_lock=sometimes"],
+        "run_lock='sometimes' must be one of ('refuse', 'wait')",
+    ),
+    Case(
+        "classifier scored on a continuous target",
+        "eval",
+        ["ckpt_path={d}/model.ckpt", "+data.path={d}/continuous.csv", "split=all"],
+        "target column 'label' holds numbers that are not whole (e.g. 0.1 in row 0), which are not class labels",
+    ),
+    Case(
+        "test split of a file reordered since training",
+        "eval",
+        ["ckpt_path={d}/moved.ckpt"],
+        "the test split rebuilt from this file is not the rows it was when the checkpoint was trained",
+    ),
+    Case(
+        "a reordered file scored whole (split=all)",
+        "eval",
+        ["ckpt_path={d}/moved.ckpt", "split=all"],
+        "scored 240 row(s) of split 'all'",
+        status=0,
+    ),
+    Case(
+        "predict a value beyond float32",
+        "predict",
+        ["ckpt_path={d}/model.ckpt", "input_path={d}/huge_row.csv", "output_path={d}/out.csv"],
+        "column 'a' has a value too large for the model's float32 inputs once scaled",
+        must_not_exist=["out.csv"],
+    ),
+    # ---- misleading messages
+    Case(
+        "features whose variance overflows",
+        "train",
+        TRAIN_DATA,
+        "column(s) ['x1'] hold values too large to scale (e.g. 2.33e+300: their variance overflows)",
+        csv(good_frame().assign(x1=lambda f: f["x1"] * 1e300)),
+    ),
+    Case(
+        "duplicate header behind a byte-order mark",
+        "train",
+        TRAIN_DATA,
+        "duplicate column names ['x1']",
+        piped_bom_duplicate,
+    ),
+    Case(
+        "categorical target with an unused category",
+        "train",
+        ["data=parquet", "data.path={d}/data.parquet", "data.target=y", *FAST],
+        "tested best.ckpt",
+        categorical_parquet,
+        status=0,
+    ),
+    Case(
+        "fractional class labels",
+        "train",
+        [*TRAIN_DATA, "data.task=classification"],
+        "task=classification needs class labels, but column 'y' holds non-integer numbers",
+        csv(good_frame().assign(y=np.linspace(0, 1, 60))),
+    ),
+]
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     """A trained checkpoint and the prediction inputs the predict/eval cases use."""
-    from tests.conftest import compose_train
-
     d = tmp_path_factory.mktemp("model")
     cfg = compose_train(
         d / "run",
@@ -363,7 +648,60 @@ def model_dir(tmp_path_factory) -> Path:
     (d / "existing.csv").write_text("precious\n")
     (d / "exported").mkdir()
     (d / "exported" / "model.torchscript.pt").write_text("precious\n")
+    pd.read_csv(FIXTURE).to_csv(d / "labelled.csv", index=False)
+    pd.read_csv(FIXTURE).assign(label=lambda f: np.linspace(0.1, 3.3, len(f))).to_csv(
+        d / "continuous.csv", index=False
+    )
+    rows.head(3).assign(a=[1.0, 1e39, 2.0]).to_csv(d / "huge_row.csv", index=False)
+    (d / "inside").mkdir()
+    (d / "inside" / "model.torchscript.pt").write_bytes(ckpt)  # a checkpoint where an export would go
+    write_crafted_checkpoints(d, torch.load(d / "model.ckpt", weights_only=True))
+    # a checkpoint of a file whose rows are reordered after training
+    pd.read_csv(FIXTURE).to_csv(d / "moved.csv", index=False)
+    cfg = compose_train(
+        d / "moved_run",
+        [
+            "data=csv",
+            f"data.path={d / 'moved.csv'}",
+            "data.target=label",
+            "trainer.max_epochs=1",
+            "logger=none",
+        ],
+    )
+    train_pipeline(cfg)
+    (d / "moved.ckpt").write_bytes((d / "moved_run" / "checkpoints" / "best.ckpt").read_bytes())
+    pd.read_csv(FIXTURE).sample(frac=1, random_state=1).to_csv(d / "moved.csv", index=False)
     return d
+
+
+def write_crafted_checkpoints(d: Path, saved: dict) -> None:
+    """Checkpoints that are damaged, or that name a callable (builtins.open would create MARKER)."""
+    import copy
+
+    opener = {"_target_": "builtins.open", "file": str(d / MARKER), "mode": "w"}
+
+    def craft(name: str, change) -> None:
+        ckpt = copy.deepcopy(saved)
+        change(ckpt)
+        torch.save(ckpt, d / name)
+
+    craft("open_optimizer.ckpt", lambda c: c["hyper_parameters"].update(optimizer=dict(opener)))
+    craft(
+        "open_scheduler.ckpt", lambda c: c["hyper_parameters"].update(scheduler={**opener, "_partial_": True})
+    )
+    craft("open_nested.ckpt", lambda c: c["hyper_parameters"]["optimizer"].update(lr=dict(opener)))
+    craft("open_data.ckpt", lambda c: c["datamodule_hyper_parameters"].update(drop=[dict(opener)]))
+    craft("open_top.ckpt", lambda c: c.update(extra=dict(opener)))
+    craft(
+        "open_dotted.ckpt",
+        lambda c: c["hyper_parameters"]["optimizer"].update(_target_="torch.optim.adamw.torch.load"),
+    )
+    torch.save([1, 2, 3], d / "list.ckpt")
+    craft("datamodule_list.ckpt", lambda c: c.update({"TabularDataModule": [1, 2]}))
+    craft("unknown_data_setting.ckpt", lambda c: c["datamodule_hyper_parameters"].update(colour="red"))
+    craft("unknown_model_setting.ckpt", lambda c: c["hyper_parameters"].update(tau=3))
+    craft("hparams_text.ckpt", lambda c: c.update(hyper_parameters="decay=0.9"))
+    craft("weights_text.ckpt", lambda c: c["state_dict"].update({"model.encoder.weight": "zeros"}))
 
 
 def run(command: str, args: list[str], capsys) -> tuple[int, str]:
@@ -389,7 +727,8 @@ def test_catalogue(case: Case, tmp_path, monkeypatch, capsys, request):
     monkeypatch.setenv("NMSNN_LOG_DIR", str(tmp_path / "logs"))
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     monkeypatch.delenv("NMSNN_DEBUG", raising=False)
-    d = request.getfixturevalue("model_dir") if case.command != "train" else tmp_path
+    resumes = any(a.startswith("ckpt_path=") for a in case.args)
+    d = request.getfixturevalue("model_dir") if case.command != "train" or resumes else tmp_path
     if case.make:
         case.make(tmp_path)
     before = {p: p.read_bytes() for p in d.glob("*.csv")}
@@ -412,7 +751,7 @@ def test_catalogue(case: Case, tmp_path, monkeypatch, capsys, request):
 
 
 def test_catalogue_size():
-    assert len(CASES) >= 30
+    assert len(CASES) >= 100
 
 
 def test_debug_switch_lets_the_traceback_through(tmp_path, monkeypatch, capsys):

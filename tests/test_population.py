@@ -198,7 +198,10 @@ def test_mixed_sweep_runs_as_groups_and_isolates_failures(tmp_path):
         "hydra/launcher=population", "model.optimizer.lr=-1,0.003,0.01", *QUICK, cwd=tmp_path / "lr"
     )
     bad_lr = summary(tmp_path / "lr")
-    assert bad_lr.loc[0, "status"] == "failed" and "Invalid learning rate" in bad_lr.loc[0, "error"]
+    assert (
+        bad_lr.loc[0, "status"] == "failed"
+        and "model.optimizer.lr=-1 must be a positive number" in bad_lr.loc[0, "error"]
+    )
     assert (bad_lr.loc[[1, 2], "status"] == "ok").all()
     assert "Error executing job" not in result.stdout + result.stderr
 

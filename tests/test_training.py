@@ -260,7 +260,10 @@ def test_predict_writes_parquet_keeps_permissions_and_never_replaces_its_input(t
     assert (tmp_path / "old.parquet").stat().st_mode & 0o777 == 0o640
     run(tmp_path / "new.csv")
     assert (tmp_path / "new.csv").stat().st_mode & 0o777 == 0o666 & ~_umask()
-    for output, message in ((rows, "is the input file"), (tmp_path, "is a directory")):
+    for output, message in (
+        (rows, r"is the file this command reads \(input_path\)"),
+        (tmp_path, "is a directory"),
+    ):
         with pytest.raises(NmsnnError, match=message):
             run(output)
     assert len(pd.read_csv(rows)) == 5

@@ -10,6 +10,8 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
 from nmsnn.console import to_log_files
@@ -49,7 +51,7 @@ def user_errors() -> Iterator[None]:
             raise
         print(f"error: {cause}", file=sys.stderr)
         to_log_files(f"error: {cause}", logging.ERROR)
-        sys.exit(2)
+        sys.exit(cause.exit_status)
 
 
 @contextlib.contextmanager
@@ -72,3 +74,25 @@ def entry_point(run: Callable[[], object]) -> None:
     is not imported yet: the commands import it only once their configuration is valid)."""
     set_wait_policy()
     run()
+
+
+class RunDirLock(Callback):
+    """Hydra callback: a single run takes its run directory's lock (:mod:`nmsnn.run_lock`) before
+    Hydra writes anything into it, and gives it back when the run ends."""
+
+    def __init__(self) -> None:
+        self.lock: Path | None = None
+
+    def on_run_start(self, config: DictConfig, **kwargs: object) -> None:
+        from nmsnn.run_lock import acquire, is_first_process
+
+        if is_first_process():
+            with user_errors():
+                self.lock = acquire(config.hydra.run.dir, config.get("run_lock", "refuse"))
+
+    def on_run_end(self, config: DictConfig, **kwargs: object) -> None:
+        from nmsnn.run_lock import release
+
+        if self.lock is not None:
+            release(self.lock)
+            self.lock = None

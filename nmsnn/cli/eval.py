@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -18,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from nmsnn.cli.common import CONFIG_PATH, entry_point, user_errors
 from nmsnn.console import format_table, tidy_third_party_output
 from nmsnn.errors import ConfigError
-from nmsnn.files import refuse_existing
+from nmsnn.files import reading, refuse_existing
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +28,16 @@ EVAL_SPLITS = ("train", "val", "test", "all")
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Metrics of the checkpoint on the chosen rows, keyed ``<split>/<metric>``."""
+    with reading({"ckpt_path": cfg.ckpt_path, "data.path": (cfg.data or {}).get("path")}):
+        return _evaluate(cfg)
+
+
+def _evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.split not in EVAL_SPLITS:
         raise ConfigError(f"split={cfg.split!r} must be one of {EVAL_SPLITS}.")
     if cfg.get("predictions_path"):
         refuse_existing(cfg.predictions_path, cfg.overwrite)
-    import lightning as L
-
     from nmsnn.checkpoint import load_checkpoint
-    from nmsnn.files import write_table
-    from nmsnn.predicting import predict_frame
 
     tidy_third_party_output()
     loaded = load_checkpoint(cfg.ckpt_path)
@@ -43,6 +45,18 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.split == "all":  # no split: every row lands in "train", in the file's order
         overrides = {**overrides, "test_size": 0.0, "val_size": 0.0}
     datamodule = loaded.datamodule(**overrides)
+    with reading({"data.path": datamodule.hparams.get("path")}):
+        if cfg.get("predictions_path"):
+            refuse_existing(cfg.predictions_path, cfg.overwrite)
+        return _score(cfg, loaded, datamodule)
+
+
+def _score(cfg: DictConfig, loaded: Any, datamodule: Any) -> dict[str, float]:
+    import lightning as L
+
+    from nmsnn.files import write_table
+    from nmsnn.predicting import predict_frame
+
     datamodule.setup("test")
     if cfg.split == "all":
         rows, frames = datamodule.tensors["train"], [datamodule.split_frame("train")]

@@ -8,11 +8,12 @@ from omegaconf import DictConfig
 from nmsnn.cli.common import CONFIG_PATH, entry_point, user_errors
 from nmsnn.console import tidy_third_party_output
 from nmsnn.export_targets import export_targets
+from nmsnn.files import reading
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
 def run(cfg: DictConfig) -> None:
-    with user_errors():
+    with user_errors(), reading({"ckpt_path": cfg.ckpt_path}):
         export_targets(cfg.output_dir, cfg.formats, cfg.overwrite)  # before loading anything
         from nmsnn.checkpoint import load_checkpoint
         from nmsnn.export import export

@@ -9,23 +9,24 @@ copies that input column into the output, as its first column.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from nmsnn.cli.common import CONFIG_PATH, entry_point, user_errors
 from nmsnn.console import tidy_third_party_output
-from nmsnn.errors import ConfigError
-from nmsnn.files import refuse_existing
+from nmsnn.files import reading, refuse_existing
 
 log = logging.getLogger(__name__)
 
 
 def predict(cfg: DictConfig) -> str:
     """Write the predictions CSV and return its path."""
-    if Path(cfg.output_path).resolve() == Path(cfg.input_path).resolve():
-        raise ConfigError(f"output_path={cfg.output_path} is the input file; choose another output path.")
+    with reading({"ckpt_path": cfg.ckpt_path, "input_path": cfg.input_path}):
+        return _predict(cfg)
+
+
+def _predict(cfg: DictConfig) -> str:
     refuse_existing(cfg.output_path, cfg.overwrite)  # before the seconds that loading takes
     from nmsnn.checkpoint import load_checkpoint
     from nmsnn.data.sources import read_table

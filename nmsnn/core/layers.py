@@ -336,6 +336,14 @@ class SpikingModel(nn.Module):
         super().__init__()
         if head.burn_in >= encoder.time_steps:
             raise ConfigError(f"burn_in={head.burn_in} must be smaller than time_steps={encoder.time_steps}.")
+        depth = len(network.layers)  # each layer passes its input on one time step later
+        if encoder.time_steps <= depth:
+            raise ConfigError(
+                f"time_steps={encoder.time_steps} is too few for {depth} spiking layer(s): each layer "
+                f"passes its input on one step later, so the input reaches the output only at step "
+                f"{depth + 1} and every prediction would be the same; use time_steps > {depth} "
+                "(the default is 16)."
+            )
         self.encoder = encoder
         self.network = network
         self.head = head

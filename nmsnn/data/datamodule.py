@@ -8,8 +8,10 @@ Lightning stores it in every checkpoint and a checkpoint alone can predict raw r
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -118,6 +120,8 @@ class TabularDataModule(L.LightningDataModule):
             isinstance(batch_size, (bool, str)) or not float(batch_size).is_integer() or int(batch_size) < 1
         ):
             raise DataError(f"data.batch_size must be a positive integer, auto or null, got {batch_size!r}.")
+        if isinstance(eval_batch_size, (bool, str, float)) or int(eval_batch_size) < 1:
+            raise DataError(f"data.eval_batch_size must be a positive integer, got {eval_batch_size!r}.")
         # Plain values only: checkpoints must load with torch.load(weights_only=True).
         self.save_hyperparameters(
             {
@@ -147,6 +151,10 @@ class TabularDataModule(L.LightningDataModule):
         self.preprocessor: TabularPreprocessor | None = None
         self.tensors: dict[str, TensorRows] = {}
         self.split_index: dict[str, np.ndarray] = {}
+        # each split's rows, hashed (saved in checkpoints; see _check_fingerprints)
+        self.fingerprints: dict[str, str] = {}
+        self.expected_fingerprints: dict[str, str] = {}
+        self._piped: pd.DataFrame | None = None  # the rows of a data.path that is a pipe
         self.skipped_rows: int | None = None  # rows without a target, left out (after load_frame)
 
     # --------------------------------------------------------------------- describing
@@ -201,7 +209,11 @@ class TabularDataModule(L.LightningDataModule):
         if self.frame is not None:
             frame, target = self.frame, h.target
         elif h.path is not None:
-            frame, target = read_table(h.path), h.target
+            frame, target = self._piped, h.target
+            if frame is None:
+                frame = read_table(h.path)
+                if not Path(h.path).is_file():  # a pipe reads once: keep its rows for the report
+                    self._piped = frame
         else:
             frame, default_target = load_bundled(h.dataset)
             target = h.target or default_target
@@ -223,6 +235,9 @@ class TabularDataModule(L.LightningDataModule):
         index = self._split(y, task, where)
         if self.preprocessor is None:
             self.preprocessor = self._fit(frame, target, task, frame.iloc[index["train"]], y)
+        fingerprints = {name: fingerprint(frame.iloc[rows]) for name, rows in index.items() if len(rows)}
+        self._check_fingerprints(fingerprints, where)
+        self.fingerprints = fingerprints
         pre = self.preprocessor
         x = torch.from_numpy(pre.transform(frame, where))
         y_all = torch.from_numpy(pre.transform_target(frame[target], where))
@@ -249,6 +264,7 @@ class TabularDataModule(L.LightningDataModule):
         stratify = h.stratify and task == "classification"
         if stratify:
             counts = y.value_counts()
+            counts = counts[counts > 0]  # a categorical target's unused categories are not classes
             rare = counts[counts < 2]
             if len(rare):
                 raise DataError(
@@ -371,9 +387,27 @@ class TabularDataModule(L.LightningDataModule):
         return frame.iloc[self.split_index[split]]
 
     # --------------------------------------------------------------------- state
+    def _check_fingerprints(self, now: dict[str, str], where: str) -> None:
+        """A split rebuilt for a checkpoint (its preprocessing restored) must hold the rows it held
+        in training: a reordered or edited file would make "the test split again" other rows."""
+        expected_by_split = self.expected_fingerprints or {}
+        for name in ("test", "val", "train"):
+            expected = expected_by_split.get(name)
+            if expected is not None and name in now and now[name] != expected:
+                raise DataError(
+                    f"{where}: the {name} split rebuilt from this file is not the rows it was when the "
+                    "checkpoint was trained (the file's rows were reordered, added or edited since); "
+                    "its metrics would mix in other rows. Score the whole file with split=all, or "
+                    "give the file as it was."
+                )
+
     def state_dict(self) -> dict[str, Any]:
-        """The fitted preprocessing, as plain values (saved in every checkpoint)."""
-        return {"preprocessor": None if self.preprocessor is None else self.preprocessor.state_dict()}
+        """The fitted preprocessing and a fingerprint of each split's rows, as plain values
+        (saved in every checkpoint)."""
+        return {
+            "preprocessor": None if self.preprocessor is None else self.preprocessor.state_dict(),
+            "fingerprints": dict(self.fingerprints),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the fitted preprocessing. When resuming (the rows already set up), the
@@ -381,6 +415,8 @@ class TabularDataModule(L.LightningDataModule):
         the checkpoint, and going on would train on rows that its preprocessing does not describe."""
         if state.get("preprocessor") is None:
             return
+        if not self.tensors:  # rows set up later are checked against these
+            self.expected_fingerprints = dict(state.get("fingerprints") or {})
         saved = TabularPreprocessor.from_state_dict(state["preprocessor"])
         if (
             self.tensors
@@ -393,3 +429,9 @@ class TabularDataModule(L.LightningDataModule):
                 "run_name, or resume=never)."
             )
         self.preprocessor = saved
+
+
+def fingerprint(rows: pd.DataFrame) -> str:
+    """A short hash of ``rows``' values in their order (not of the index)."""
+    hashes = pd.util.hash_pandas_object(rows, index=False).to_numpy()
+    return hashlib.sha256(hashes.tobytes()).hexdigest()[:16]

@@ -553,7 +553,8 @@ class TabularPreprocessor:
             imputed = imputer.transform(x)
             pre.impute = _native(imputer.statistics_)
             if scaler == "standard":
-                fitted = StandardScaler().fit(imputed)
+                with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused below
+                    fitted = StandardScaler().fit(imputed)
                 pre.center, pre.scale = _native(fitted.mean_), _native(fitted.scale_)
             elif scaler == "minmax":
                 fitted = MinMaxScaler().fit(imputed)
@@ -570,6 +571,15 @@ class TabularPreprocessor:
                 pre.center, pre.scale = _native(normal.mean_), _native(normal.scale_)
             else:
                 pre.center, pre.scale = [0.0] * len(numeric), [1.0] * len(numeric)
+            overflowing = [
+                c for c, m, sd in zip(numeric, pre.center, pre.scale) if not np.isfinite([m, sd]).all()
+            ]
+            if overflowing:
+                raise DataError(
+                    f"{where}: column(s) {overflowing} hold values too large to scale (e.g. "
+                    f"{np.nanmax(np.abs(x[:, numeric.index(overflowing[0])])):.3g}: their variance overflows); "
+                    "divide them by a power of ten, or use data.scaler=quantile."
+                )
         if categorical:
             pre._fit_categories(train, max_categories, where)
         y = train[target]
@@ -662,7 +672,18 @@ class TabularPreprocessor:
         grouped = self.grouped or [False] * len(self.categorical)
         for j, column in enumerate(self.categorical):
             parts.append(self._one_hot(frame[column], j, grouped[j], where))
-        return np.concatenate(parts, axis=1).astype(np.float32)
+        features = np.concatenate(parts, axis=1)
+        with np.errstate(over="ignore"):
+            x32 = features.astype(np.float32)
+        beyond = np.argwhere(~np.isfinite(x32))
+        if len(beyond):
+            row, j = beyond[0]
+            column = self.numeric[j] if j < len(self.numeric) else self.feature_names[j]
+            raise DataError(
+                f"{where}: column {column!r} has a value too large for the model's float32 inputs "
+                f"once scaled ({features[row, j]:.3g} in row {frame.index[row]}); check that row."
+            )
+        return x32
 
     def _quantile_transformer(self) -> QuantileTransformer:
         """The fitted quantile scaler, rebuilt from the quantiles this preprocessor holds."""
@@ -808,5 +829,15 @@ def _labels(values: pd.Series) -> list[Any]:
     if ptypes.is_integer_dtype(values):
         return [int(v) for v in values]
     if ptypes.is_numeric_dtype(values):
-        return [int(v) for v in values.to_numpy(dtype=float)]
+        numbers = values.to_numpy(dtype=float)
+        fractional = np.flatnonzero(numbers != np.round(numbers))
+        if len(fractional):
+            row = fractional[0]
+            raise DataError(
+                f"target column {values.name!r} holds numbers that are not whole (e.g. "
+                f"{numbers[row]:g} in row {values.index[row]}), which are not class labels; a "
+                "classifier predicts classes: score it on its own kind of target, or train a "
+                "regressor (data.task=regression)."
+            )
+        return [int(v) for v in numbers]
     return [str(v) for v in values]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -87,13 +88,24 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataError(f"{path}: file not found.")
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected a CSV or Parquet file.")
-    if path.stat().st_size == 0:
+    try:
+        return _read_table(path)
+    except PermissionError:
+        raise DataError(f"{path}: permission denied: this user may not read the file.") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the file ({err.strerror or err}).") from None
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    # a pipe or process substitution (data.path=<(zcat f.csv.gz)) can be read once: read it whole
+    content = None if path.is_file() else path.read_bytes()
+    if (path.stat().st_size if content is None else len(content)) == 0:
         raise DataError(f"{path}: the file is empty.")
     suffix = path.suffix.lower()
     if suffix in PARQUET_SUFFIXES:
-        frame = _read_parquet(path)
+        frame = _read_parquet(path, content)
     elif suffix in CSV_SUFFIXES or suffix == "":
-        frame = _read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+        frame = _read_csv(path, "\t" if suffix == ".tsv" else ",", content)
     else:
         raise DataError(
             f"{path}: unknown file type {suffix!r}; use a CSV ({', '.join(CSV_SUFFIXES)}) "
@@ -104,9 +116,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _read_parquet(path: Path, content: bytes | None = None) -> pd.DataFrame:
     try:
-        return pd.read_parquet(path)
+        return pd.read_parquet(path if content is None else io.BytesIO(content))
     except Exception as err:  # pyarrow raises many types for a broken file
         raise DataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err}).") from None
 
@@ -135,17 +147,23 @@ def _not_utf8(path: Path) -> DataError:
             offset += len(chunk)
 
 
-def _read_csv(path: Path, sep: str) -> pd.DataFrame:
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            header = next(csv.reader(handle, delimiter=sep), [])
+def _read_csv(path: Path, sep: str, content: bytes | None = None) -> pd.DataFrame:
+    """``content``: the file's bytes, for a file that can be read only once (a pipe)."""
+    try:  # utf-8-sig: a byte-order mark is not part of the first column's name
+        if content is None:
+            with path.open(newline="", encoding="utf-8-sig") as handle:
+                header = next(csv.reader(handle, delimiter=sep), [])
+        else:
+            header = next(csv.reader(io.StringIO(content.decode("utf-8-sig"), newline=""), delimiter=sep), [])
     except UnicodeDecodeError:
-        raise _not_utf8(path) from None
+        raise (
+            _not_utf8(path) if content is None else DataError(f"{path}: not UTF-8 text; save it as UTF-8.")
+        ) from None
     duplicates = sorted(name for name, n in Counter(header).items() if n > 1)
     if duplicates:
         raise DataError(f"{path}: duplicate column names {duplicates}; rename them so each is unique.")
     try:
-        frame = pd.read_csv(path, sep=sep)
+        frame = pd.read_csv(path if content is None else io.BytesIO(content), sep=sep)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty.") from None
     except UnicodeDecodeError:

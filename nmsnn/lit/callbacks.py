@@ -8,7 +8,9 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
 from nmsnn.analysis.activity import ActivityAccumulator, layer_names
@@ -106,10 +108,27 @@ class DivergenceGuard(L.Callback):
         )
 
 
-class InterruptCheckpoint(L.Callback):
-    """On Ctrl-C (KeyboardInterrupt) save a resumable checkpoint to ``<dirpath>/<filename>.ckpt``.
+class LastCheckpoint(ModelCheckpoint):
+    """``<dirpath>/last.ckpt`` at the end of every epoch, whatever the monitored metric does: what a
+    requeued or terminated run resumes from. (Lightning's ``save_last`` writes it only on epochs
+    that also save a top-k checkpoint, so a plateaued run would resume from its last improvement.)
+    Its own class gives it its own checkpoint state key beside the best-checkpoint callback."""
 
-    Resume with ``nmsnn-train <same overrides> ckpt_path=<that file>``.
+    def __init__(self, dirpath: str, filename: str = "last") -> None:
+        super().__init__(
+            dirpath=dirpath, filename=filename, monitor=None, save_top_k=1, enable_version_counter=False
+        )
+
+
+class InterruptCheckpoint(L.Callback):
+    """On Ctrl-C (KeyboardInterrupt) save a resumable checkpoint to ``<dirpath>/<filename>.ckpt``;
+    the same command resumes from it (``resume: auto`` takes the newest of ``last.ckpt`` and this
+    file), as does ``nmsnn-train <same overrides> ckpt_path=<that file>``.
+
+    On SIGTERM (Lightning's ``SIGTERMException``: a scheduler's preemption, ``kill``) it saves
+    nothing and logs where the run resumes: ``last.ckpt`` of the last completed epoch, from which a
+    deterministic run continues exactly (a checkpoint from inside an epoch cannot: the batches
+    already seen that epoch are not recorded).
     """
 
     def __init__(self, dirpath: str, filename: str = "interrupted") -> None:
@@ -118,15 +137,23 @@ class InterruptCheckpoint(L.Callback):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        if not isinstance(exception, KeyboardInterrupt) or trainer.state.fn != "fit":
+        if trainer.state.fn != "fit":
+            return
+        if isinstance(exception, SIGTERMException):
+            if trainer.is_global_zero:
+                log.warning(
+                    "terminated (SIGTERM) in epoch %d: the same command resumes from the last "
+                    "completed epoch (last.ckpt)",
+                    trainer.current_epoch + 1,
+                )
+            return
+        if not isinstance(exception, KeyboardInterrupt):
             return
         trainer.save_checkpoint(self.path)
         if trainer.is_global_zero:
             log.warning(
-                "interrupted at epoch %d: saved a resumable checkpoint to %s; resume with the same "
-                "command plus ckpt_path=%s",
+                "interrupted at epoch %d: saved a resumable checkpoint to %s; the same command resumes from it",
                 trainer.current_epoch,
-                self.path,
                 self.path,
             )
 

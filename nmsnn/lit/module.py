@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -32,6 +33,7 @@ from nmsnn.core.layers import (
 from nmsnn.errors import ConfigError
 from nmsnn.lit.distributed import destroy_process_group_at_exit
 from nmsnn.lit.metrics import build_metrics
+from nmsnn.lit.targets import check_checkpoint_targets
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,19 @@ def plain(value: Any) -> Any:
     if isinstance(value, (DictConfig, ListConfig)):
         return OmegaConf.to_container(value, resolve=True)
     return value
+
+
+def check_optimizer_numbers(optimizer: dict[str, Any]) -> None:
+    """The optimizer's learning rate must be a positive number and its weight decay a number >= 0
+    (or ``auto``): checked here, where the message can name the setting."""
+    for key, least, auto in (("lr", 0.0, False), ("weight_decay", 0.0, True)):
+        if key not in optimizer or (auto and optimizer[key] == "auto"):
+            continue
+        value = optimizer[key]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or value < least or (key == "lr" and value == 0):
+            wanted = "a positive number" if key == "lr" else "a number >= 0 or auto"
+            raise ConfigError(f"model.optimizer.{key}={value!r} must be {wanted}.")
 
 
 class StepActivity:
@@ -168,6 +183,7 @@ class SpikingModule(L.LightningModule):
             )
         neuron = {**DEFAULT_NEURON, **(plain(neuron) or {})}
         optimizer = plain(optimizer) or dict(DEFAULT_OPTIMIZER)
+        check_optimizer_numbers(optimizer)
         scheduler = plain(scheduler)
         if isinstance(scheduler, str) and scheduler not in SCHEDULES:
             raise ConfigError(
@@ -355,6 +371,9 @@ class SpikingModule(L.LightningModule):
             checkpoint["nmsnn_rng"]["cuda"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint that names a callable (:mod:`nmsnn.lit.targets`), also when Lightning
+        loads it (``load_from_checkpoint``, resuming); restore the noise generators when fitting."""
+        check_checkpoint_targets(checkpoint, "the checkpoint")
         state = checkpoint.get("nmsnn_rng")
         if not state or self.trainer is None or self.trainer.state.fn != "fit":
             return
@@ -389,7 +408,8 @@ class SpikingModule(L.LightningModule):
         settings = dict(self.hparams.optimizer)
         if settings.get("weight_decay") == "auto":
             settings["weight_decay"] = AUTO_WEIGHT_DECAY[self.task]
-        return instantiate(settings)(params=self.parameters())
+        # only the top-level target is called: nested configs stay plain values
+        return instantiate(settings, _recursive_=False)(params=self.parameters())
 
     def make_scheduler(
         self, optimizer: torch.optim.Optimizer, total_steps: Callable[[], int]
@@ -403,7 +423,7 @@ class SpikingModule(L.LightningModule):
         lightning_keys = {
             k: scheduler_cfg.pop(k) for k in ("monitor", "interval", "frequency") if k in scheduler_cfg
         }
-        make = instantiate(scheduler_cfg)
+        make = instantiate(scheduler_cfg, _recursive_=False)
         extra = {}
         if "total_steps" in inspect.signature(make).parameters and "total_steps" not in scheduler_cfg:
             extra["total_steps"] = int(total_steps())

@@ -96,6 +96,7 @@ def unsupported(cfg: DictConfig) -> str | None:
     callbacks = cfg.get("callbacks") or {}
     known = {
         "model_checkpoint",
+        "last_checkpoint",  # the members' last.ckpt is written at the end (populations do not resume)
         "early_stopping",
         "divergence_guard",
         "interrupt_checkpoint",

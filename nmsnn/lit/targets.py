@@ -1,0 +1,83 @@
+"""Which callables a checkpoint may name: checkpoints are data, never instructions.
+
+A checkpoint stores the optimizer and scheduler as Hydra configs (``_target_`` plus arguments),
+which fine-tuning or resuming a loaded model instantiates. Anything read from a checkpoint is
+checked here before it is used: a ``_target_`` may appear only at the top of the stored
+``optimizer`` and ``scheduler`` settings, and may name only a torch optimizer, a torch
+learning-rate scheduler or one of nmsnn's schedules. Other names are refused without being
+imported (importing a module runs its code). ``NMSNN_ALLOW_TARGETS`` (comma-separated exact
+names) admits a user's own optimizer or scheduler, for checkpoints the user wrote.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from nmsnn.errors import CheckpointError
+
+TARGET_KEY = "_target_"
+# where a stored hyperparameter may hold a Hydra target, and the modules it may name
+TARGET_SETTINGS = ("optimizer", "scheduler")
+ALLOWED_MODULES = ("torch.optim", "torch.optim.lr_scheduler", "nmsnn.lit.schedules")
+ALLOW_ENV = "NMSNN_ALLOW_TARGETS"
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def find_targets(value: Any, where: str = "") -> Iterator[tuple[str, Any]]:
+    """Every ``(key path, target)`` of a ``_target_`` key in nested dicts and lists."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{where}.{key}" if where else str(key)
+            if key == TARGET_KEY:
+                yield path, item
+            else:
+                yield from find_targets(item, path)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from find_targets(item, f"{where}[{i}]")
+
+
+def allowed_target(name: Any) -> bool:
+    """Whether ``name`` is a torch optimizer, a torch scheduler, an nmsnn schedule, or listed in
+    ``NMSNN_ALLOW_TARGETS``; decided without importing anything new."""
+    if not isinstance(name, str):
+        return False
+    if name in {n.strip() for n in os.environ.get(ALLOW_ENV, "").split(",") if n.strip()}:
+        return True
+    module_name, _, attribute = name.rpartition(".")
+    if module_name not in ALLOWED_MODULES or not _NAME.fullmatch(attribute) or attribute.startswith("_"):
+        return False
+    import importlib
+
+    import torch
+
+    obj = getattr(importlib.import_module(module_name), attribute, None)
+    if module_name == "nmsnn.lit.schedules":
+        return callable(obj) and getattr(obj, "__module__", None) == module_name
+    base = torch.optim.Optimizer if module_name == "torch.optim" else torch.optim.lr_scheduler.LRScheduler
+    return isinstance(obj, type) and issubclass(obj, base) and obj is not base
+
+
+def check_checkpoint_targets(checkpoint: dict[str, Any], source: str) -> None:
+    """Refuse a checkpoint that names a callable nmsnn would not call: any ``_target_`` outside
+    the stored optimizer and scheduler settings, or one there that :func:`allowed_target`
+    refuses. One line naming the key and the target."""
+    hparams = checkpoint.get("hyper_parameters")
+    for path, target in find_targets(checkpoint):
+        setting = path.split(".")
+        permitted = (
+            isinstance(hparams, dict)
+            and len(setting) == 3
+            and setting[0] == "hyper_parameters"
+            and setting[1] in TARGET_SETTINGS
+        )
+        if not permitted or not allowed_target(target):
+            raise CheckpointError(
+                f"{source}: refused: {path} = {target!r} names a callable that loading or "
+                "fine-tuning would call; a checkpoint may name only torch.optim optimizers and "
+                "schedulers and nmsnn.lit.schedules (your own, in checkpoints you wrote: "
+                f"{ALLOW_ENV}={target if isinstance(target, str) else 'NAME'})."
+            )
