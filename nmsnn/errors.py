@@ -10,9 +10,6 @@ from __future__ import annotations
 class NmsnnError(ValueError):
     """Base class of all errors caused by user input (data, configuration, checkpoints)."""
 
-    # the exit status of a command that stops on this error
-    exit_status = 2
-
 
 class DataError(NmsnnError):
     """A data file, data frame or column cannot be used as given."""
@@ -26,10 +23,18 @@ class CheckpointError(NmsnnError):
     """A checkpoint file is missing, truncated, foreign or unsafe to load."""
 
 
-class Terminated(NmsnnError):
-    """The run was stopped by SIGTERM (a scheduler, ``kill``) and left a resumable checkpoint."""
+class Terminated(SystemExit):
+    """The run was stopped by SIGTERM (a scheduler, ``kill``): the process exits with status 143
+    (128 + SIGTERM, what a shell reports for a process SIGTERM ended). A ``SystemExit``, so that
+    a sweep job is not recorded as finished (a scheduler that requeues it runs it again) and
+    submitit writes no result for it."""
 
-    exit_status = 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM ended
+    def __init__(self, message: str) -> None:
+        super().__init__(143)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def user_error(err: BaseException | None) -> NmsnnError | None:

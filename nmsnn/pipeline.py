@@ -163,7 +163,9 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     except SIGTERMException:
         last = out_dir / "checkpoints" / "last.ckpt"
         resumes = f"the same command resumes from {last}" if last.exists() else "no epoch had completed"
-        raise Terminated(f"terminated by SIGTERM in epoch {trainer.current_epoch + 1}; {resumes}.") from None
+        message = f"terminated by SIGTERM in epoch {trainer.current_epoch + 1}; {resumes}."
+        log.error(message)
+        raise Terminated(message) from None
     fit_seconds = time.perf_counter() - start
 
     ckpt_path = _test_checkpoint(trainer, which)

@@ -25,7 +25,7 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nmsnn.errors import user_error
 from nmsnn.files import write_atomic, write_csv, write_text
@@ -33,6 +33,64 @@ from nmsnn.files import write_atomic, write_csv, write_text
 log = logging.getLogger(__name__)
 
 STATUS_FILE = "job_status.json"
+
+
+GPU_ACCELERATORS = ("gpu", "cuda")
+
+
+def slurm_gpus(accelerator: str, devices: Any) -> Any:
+    """``gpus_per_node`` of the SLURM launcher: the trainer's devices when it trains on GPUs
+    (``trainer.accelerator`` gpu or cuda), else none, so that a CPU-only partition, which refuses
+    any GPU request, takes the job as it is (``auto`` requests none: set the accelerator on a GPU
+    partition)."""
+    return devices if str(accelerator).lower() in GPU_ACCELERATORS else None
+
+
+OmegaConf.register_new_resolver("nmsnn.slurm_gpus", slurm_gpus, replace=True)
+
+
+def _sacct_works() -> tuple[bool, str]:
+    """Whether ``sacct`` answers here, and its error when it does not (e.g. "Slurm accounting
+    storage is disabled" on a cluster without job accounting)."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["sacct", "-n", "-X", "-j", "1"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return False, str(err)
+    return done.returncode == 0, (done.stderr or done.stdout).strip()
+
+
+def quiet_cluster_polling() -> None:
+    """Poll a Slurm cluster without accounting quietly (``nmsnn-train`` only).
+
+    submitit reads job states with ``sacct``; where that fails, every poll printed sacct's error
+    and a "Bypassing sacct error" warning, several times per job. Here sacct is asked once, when a
+    sweep first polls: if it fails, one line says so and submitit stops calling it (it then
+    follows each job through its result file, as it did after every failed call). submitit's own
+    log handlers are dropped, so its lines reach the console and log once, through Hydra's."""
+    logging.getLogger("submitit").handlers.clear()
+    try:
+        from submitit.slurm.slurm import SlurmInfoWatcher
+    except ImportError:  # the sweeps extra is not installed
+        return
+    make_command = SlurmInfoWatcher._make_command
+    if getattr(make_command, "nmsnn_quiet", False):
+        return
+    answer: dict[str, bool] = {}
+
+    def command(self: Any) -> list[str] | None:
+        if "works" not in answer:
+            answer["works"], error = _sacct_works()
+            if not answer["works"]:
+                log.info(
+                    "sacct does not answer here (%s): job states come from the jobs' result files",
+                    error or "no message",
+                )
+        return make_command(self) if answer["works"] else None
+
+    command.nmsnn_quiet = True  # type: ignore[attr-defined]
+    SlurmInfoWatcher._make_command = command  # type: ignore[method-assign]
 
 
 def register_population_launcher() -> None:

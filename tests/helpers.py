@@ -56,3 +56,15 @@ class RecordRows(L.Callback):
 
         path = Path(self.directory) / f"rows_rank{trainer.global_rank}_epoch{trainer.current_epoch}.json"
         path.write_text(json.dumps(self.rows))
+
+
+class SleepPerEpoch(L.Callback):
+    """Sleep ``seconds`` after each training epoch (a run slow enough to interrupt)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        import time
+
+        time.sleep(self.seconds)

@@ -110,6 +110,20 @@ def test_slurm_launcher_config_follows_the_trainer():
     assert launcher.tasks_per_node == 4 and launcher.gpus_per_node == 4 and launcher.nodes == 1
     assert launcher.partition == "gpu" and launcher.max_num_timeout == 3
     assert {"timeout_min", "cpus_per_task", "mem_gb", "array_parallelism"} <= set(launcher)
+    # a CPU-only cluster: no GPU request unless the trainer trains on GPUs
+    for overrides, tasks, gpus in (
+        ([], 1, None),
+        (["trainer=ddp", "trainer.accelerator=cpu"], 2, None),
+        (["trainer=gpu"], 1, 1),
+        (["trainer.accelerator=cuda", "trainer.devices=2"], 2, 2),
+    ):
+        with initialize_config_module("nmsnn.conf", version_base="1.3"):
+            cfg = compose(
+                "train", overrides=["hydra/launcher=submitit_slurm", *overrides], return_hydra_config=True
+            )
+        assert (cfg.hydra.launcher.tasks_per_node, cfg.hydra.launcher.gpus_per_node) == (tasks, gpus), (
+            overrides
+        )
 
 
 def test_multirun_with_relaunching_ddp_is_refused_with_the_alternative(tmp_path):

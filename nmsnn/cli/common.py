@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
 from nmsnn.console import to_log_files
-from nmsnn.errors import user_error
+from nmsnn.errors import Terminated, user_error
 from nmsnn.files import FAILED_FILE
 from nmsnn.threads import set_wait_policy
 
@@ -51,7 +51,7 @@ def user_errors() -> Iterator[None]:
             raise
         print(f"error: {cause}", file=sys.stderr)
         to_log_files(f"error: {cause}", logging.ERROR)
-        sys.exit(cause.exit_status)
+        sys.exit(2)
 
 
 @contextlib.contextmanager
@@ -62,7 +62,7 @@ def failure_marker(run_dir: Path) -> Iterator[None]:
     try:
         yield
     except BaseException as err:
-        if marker.parent.is_dir() and not isinstance(err, SystemExit):
+        if marker.parent.is_dir() and (isinstance(err, Terminated) or not isinstance(err, SystemExit)):
             cause = user_error(err)
             marker.write_text(f"{type(cause or err).__name__}: {cause or err}\n")
         raise

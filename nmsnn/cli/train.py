@@ -14,10 +14,16 @@ from omegaconf import DictConfig
 
 from nmsnn.cli.common import CONFIG_PATH, entry_point, failure_marker, user_errors
 from nmsnn.console import tidy_third_party_output
-from nmsnn.sweeps import compose_each_job_once, in_multirun, register_population_launcher
+from nmsnn.sweeps import (
+    compose_each_job_once,
+    in_multirun,
+    quiet_cluster_polling,
+    register_population_launcher,
+)
 
 register_population_launcher()
 compose_each_job_once()
+quiet_cluster_polling()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
