@@ -218,7 +218,7 @@ def report(
 
     if trainer.is_global_zero:
         rows = datamodule.split_frame("test")
-        predictions = predict_frame(model, datamodule.preprocessor, rows, "test rows")
+        predictions = predict_frame(model, datamodule.preprocessor, rows, "test rows", report_missing=False)
         write_csv(predictions, out_dir / "test_predictions.csv", overwrite=True)
         plots: dict[str, Path] = {}
         if wants_plots(cfg):

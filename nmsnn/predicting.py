@@ -17,15 +17,17 @@ def predict_frame(
     frame: pd.DataFrame,
     where: str = "rows",
     id_column: str | None = None,
+    report_missing: bool = True,
 ) -> pd.DataFrame:
     """One output row per input row: ``prediction`` and, for classes, ``proba_<class>`` columns;
-    ``id_column``: a column of ``frame`` copied, as it is, in front of them."""
+    ``id_column``: a column of ``frame`` copied, as it is, in front of them; ``report_missing``:
+    warn about the missing values imputed (a run's report does not: its setup already did)."""
     if id_column is not None and id_column not in frame.columns:
         raise ConfigError(
             f"{where}: id_column={id_column!r} is not a column; the columns are "
             f"{list(map(str, frame.columns))}."
         )
-    x = torch.from_numpy(preprocessor.transform(frame, where))
+    x = torch.from_numpy(preprocessor.transform(frame, where, report_missing))
     values = module.predict_rows(x).numpy()
     if preprocessor.task == "classification":
         out = pd.DataFrame({"prediction": preprocessor.decode(values.argmax(1))}, index=frame.index)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -75,6 +76,22 @@ def test_a_default_runs_console_is_quiet_and_says_what_matters(tmp_path):
     assert not (tmp_path / "logs" / "train" / "runs" / "r" / "FAILED").exists()
 
 
+def test_missing_values_are_reported_once_with_one_count_per_column(tmp_path):
+    """A file with gaps: one warning for the whole run (every row's count per column and the value
+    it got), not one per split, step and column with counts that disagree."""
+    fixture = Path(__file__).parent / "fixtures" / "mixed_classification.csv"
+    args = ["data=csv", f"data.path={fixture}", "data.target=label", "trainer.max_epochs=1", "logger=none"]
+    result = run_cli("nmsnn-train", *args, cwd=tmp_path)
+    console = result.stdout + result.stderr
+    lines = [line for line in console.splitlines() if "missing value" in line]
+    assert len(lines) == 1, lines
+    assert (
+        "20 missing value(s) imputed" in lines[0]
+        and "a: 12 (median" in lines[0]
+        and "color: 8 ('green')" in lines[0]
+    )
+
+
 def test_a_failed_run_leaves_a_failed_marker_with_its_error(tmp_path):
     missing = tmp_path / "nowhere.csv"
     args = ["data=csv", f"data.path={missing}", "data.target=y", "run_name=bad"]
@@ -140,3 +157,12 @@ def test_a_sweep_summary_ranks_its_jobs_and_nmsnn_runs_tabulates_them(tmp_path):
     assert "decay must be in" in runs["error"].iloc[-1] and "logs/train/runs/alone" in table
     missing = run_cli("nmsnn-runs", str(tmp_path / "nothing"), cwd=tmp_path, check=False)
     assert missing.returncode == 2 and "not a directory" in missing.stderr
+
+
+def test_the_first_run_says_that_numba_compiles_and_the_next_does_not(tmp_path):
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    args = ["logger=none", "trainer.max_epochs=1", "model.backend=numba"]
+    first = run_cli("nmsnn-train", *args, "run_name=first", cwd=tmp_path, env=env)
+    assert "numba: compiling the CPU kernels (first run after installing only" in first.stdout + first.stderr
+    second = run_cli("nmsnn-train", *args, "run_name=second", cwd=tmp_path, env=env)
+    assert "numba: compiling" not in second.stdout + second.stderr

@@ -98,7 +98,7 @@ def test_two_runs_on_one_run_directory_give_one_run_and_one_refusal(tmp_path):
                 str(Path(sys.executable).parent / "nmsnn-train"),
                 *common,
                 f"seed={seed}",
-                "trainer.max_epochs=40",
+                "trainer.max_epochs=10",
             ],
             cwd=tmp_path,
             env={**os.environ, "NMSNN_LOG_DIR": str(tmp_path / "logs")},
@@ -124,7 +124,7 @@ def test_two_runs_on_one_run_directory_give_one_run_and_one_refusal(tmp_path):
     assert not (run_dir / ".nmsnn.lock").exists()  # released at the end
     # the lock of a process that no longer runs is taken over
     (run_dir / ".nmsnn.lock").write_text(json.dumps({"pid": 2**22 + 17, "host": os.uname().nodename}))
-    again = run_cli("nmsnn-train", *common, "seed=1", "trainer.max_epochs=40", "resume=never", cwd=tmp_path)
+    again = run_cli("nmsnn-train", *common, "seed=1", "trainer.max_epochs=10", "resume=never", cwd=tmp_path)
     assert "which no longer runs" in again.stdout + again.stderr
 
 

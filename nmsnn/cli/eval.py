@@ -84,7 +84,7 @@ def _score(cfg: DictConfig, loaded: Any, datamodule: Any) -> dict[str, float]:
 
         frame = pd.concat(frames)
         write_table(
-            predict_frame(loaded.module, loaded.preprocessor, frame, "rows"),
+            predict_frame(loaded.module, loaded.preprocessor, frame, "rows", report_missing=False),
             cfg.predictions_path,
             cfg.overwrite,
         )

@@ -301,7 +301,6 @@ class TabularDataModule(L.LightningDataModule):
         numeric, categorical = split_columns(
             frame, target, list(h.drop), h.max_categories, where, **overrides
         )
-        self._warn_missing(train, numeric + categorical, where)
         return TabularPreprocessor.fit(
             train,
             target,
@@ -320,18 +319,6 @@ class TabularDataModule(L.LightningDataModule):
             where=where,
             target_transform=h.get("target_transform", "none"),
         )
-
-    @staticmethod
-    def _warn_missing(train: pd.DataFrame, columns: list[str], where: str) -> None:
-        counts = train[columns].isna().sum()
-        counts = counts[counts > 0]
-        if len(counts):
-            log.warning(
-                "%s: missing feature values in the training split will be imputed "
-                "(median for numbers, most frequent for text): %s",
-                where,
-                counts.to_dict(),
-            )
 
     # --------------------------------------------------------------------- loaders
     def _loader(self, split: str, shuffle: bool) -> DataLoader | None:

@@ -644,8 +644,9 @@ class TabularPreprocessor:
     def num_outputs(self) -> int:
         return len(self.classes) if self.task == "classification" else 1
 
-    def transform(self, frame: pd.DataFrame, where: str = "rows") -> np.ndarray:
-        """Preprocessed features ``[N, F]`` (float32) for raw rows with the training columns."""
+    def transform(self, frame: pd.DataFrame, where: str = "rows", report_missing: bool = True) -> np.ndarray:
+        """Preprocessed features ``[N, F]`` (float32) for raw rows with the training columns;
+        missing values are imputed and, with ``report_missing``, counted in one warning."""
         expected = [*self.numeric, *self.categorical]
         missing = [c for c in expected if c not in frame.columns]
         if missing:
@@ -657,21 +658,37 @@ class TabularPreprocessor:
             log.info("%s: ignoring column(s) not used in training: %s", where, extra)
         frame = _forced_numbers(frame, self.coerce, self.dates, self.date_formats, where)
         parts = []
+        filled: dict[str, str] = {}  # column -> how many values were imputed, and with what
         if self.numeric:
             x = np.column_stack([_numbers(frame[c], c, where) for c in self.numeric])
             for j, column in enumerate(self.numeric):
                 _check_finite(pd.Series(x[:, j], index=frame.index), column, where)
             holes = np.isnan(x)
             if holes.any():
-                counts = {c: int(n) for c, n in zip(self.numeric, holes.sum(0)) if n}
-                log.warning("%s: imputing missing values with training medians: %s", where, counts)
+                filled.update(
+                    {
+                        c: f"{int(n)} (median {m:.4g})"
+                        for c, n, m in zip(self.numeric, holes.sum(0), self.impute)
+                        if n
+                    }
+                )
                 x = np.where(holes, np.asarray(self.impute), x)
             if self.quantiles:
                 x = self._quantile_transformer().transform(x)
             parts.append((x - np.asarray(self.center)) / np.asarray(self.scale))
         grouped = self.grouped or [False] * len(self.categorical)
         for j, column in enumerate(self.categorical):
+            missing = int(frame[column].isna().sum())
+            if missing:
+                filled[str(column)] = f"{missing} ({self.category_fill[j]!r})"
             parts.append(self._one_hot(frame[column], j, grouped[j], where))
+        if filled and report_missing:
+            log.warning(
+                "%s: %d missing value(s) imputed with the training split's median or most frequent value: %s",
+                where,
+                sum(int(v.split()[0]) for v in filled.values()),
+                ", ".join(f"{c}: {v}" for c, v in filled.items()),
+            )
         features = np.concatenate(parts, axis=1)
         with np.errstate(over="ignore"):
             x32 = features.astype(np.float32)
@@ -698,14 +715,6 @@ class TabularPreprocessor:
         frequent value; other values count as ``<other>`` (``grouped``) or all zeros."""
         column, cats, fill = self.categorical[j], self.categories[j], self.category_fill[j]
         values = values.astype("object")
-        if values.isna().any():
-            log.warning(
-                "%s: column %r: %d missing value(s) filled with %r",
-                where,
-                column,
-                int(values.isna().sum()),
-                fill,
-            )
         known = set(cats)
         text = values.where(values.notna(), fill).map(lambda v, known=known: _category_text(v, known))
         onehot = (text.to_numpy()[:, None] == np.asarray(cats, dtype=object)[None, :]).astype(float)

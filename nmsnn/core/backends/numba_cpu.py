@@ -13,9 +13,11 @@ are computed in float32 and cast back. The math is the one documented in
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numba
@@ -37,7 +39,22 @@ from nmsnn.core.backends.fused import (
 from nmsnn.core.backends.memory import retain_freed_memory
 from nmsnn.core.neuron import NeuronConfig, NeuronState, RecurrenceOutput
 
+log = logging.getLogger(__name__)
+
 TILE = 1024  # neurons walked through T together: their state stays in L1
+
+
+def _kernels_cached() -> bool:
+    """Whether numba's on-disk cache already holds this module's kernels (``cache=True`` writes
+    ``numba_cpu.<kernel>-<line>.<python>.nbi`` index files to ``__pycache__`` or NUMBA_CACHE_DIR)."""
+    here = Path(__file__)
+    if numba.config.CACHE_DIR:  # one folder per source folder, named after it and a hash
+        return any(Path(numba.config.CACHE_DIR).glob(f"{here.parent.name}_*/{here.stem}.*.nbi"))
+    return any((here.parent / "__pycache__").glob(f"{here.stem}.*.nbi"))
+
+
+if not _kernels_cached():
+    log.info("numba: compiling the CPU kernels (first run after installing only: they are cached on disk)")
 
 
 def _build(scale: bool, heaviside: bool, membranes: bool = True, biased: bool = False, inplace: bool = False):
