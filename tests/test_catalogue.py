@@ -427,7 +427,39 @@ CASES += [
         ["ckpt_path={d}/weights_text.ckpt", *PREDICT],
         "state_dict is not a dictionary of tensors",
     ),
+    Case(
+        "export of a checkpoint that is a list",
+        "export",
+        ["ckpt_path={d}/list.ckpt", "output_dir={d}/new_export"],
+        "it holds a list, not a dictionary",
+        must_not_exist=["new_export"],
+    ),
+    Case("eval of a checkpoint that is a list", "eval", ["ckpt_path={d}/list.ckpt"], "it holds a list"),
+    Case(
+        "export of a checkpoint naming a callable in its scheduler",
+        "export",
+        ["ckpt_path={d}/open_scheduler.ckpt", "output_dir={d}/new_export"],
+        "hyper_parameters.scheduler._target_ = 'builtins.open'",
+        must_not_exist=[MARKER, "new_export"],
+    ),
+    Case(
+        "resuming from a checkpoint that is a list",
+        "train",
+        [*FAST, "data=csv", f"data.path={FIXTURE}", "data.target=label", "ckpt_path={d}/list.ckpt"],
+        "it holds a list, not a dictionary",
+    ),
     # ---- no command writes over a file it reads, whatever the flags
+    Case(
+        "predictions over the checkpoint through a symbolic link",
+        "predict",
+        [
+            "ckpt_path={d}/model.ckpt",
+            "input_path={d}/rows.csv",
+            "output_path={d}/link.ckpt",
+            "overwrite=true",
+        ],
+        "link.ckpt: is the file this command reads (ckpt_path)",
+    ),
     Case(
         "predictions over the checkpoint, with overwrite",
         "predict",
@@ -504,6 +536,9 @@ CASES += [
     Case("negative seed", "train", ["seed=-1"], "seed=-1 must be a whole number from 0 to 4294967295"),
     Case("seed as text", "train", ["seed=abc"], "seed='abc' must be a whole number"),
     Case("fractional seed", "train", ["seed=1.5"], "seed=1.5 must be a whole number"),
+    Case(
+        "seed beyond 32 bits", "train", ["seed=4294967296"], "seed=4294967296 must be a whole number from 0"
+    ),
     Case(
         "zero epochs", "train", ["trainer.max_epochs=0"], "trainer.max_epochs=0 must be a whole number >= 1"
     ),
@@ -655,6 +690,7 @@ def model_dir(tmp_path_factory) -> Path:
     rows.head(3).assign(a=[1.0, 1e39, 2.0]).to_csv(d / "huge_row.csv", index=False)
     (d / "inside").mkdir()
     (d / "inside" / "model.torchscript.pt").write_bytes(ckpt)  # a checkpoint where an export would go
+    (d / "link.ckpt").symlink_to(d / "model.ckpt")
     write_crafted_checkpoints(d, torch.load(d / "model.ckpt", weights_only=True))
     # a checkpoint of a file whose rows are reordered after training
     pd.read_csv(FIXTURE).to_csv(d / "moved.csv", index=False)
@@ -751,7 +787,7 @@ def test_catalogue(case: Case, tmp_path, monkeypatch, capsys, request):
 
 
 def test_catalogue_size():
-    assert len(CASES) >= 100
+    assert len(CASES) >= 106
 
 
 def test_debug_switch_lets_the_traceback_through(tmp_path, monkeypatch, capsys):
