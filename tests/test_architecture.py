@@ -1,0 +1,94 @@
+"""The package's layers point down: a module imports only from its own layer or lower ones, and
+no two packages import each other (also through imports inside functions)."""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1] / "nmsnn"
+
+# lowest first; a module belongs to the layer of the longest name that prefixes it
+LAYERS = [
+    # foundations: errors, files, threads, console helpers (no model, no data)
+    [
+        "nmsnn",
+        "nmsnn.errors",
+        "nmsnn.files",
+        "nmsnn.threads",
+        "nmsnn.run_lock",
+        "nmsnn.quiet",
+        "nmsnn.console",
+    ],
+    ["nmsnn.export_targets"],
+    ["nmsnn.core", "nmsnn.data"],  # the neuron, layers and backends; tables and preprocessing
+    ["nmsnn.analysis"],  # spike statistics, plots, reports
+    ["nmsnn.lit"],  # the LightningModule, its callbacks and schedules
+    ["nmsnn.checkpoint", "nmsnn.predicting", "nmsnn.estimators", "nmsnn.export", "nmsnn.bench"],
+    ["nmsnn.sweeps", "nmsnn.runs"],  # Hydra multirun support, run tables
+    ["nmsnn.pipeline"],  # one training run, from a composed configuration
+    ["nmsnn.population", "nmsnn.compare"],  # runs built on the pipeline
+    ["nmsnn.cli"],  # the console scripts
+]
+
+
+def modules() -> dict[str, Path]:
+    """Every module but the package's own ``__init__`` (the public façade, above every layer: it
+    re-exports the estimators and the version)."""
+    found = {}
+    for path in ROOT.rglob("*.py"):
+        name = ".".join(path.relative_to(ROOT.parent).with_suffix("").parts).removesuffix(".__init__")
+        if name != "nmsnn":
+            found[name] = path
+    return found
+
+
+def imports(path: Path, known: dict[str, Path]) -> set[str]:
+    """The nmsnn modules ``path`` imports, anywhere in the file."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("nmsnn"):
+            names |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+        elif isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names if alias.name.startswith("nmsnn")}
+    return {name for name in names if name in known}
+
+
+def layer(module: str) -> tuple[int, str]:
+    """The layer index and the owning name (the longest listed prefix)."""
+    matches = [
+        (len(prefix), i, prefix)
+        for i, names in enumerate(LAYERS)
+        for prefix in names
+        if module == prefix or module.startswith(prefix + ".")
+    ]
+    assert matches, f"{module} is in no layer: add it to LAYERS"
+    _, index, owner = max(matches)
+    return index, owner
+
+
+def test_every_module_has_a_layer():
+    assert all(layer(name) for name in modules())
+
+
+def test_lower_layers_never_import_higher_ones():
+    known = modules()
+    upward = []
+    for name, path in known.items():
+        own, _ = layer(name)
+        for target in imports(path, known):
+            if layer(target)[0] > own:
+                upward.append(f"{name} -> {target}")
+    assert not upward, upward
+
+
+def test_no_two_packages_import_each_other():
+    known = modules()
+    graph: dict[str, set[str]] = defaultdict(set)
+    for name, path in known.items():
+        for target in imports(path, known):
+            if layer(target)[1] != layer(name)[1]:
+                graph[layer(name)[1]].add(layer(target)[1])
+    mutual = sorted(f"{a} <-> {b}" for a in graph for b in graph[a] if a < b and a in graph.get(b, ()))
+    assert not mutual, mutual
