@@ -39,6 +39,7 @@ from nmsnn.core.layers import NetworkOutput
 from nmsnn.core.neuron import RecurrenceOutput
 from nmsnn.data.datamodule import TabularDataModule
 from nmsnn.errors import ConfigError
+from nmsnn.files import write_atomic
 from nmsnn.lit.callbacks import divergence_error
 from nmsnn.lit.module import SpikingModule
 from nmsnn.lit.schedules import budget_epochs
@@ -504,8 +505,12 @@ def save_checkpoints(member: Member) -> str | None:
     if paths is None or member.best_checkpoint is None:
         return None
     best, last = paths
-    best.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(checkpoint_dict(member, member.best_checkpoint), best)
+    # written beside their names and renamed (a full disk or a kill leaves no partial file)
+    write_atomic(
+        best, lambda tmp: torch.save(checkpoint_dict(member, member.best_checkpoint), tmp), overwrite=True
+    )
     if last is not None and member.last_checkpoint is not None:
-        torch.save(checkpoint_dict(member, member.last_checkpoint), last)
+        write_atomic(
+            last, lambda tmp: torch.save(checkpoint_dict(member, member.last_checkpoint), tmp), overwrite=True
+        )
     return str(best)
