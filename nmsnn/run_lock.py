@@ -42,14 +42,17 @@ def _owner(lock: Path) -> dict:
 def _alive(owner: dict) -> bool:
     """Whether the lock's owner may still run (a process on another host is taken as running)."""
     if owner.get("host") != socket.gethostname():
-        return bool(owner)
+        return True
     try:
-        os.kill(int(owner.get("pid", 0)), 0)
+        pid = int(owner.get("pid", 0))
+        if pid <= 0:
+            return False
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except (PermissionError, ValueError, OverflowError):
         return True
-    return int(owner.get("pid", 0)) > 0
+    return True
 
 
 def acquire(run_dir: str | Path, mode: str = "refuse", poll_s: float = 1.0) -> Path:
@@ -107,5 +110,6 @@ def _mtime(path: Path) -> float:
 def release(lock: str | Path) -> None:
     """Remove ``lock`` if this process holds it."""
     lock = Path(lock)
-    if _owner(lock).get("pid") == os.getpid() and _owner(lock).get("host") == socket.gethostname():
+    owner = _owner(lock)
+    if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
         lock.unlink(missing_ok=True)

@@ -131,7 +131,7 @@ def compose_each_job_once() -> None:
         if key in _COMPOSED:
             return _COMPOSED.pop(key)
         config = compose(self, master_config, sweep_overrides)
-        if len(_COMPOSED) >= _COMPOSED_MAX:  # a sweeper that never asks twice (Optuna) keeps none
+        if len(_COMPOSED) >= _COMPOSED_MAX:  # bounded: a sweeper that never asks twice (Optuna)
             _COMPOSED.pop(next(iter(_COMPOSED)))
         _COMPOSED[key] = config
         return copy.deepcopy(config)

@@ -377,9 +377,8 @@ class TabularDataModule(L.LightningDataModule):
     def _check_fingerprints(self, now: dict[str, str], where: str) -> None:
         """A split rebuilt for a checkpoint (its preprocessing restored) must hold the rows it held
         in training: a reordered or edited file would make "the test split again" other rows."""
-        expected_by_split = self.expected_fingerprints or {}
         for name in ("test", "val", "train"):
-            expected = expected_by_split.get(name)
+            expected = self.expected_fingerprints.get(name)
             if expected is not None and name in now and now[name] != expected:
                 raise DataError(
                     f"{where}: the {name} split rebuilt from this file is not the rows it was when the "

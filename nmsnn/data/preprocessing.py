@@ -658,7 +658,7 @@ class TabularPreprocessor:
             log.info("%s: ignoring column(s) not used in training: %s", where, extra)
         frame = _forced_numbers(frame, self.coerce, self.dates, self.date_formats, where)
         parts = []
-        filled: dict[str, str] = {}  # column -> how many values were imputed, and with what
+        filled: dict[str, tuple[int, str]] = {}  # column -> values imputed, and with what
         if self.numeric:
             x = np.column_stack([_numbers(frame[c], c, where) for c in self.numeric])
             for j, column in enumerate(self.numeric):
@@ -667,7 +667,7 @@ class TabularPreprocessor:
             if holes.any():
                 filled.update(
                     {
-                        c: f"{int(n)} (median {m:.4g})"
+                        c: (int(n), f"median {m:.4g}")
                         for c, n, m in zip(self.numeric, holes.sum(0), self.impute)
                         if n
                     }
@@ -680,14 +680,14 @@ class TabularPreprocessor:
         for j, column in enumerate(self.categorical):
             missing = int(frame[column].isna().sum())
             if missing:
-                filled[str(column)] = f"{missing} ({self.category_fill[j]!r})"
+                filled[str(column)] = (missing, repr(self.category_fill[j]))
             parts.append(self._one_hot(frame[column], j, grouped[j], where))
         if filled and report_missing:
             log.warning(
                 "%s: %d missing value(s) imputed with the training split's median or most frequent value: %s",
                 where,
-                sum(int(v.split()[0]) for v in filled.values()),
-                ", ".join(f"{c}: {v}" for c, v in filled.items()),
+                sum(n for n, _ in filled.values()),
+                ", ".join(f"{c}: {n} ({value})" for c, (n, value) in filled.items()),
             )
         features = np.concatenate(parts, axis=1)
         with np.errstate(over="ignore"):

@@ -71,13 +71,12 @@ def plain(value: Any) -> Any:
 def check_optimizer_numbers(optimizer: dict[str, Any]) -> None:
     """The optimizer's learning rate must be a positive number and its weight decay a number >= 0
     (or ``auto``): checked here, where the message can name the setting."""
-    for key, least, auto in (("lr", 0.0, False), ("weight_decay", 0.0, True)):
-        if key not in optimizer or (auto and optimizer[key] == "auto"):
+    for key, wanted in (("lr", "a positive number"), ("weight_decay", "a number >= 0 or auto")):
+        value = optimizer.get(key)
+        if key not in optimizer or (key == "weight_decay" and value == "auto"):
             continue
-        value = optimizer[key]
         number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        if not number or value < least or (key == "lr" and value == 0):
-            wanted = "a positive number" if key == "lr" else "a number >= 0 or auto"
+        if not number or value < 0 or (key == "lr" and value == 0):
             raise ConfigError(f"model.optimizer.{key}={value!r} must be {wanted}.")
 
 

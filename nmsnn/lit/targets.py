@@ -65,15 +65,9 @@ def check_checkpoint_targets(checkpoint: dict[str, Any], source: str) -> None:
     """Refuse a checkpoint that names a callable nmsnn would not call: any ``_target_`` outside
     the stored optimizer and scheduler settings, or one there that :func:`allowed_target`
     refuses. One line naming the key and the target."""
-    hparams = checkpoint.get("hyper_parameters")
     for path, target in find_targets(checkpoint):
         setting = path.split(".")
-        permitted = (
-            isinstance(hparams, dict)
-            and len(setting) == 3
-            and setting[0] == "hyper_parameters"
-            and setting[1] in TARGET_SETTINGS
-        )
+        permitted = len(setting) == 3 and setting[0] == "hyper_parameters" and setting[1] in TARGET_SETTINGS
         if not permitted or not allowed_target(target):
             raise CheckpointError(
                 f"{source}: refused: {path} = {target!r} names a callable that loading or "
