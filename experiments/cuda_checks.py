@@ -28,11 +28,12 @@ from pathlib import Path
 import torch
 
 from nmsnn.core.backends import get_backend
-from nmsnn.core.neuron import NeuronConfig, NeuronState, reference_recurrence
+from nmsnn.core.neuron import NeuronState, reference_recurrence
+from nmsnn.core.neurons import LIF
 
 
 def run(fn, current, params, state, weights, config):
-    out = fn(current, *params, config, state)
+    out = fn(current, params, config, state)
     loss = (out.spikes.float() * weights[0]).sum() + (out.membrane.float() * weights[1]).sum()
     loss = (
         loss
@@ -85,7 +86,7 @@ def check_reference(device: str, shapes, gen) -> dict:
         for reset in ("subtract", "scale"):
             for spike_fn in ("relu", "heaviside"):
                 for dtype in (torch.float32, torch.float64):
-                    config = NeuronConfig(reset=reset, spike_fn=spike_fn)
+                    config = LIF(reset=reset, spike_fn=spike_fn)
                     c = case(steps, batch, hidden, dtype, device, gen)
                     got_out, got_grads = run(triton_fn, *c, config)
                     ref_out, ref_grads = run(reference_recurrence, *c, config)
@@ -120,7 +121,7 @@ def distances(got_out, got_grads, ref_out, ref_grads) -> tuple[float, float]:
 
 
 def check_bf16(device: str, gen) -> dict:
-    config = NeuronConfig(reset="scale")
+    config = LIF(reset="scale")
     c = case(64, 8, 96, torch.bfloat16, device, gen)
     out16, grads16 = run(get_backend("triton"), *c, config)
     current, params, state, weights = c

@@ -92,10 +92,10 @@ def all_impls(device: str) -> list[str]:
 
 def nmsnn_network(workload: Workload, backend: str) -> nn.Module:
     from nmsnn.core.layers import SpikingNetwork
-    from nmsnn.core.neuron import NeuronConfig
+    from nmsnn.core.neurons import LIF
 
     sizes = [workload.features, *workload.sizes]
-    neuron = NeuronConfig(decay=DECAY, threshold=THRESHOLD, penalty=PENALTY, reset="scale")
+    neuron = LIF(decay=DECAY, threshold=THRESHOLD, penalty=PENALTY, reset="scale")
     return SpikingNetwork(
         sizes, [neuron] * (len(sizes) - 1), readout="membrane", backend=backend, init="torch"
     )

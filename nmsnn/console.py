@@ -64,6 +64,8 @@ LIGHTNING_CHATTER = (
 THIRD_PARTY_WARNINGS = (
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
     r"The number of training batches \(\d+\) is smaller than the logging interval",
+    # on a cluster's login node: nmsnn's own SLURM launcher starts jobs (README: Sweeps and clusters)
+    r"The `srun` command is available on your system but is not used",
 )
 
 

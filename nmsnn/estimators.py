@@ -52,6 +52,11 @@ class _KeepBest(L.Callback):
             self.state = copy.deepcopy(pl_module.state_dict())
 
 
+# the neuron settings that are estimator parameters of their own (LIF's, the common ones); any
+# model's others go in ``neuron_params``; ``None``: the neuron model's default (declared there)
+NEURON_PARAMETERS = ("decay", "threshold", "penalty", "reset", "spike_fn", "surrogate_slope", "learnable")
+
+
 class _SpikingEstimator(BaseEstimator):
     _task = "classification"
 
@@ -60,12 +65,15 @@ class _SpikingEstimator(BaseEstimator):
         hidden: Sequence[int] = (128,),
         time_steps: int = 16,
         encoder: str = "direct",
-        decay: float = 0.9,
-        threshold: float = 1.0,
-        penalty: float = 1.5,
-        reset: str = "subtract",
-        spike_fn: str = "relu",
-        learnable: bool = False,
+        neuron: str = "lif",
+        decay: float | None = None,
+        threshold: float | None = None,
+        penalty: float | None = None,
+        reset: str | None = None,
+        spike_fn: str | None = None,
+        surrogate_slope: float | None = None,
+        learnable: bool | None = None,
+        neuron_params: dict[str, Any] | None = None,
         readout: str = "integrator",
         burn_in: int = 0,
         epochs: int = 300,
@@ -84,12 +92,15 @@ class _SpikingEstimator(BaseEstimator):
         self.hidden = hidden
         self.time_steps = time_steps
         self.encoder = encoder
+        self.neuron = neuron
         self.decay = decay
         self.threshold = threshold
         self.penalty = penalty
         self.reset = reset
         self.spike_fn = spike_fn
+        self.surrogate_slope = surrogate_slope
         self.learnable = learnable
+        self.neuron_params = neuron_params
         self.readout = readout
         self.burn_in = burn_in
         self.epochs = epochs
@@ -104,6 +115,11 @@ class _SpikingEstimator(BaseEstimator):
         self.backend = backend
         self.random_state = random_state
         self.verbose = verbose
+
+    def _neuron_settings(self) -> dict[str, Any]:
+        """The neuron model's settings: those given here (``None``: the model's own default)."""
+        named = {key: getattr(self, key) for key in NEURON_PARAMETERS if getattr(self, key) is not None}
+        return {"kind": self.neuron, **named, **(self.neuron_params or {})}
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -203,14 +219,7 @@ class _SpikingEstimator(BaseEstimator):
             module = SpikingModule(
                 **datamodule.model_kwargs(),
                 hidden=hidden,
-                neuron={
-                    "decay": self.decay,
-                    "threshold": self.threshold,
-                    "penalty": self.penalty,
-                    "reset": self.reset,
-                    "spike_fn": self.spike_fn,
-                    "learnable": self.learnable,
-                },
+                neuron=self._neuron_settings(),
                 encoder=self.encoder,
                 time_steps=self.time_steps,
                 burn_in=self.burn_in,
@@ -264,8 +273,11 @@ class SpikingClassifier(ClassifierMixin, _SpikingEstimator):
     """A spiking neural network classifier (softmax over a time-averaged spiking readout).
 
     Parameters mirror ``nmsnn-train``'s model: ``hidden`` layer sizes, ``time_steps``,
-    ``encoder``, the neuron's ``decay``, ``threshold``, ``penalty``, ``reset``, ``spike_fn`` and
-    ``learnable``, the ``readout`` and ``burn_in``; training: ``steps`` (the budget in optimizer
+    ``encoder``, the ``neuron`` model (``lif``, ``alif``, ``lif_hard`` or an import path) and its
+    ``decay``, ``threshold``, ``penalty``, ``reset``, ``spike_fn``, ``surrogate_slope`` and
+    ``learnable`` (``None``: that model's default; a setting the model lacks is an error), any
+    other setting of the model in ``neuron_params`` (e.g. ``{"adapt_gain": 0.3}``), the
+    ``readout`` and ``burn_in``; training: ``steps`` (the budget in optimizer
     steps, rounded up to whole epochs, with a warm-up + cosine learning rate), ``epochs`` (the
     most epochs), ``batch_size`` (``"auto"``: 32 to 512 by the rows), ``learning_rate``,
     ``weight_decay`` (``"auto"``: 3 for a classifier, 0.1 for a regressor), ``early_stopping`` (with ``validation_fraction`` and

@@ -50,9 +50,12 @@ def describe(model: SpikingModule) -> str:
     sizes = " -> ".join(str(n) for n in [h.num_inputs, *(h.hidden or []), h.num_outputs])
     neuron = dict(h.neuron or {})
     params = sum(p.numel() for p in model.parameters())
+    kind = neuron.get("kind", "lif")
+    spikes = f"{neuron['spike_fn']} spikes" if "spike_fn" in neuron else "spikes"
+    reset = f", {neuron['reset']} reset" if "reset" in neuron else ""
     return (
-        f"{sizes} ({h.task}), T={h.time_steps}, {neuron.get('spike_fn', 'relu')} spikes, "
-        f"{neuron.get('reset', 'subtract')} reset, {h.encoder} encoder, {params:,} parameters"
+        f"{sizes} ({h.task}), T={h.time_steps}, {kind} neuron ({spikes}{reset}), "
+        f"{h.encoder} encoder, {params:,} parameters"
     )
 
 

@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 
 WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
 THREADS_ENV = "OMP_NUM_THREADS"
-# Elements one time step of the recurrence touches (rows per batch x the widest layer): below it,
-# one thread was about as fast as two on a 2-core CPU, and faster beside a busy process; above it (a
-# 256-wide layer at 512 rows), two were faster (experiments/results/everyday_timing.md).
+# Elements one time step of the recurrence touches (rows per batch x the widest layer): below it
+# one thread does as well as more, and better beside a busy process; above it more threads win
+# (experiments/kernel_design.md)
 SMALL_WORK = 100_000
 
 

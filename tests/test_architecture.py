@@ -4,33 +4,29 @@ no two packages import each other (also through imports inside functions)."""
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
+import tomllib
+
 ROOT = Path(__file__).resolve().parents[1] / "nmsnn"
 
-# lowest first; a module belongs to the layer of the longest name that prefixes it
-LAYERS = [
-    # foundations: errors, files, threads, console helpers (no model, no data)
-    [
-        "nmsnn",
-        "nmsnn.errors",
-        "nmsnn.files",
-        "nmsnn.threads",
-        "nmsnn.run_lock",
-        "nmsnn.quiet",
-        "nmsnn.console",
-    ],
-    ["nmsnn.export_targets"],
-    ["nmsnn.core", "nmsnn.data"],  # the neuron, layers and backends; tables and preprocessing
-    ["nmsnn.analysis"],  # spike statistics, plots, reports
-    ["nmsnn.lit"],  # the LightningModule, its callbacks and schedules
-    ["nmsnn.checkpoint", "nmsnn.predicting", "nmsnn.estimators", "nmsnn.export", "nmsnn.bench"],
-    ["nmsnn.sweeps", "nmsnn.runs"],  # Hydra multirun support, run tables
-    ["nmsnn.pipeline"],  # one training run, from a composed configuration
-    ["nmsnn.population", "nmsnn.compare"],  # runs built on the pipeline
-    ["nmsnn.cli"],  # the console scripts
-]
+# the layers of pyproject.toml's import-linter contract (written there once), lowest first; a
+# module belongs to the layer of the longest name that prefixes it
+CONTRACTS = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+LAYERS = [["nmsnn", *re.split(r"\s*[:|]\s*", row)] if i == 0 else re.split(r"\s*[:|]\s*", row)
+          for i, row in enumerate(reversed(CONTRACTS[0]["layers"]))]  # fmt: skip
+
+
+def test_the_import_linter_contracts_hold():
+    """``lint-imports`` (import-linter) on the installed package: every contract kept."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports")], cwd=ROOT.parent, capture_output=True, text=True
+    )
+    assert result.returncode == 0 and " 0 broken" in result.stdout, result.stdout[-3000:]
 
 
 def modules() -> dict[str, Path]:

@@ -34,7 +34,8 @@ from nmsnn.core.backends import (
     triton_runs_on_cpu,
 )
 from nmsnn.core.layers import SpikingNetwork
-from nmsnn.core.neuron import NeuronConfig, NeuronState, reference_recurrence
+from nmsnn.core.neuron import NeuronState, reference_recurrence
+from nmsnn.core.neurons import LIF
 from nmsnn.errors import ConfigError
 
 FAST = [b for b in cpu_backends() if b != "reference"]
@@ -99,7 +100,7 @@ def _float64(case):
 
 
 def _run(fn, current, params, state, weights, config):
-    out = fn(current, *params, config, state)
+    out = fn(current, params, config, state)
     loss = (out.spikes * weights[0]).sum() + (out.membrane * weights[1]).sum()
     loss = loss + (out.state.inner * weights[2, 0]).sum() + (out.state.outer * weights[3, 0]).sum()
     inputs = [current, *(p for p in params if p.requires_grad)]
@@ -143,7 +144,7 @@ def test_backend_matches_reference(
 ):
     if backend == "triton":  # the interpreter is slow: keep its cases small
         steps, batch, hidden = min(steps, 12), min(batch, 3), min(hidden, 12)
-    config = NeuronConfig(reset=reset, spike_fn=spike_fn)
+    config = LIF(reset=reset, spike_fn=spike_fn)
     case = _case(steps, batch, hidden, decay, threshold, penalty, per_neuron, with_state, dtype, seed)
     ref = _run(reference_recurrence, *case, config)
     got = _run(get_backend(backend), *case, config)
@@ -156,7 +157,7 @@ def test_backend_long_sequence_float32(backend):
     """T=300 at the seed's width: one flipped gate would show; the loss sums every step."""
     if backend == "triton":
         pytest.skip("too slow for Triton's interpreter")
-    config = NeuronConfig(decay=0.9, threshold=1.0, penalty=1.5, reset="scale")
+    config = LIF(decay=0.9, threshold=1.0, penalty=1.5, reset="scale")
     case = _case(300, 8, 64, 0.9, 1.0, 1.5, False, False, torch.float32, 7)
     ref = _run(reference_recurrence, *case, config)
     got = _run(get_backend(backend), *case, config)
@@ -166,15 +167,15 @@ def test_backend_long_sequence_float32(backend):
 @pytest.mark.parametrize("backend", FAST)
 def test_backend_inference_and_streaming(backend):
     """Without grad nothing is saved; chunks with the state carried over equal one long call."""
-    config = NeuronConfig(reset="subtract", spike_fn="heaviside")
+    config = LIF(reset="subtract", spike_fn="heaviside")
     params = [torch.tensor(v) for v in (0.8, 0.6, 0.3)]
     current = torch.randn(20, 3, 5) * 2
     fn = get_backend(backend)
     with torch.no_grad():
-        whole = fn(current, *params, config)
-        first = fn(current[:8], *params, config)
-        second = fn(current[8:], *params, config, first.state)
-    ref = reference_recurrence(current, *params, config)
+        whole = fn(current, params, config)
+        first = fn(current[:8], params, config)
+        second = fn(current[8:], params, config, first.state)
+    ref = reference_recurrence(current, params, config)
     torch.testing.assert_close(whole.spikes, ref.spikes)
     torch.testing.assert_close(whole.membrane, ref.membrane)
     torch.testing.assert_close(torch.cat([first.spikes, second.spikes]), ref.spikes)
@@ -186,7 +187,7 @@ def test_backend_inference_and_streaming(backend):
 def test_network_with_backend_matches_reference(backend, readout):
     """A whole network (learnable neurons, a non-firing integrator readout) trains identically."""
     torch.manual_seed(0)
-    neurons = [NeuronConfig(learnable=True, reset="scale"), NeuronConfig(learnable=True)]
+    neurons = [LIF(learnable=True, reset="scale"), LIF(learnable=True)]
     nets = {
         b: SpikingNetwork([6, 16, 3], neurons, readout=readout, backend=b) for b in ("reference", backend)
     }
@@ -206,15 +207,15 @@ def test_network_with_backend_matches_reference(backend, readout):
 
 @pytest.mark.skipif(not installed("numba"), reason="numba is not installed")
 def test_numba_bfloat16_runs_in_float32():
-    config = NeuronConfig()
+    config = LIF()
     params = [torch.tensor(v) for v in (0.9, 1.0, 1.5)]
     current = (torch.randn(30, 4, 8) * 2).to(torch.bfloat16).requires_grad_()
-    out = get_backend("numba")(current, *params, config)
+    out = get_backend("numba")(current, params, config)
     assert out.spikes.dtype == torch.bfloat16
     out.membrane.float().sum().backward()
     assert current.grad.dtype == torch.bfloat16
     # like torch's own mixed-dtype ops, the parameters take the current's dtype
-    ref = get_backend("fused")(current.detach().float(), *(p.bfloat16().float() for p in params), config)
+    ref = get_backend("fused")(current.detach().float(), tuple(p.bfloat16().float() for p in params), config)
     torch.testing.assert_close(out.membrane.float(), ref.membrane, atol=0.05, rtol=0.02)
 
 
@@ -234,11 +235,11 @@ def _saved_bytes(fn, *args) -> int:
 @pytest.mark.parametrize("backend", [b for b in FAST if b != "triton"])
 def test_fused_backward_saves_one_number_per_neuron_step(backend):
     steps, batch, hidden = 50, 4, 32
-    config = NeuronConfig(reset="scale")
+    config = LIF(reset="scale")
     current = torch.randn(steps, batch, hidden).requires_grad_()
     params = [torch.tensor(v, requires_grad=True) for v in (0.9, 1.0, 1.5)]
-    fused = _saved_bytes(get_backend(backend), current, *params, config)
-    reference = _saved_bytes(reference_recurrence, current, *params, config)
+    fused = _saved_bytes(get_backend(backend), current, params, config)
+    reference = _saved_bytes(reference_recurrence, current, params, config)
     one_per_step = steps * batch * hidden * 4
     assert fused <= one_per_step + 8 * batch * hidden * 4  # a_t, plus [N] parameters and state
     assert reference >= 3 * fused, (reference, fused)
@@ -272,20 +273,20 @@ def test_auto_falls_back_when_the_compiled_backend_fails(monkeypatch, caplog):
     monkeypatch.setattr(backends, "installed", lambda name: True)
     monkeypatch.setitem(backends.BACKENDS, "numba", broken)
     reset_auto()
-    config = NeuronConfig()
+    config = LIF()
     params = [torch.tensor(v) for v in (0.9, 1.0, 1.5)]
     current = torch.randn(6, 2, 3) * 2
     with caplog.at_level(logging.WARNING, logger="nmsnn.core.backends"):
-        out = get_backend("auto")(current, *params, config)
+        out = get_backend("auto")(current, params, config)
     assert "numba failed (RuntimeError: compilation failed)" in caplog.text
     assert auto_choice("cpu") == "fused"
-    torch.testing.assert_close(out.spikes, reference_recurrence(current, *params, config).spikes)
+    torch.testing.assert_close(out.spikes, reference_recurrence(current, params, config).spikes)
     # with the hints too: the failure comes before any kernel ran, so the current is intact
     reset_auto()
     mine = current.clone().requires_grad_()
-    out = get_backend("auto")(mine * 1.0, *params, config, None, record=False, consume=True)
+    out = get_backend("auto")(mine * 1.0, params, config, None, record=False, consume=True)
     assert out.membrane is None and auto_choice("cpu") == "fused"
-    torch.testing.assert_close(out.spikes, reference_recurrence(current, *params, config).spikes)
+    torch.testing.assert_close(out.spikes, reference_recurrence(current, params, config).spikes)
     reset_auto()
 
 
@@ -301,7 +302,7 @@ def test_numba_rejects_non_cpu_tensors():
 
     current = torch.randn(3, 2, 2, device="meta")
     with pytest.raises(RuntimeError, match="runs on CPU tensors"):
-        numba_recurrence(current, *(torch.tensor(v) for v in (0.9, 1.0, 1.5)), NeuronConfig())
+        numba_recurrence(current, tuple(torch.tensor(v) for v in (0.9, 1.0, 1.5)), LIF())
 
 
 @pytest.mark.skipif(
@@ -360,7 +361,7 @@ def test_folded_layers_match_the_reference(
     """numba folds a layer with a small next Linear into one node: same trace, activity and
     gradients as the reference, whatever the widths (multiples of 16 or not), depth and neuron."""
     torch.manual_seed(seed)
-    neurons = [NeuronConfig(learnable=learnable, reset=reset, spike_fn=spike_fn)] * (len(sizes) - 1)
+    neurons = [LIF(learnable=learnable, reset=reset, spike_fn=spike_fn)] * (len(sizes) - 1)
     nets = {
         b: SpikingNetwork(sizes, neurons, readout=readout, backend=b).to(dtype)
         for b in ("reference", "numba")
@@ -397,7 +398,7 @@ def test_folded_layers_match_the_reference(
 @pytest.mark.skipif(not installed("numba"), reason="numba is not installed")
 def test_fold_is_used_for_a_small_next_layer_and_skips_the_hidden_membrane():
     torch.manual_seed(0)
-    net = SpikingNetwork([5, 32, 2], [NeuronConfig(reset="scale")] * 2, backend="numba")
+    net = SpikingNetwork([5, 32, 2], [LIF(reset="scale")] * 2, backend="numba")
     x = torch.randn(30, 4, 5)
     with net.hidden_activity(False):
         out = net(x)
@@ -409,7 +410,7 @@ def test_fold_is_used_for_a_small_next_layer_and_skips_the_hidden_membrane():
     assert out.layers[0].membrane.shape == (30, 4, 32)
     with torch.no_grad():  # inference does not fold
         assert net(x).layers[0].membrane is not None
-    wide = SpikingNetwork([5, 32, 17], [NeuronConfig()] * 2, backend="numba")
+    wide = SpikingNetwork([5, 32, 17], [LIF()] * 2, backend="numba")
     node = wide(x).layers[1].spikes.grad_fn  # the last layer's own node, its current from its Linear
     assert type(node.next_functions[0][0].next_functions[0][0]).__name__ == "_TimeLinearBackward"
 
@@ -418,7 +419,7 @@ def test_fold_is_used_for_a_small_next_layer_and_skips_the_hidden_membrane():
 def test_folded_forward_does_not_depend_on_how_rows_are_grouped():
     """Elementwise per neuron and per row: a row's trace is bitwise the same in any batch."""
     torch.manual_seed(0)
-    net = SpikingNetwork([7, 64, 3], [NeuronConfig(reset="scale")] * 2, readout="membrane", backend="numba")
+    net = SpikingNetwork([7, 64, 3], [LIF(reset="scale")] * 2, readout="membrane", backend="numba")
     x = torch.randn(50, 12, 7) * 2
     whole = net(x).trace
     parts = torch.cat([net(x[:, i : i + 5]).trace for i in range(0, 12, 5)], dim=1)
@@ -429,7 +430,7 @@ def test_folded_forward_does_not_depend_on_how_rows_are_grouped():
 def test_numba_node_backward_runs_once_and_says_so():
     """The node writes the current's gradient over its saved state: a second backward through it
     (``retain_graph``) is refused with a message, not computed from overwritten values."""
-    net = SpikingNetwork([5, 16, 2], [NeuronConfig()] * 2, backend="numba")
+    net = SpikingNetwork([5, 16, 2], [LIF()] * 2, backend="numba")
     loss = net(torch.randn(6, 3, 5)).trace.sum()
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="cannot run twice"):
@@ -444,7 +445,7 @@ def test_network_trains_under_bf16_autocast(backend):
     import torch.nn.functional as F
 
     torch.manual_seed(0)
-    neurons = [NeuronConfig(learnable=True, reset="scale"), NeuronConfig()]
+    neurons = [LIF(learnable=True, reset="scale"), LIF()]
     nets = {
         p: SpikingNetwork([6, 16, 3], neurons, readout="membrane", backend=backend) for p in ("fp32", "bf16")
     }
@@ -465,7 +466,7 @@ def test_unrecorded_hidden_membrane_is_dropped_by_every_backend(backend):
     """Without ``record_hidden`` the other backends' hidden membrane is released at once (as the
     numba node never writes it); the readout and the gradients do not change."""
     torch.manual_seed(0)
-    net = SpikingNetwork([5, 24, 20, 3], [NeuronConfig(reset="scale")] * 3, backend=backend)
+    net = SpikingNetwork([5, 24, 20, 3], [LIF(reset="scale")] * 3, backend=backend)
     x = torch.randn(9, 4, 5)
     results = []
     for record in (True, False):
@@ -485,14 +486,14 @@ def test_unrecorded_hidden_membrane_is_dropped_by_every_backend(backend):
 def test_hints_change_no_number(backend):
     """``record=False`` leaves the membrane out and ``consume=True`` lets the compiled kernels
     write their saved state over the current; outputs and gradients stay bitwise the same."""
-    config = NeuronConfig(reset="scale", spike_fn="heaviside")
+    config = LIF(reset="scale", spike_fn="heaviside")
     case = _case(11, 3, 7, 0.8, 0.7, 0.4, True, True, torch.float32, 5)
     current, params, state, weights = case
     results = {}
     for record, consume in ((True, False), (False, True)):
         cur = current.detach().clone().requires_grad_()
         linear = cur * 1.0  # a fresh tensor the node may overwrite, as a Linear's output
-        out = get_backend(backend)(linear, *params, config, state, record=record, consume=consume)
+        out = get_backend(backend)(linear, params, config, state, record=record, consume=consume)
         assert (out.membrane is None) != record
         loss = (out.spikes * weights[0]).sum() + (out.state.inner * weights[2, 0]).sum()
         grads = torch.autograd.grad(loss, [cur, *(p for p in params if p.requires_grad)])

@@ -21,7 +21,7 @@ def test_layer_applies_linear_to_all_steps_then_the_recurrence():
     x = torch.randn(9, 3, 4)
     out = layer(x)
     current = torch.stack([layer.linear(x[t]) for t in range(9)])
-    expected = reference_recurrence(current, *layer.neuron_values(), layer.neuron)
+    expected = reference_recurrence(current, layer.neuron_values(), layer.neuron)
     torch.testing.assert_close(out.spikes, expected.spikes)
     torch.testing.assert_close(out.membrane, expected.membrane)
 

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nmsnn.core.backends import cpu_backends, get_backend
-from nmsnn.core.neuron import NeuronConfig, NeuronState, reference_recurrence
+from nmsnn.core.neuron import NeuronState, reference_recurrence
+from nmsnn.core.neurons import LIF
 from nmsnn.core.surrogate import surrogate_grad
 from nmsnn.errors import ConfigError
 
@@ -52,22 +53,22 @@ def per_step(current, decay, threshold, penalty, config):
 )
 def test_invalid_neuron_parameters_are_rejected(kwargs, message):
     with pytest.raises(ConfigError) as err:
-        NeuronConfig(**kwargs)
+        LIF(**kwargs)
     assert message in str(err.value)
 
 
 def test_decay_one_and_penalty_zero_are_valid():
-    NeuronConfig(decay=1.0, penalty=0.0)
+    LIF(decay=1.0, penalty=0.0)
 
 
 @pytest.mark.parametrize("reset", ["subtract", "scale"])
 @pytest.mark.parametrize("spike_fn", ["relu", "heaviside"])
 def test_reference_matches_the_formulas(reset, spike_fn):
     torch.manual_seed(0)
-    config = NeuronConfig(decay=0.8, threshold=0.7, penalty=0.4, reset=reset, spike_fn=spike_fn)
+    config = LIF(decay=0.8, threshold=0.7, penalty=0.4, reset=reset, spike_fn=spike_fn)
     current = torch.randn(12, 5, 7) * 1.5
     params = [torch.tensor(v) for v in (0.8, 0.7, 0.4)]
-    out = reference_recurrence(current, *params, config)
+    out = reference_recurrence(current, params, config)
     spikes, membrane = per_step(current, *params, config)
     torch.testing.assert_close(out.spikes, spikes)
     torch.testing.assert_close(out.membrane, membrane)
@@ -77,12 +78,12 @@ def test_reference_matches_the_formulas(reset, spike_fn):
 
 def test_streaming_state_continues_a_sequence():
     torch.manual_seed(1)
-    config = NeuronConfig()
+    config = LIF()
     params = [torch.tensor(v) for v in (0.9, 1.0, 1.5)]
     current = torch.randn(20, 3, 4) * 2
-    whole = reference_recurrence(current, *params, config)
-    first = reference_recurrence(current[:7], *params, config)
-    second = reference_recurrence(current[7:], *params, config, state=first.state)
+    whole = reference_recurrence(current, params, config)
+    first = reference_recurrence(current[:7], params, config)
+    second = reference_recurrence(current[7:], params, config, state=first.state)
     torch.testing.assert_close(torch.cat([first.spikes, second.spikes]), whole.spikes)
     torch.testing.assert_close(torch.cat([first.membrane, second.membrane]), whole.membrane)
     assert isinstance(whole.state, NeuronState)
@@ -121,13 +122,13 @@ def test_backends_match_reference_values_and_gradients(
     backend, steps, batch, hidden, decay, threshold, penalty, reset, spike_fn, seed
 ):
     torch.manual_seed(seed)
-    config = NeuronConfig(decay=decay, threshold=threshold, penalty=penalty, reset=reset, spike_fn=spike_fn)
+    config = LIF(decay=decay, threshold=threshold, penalty=penalty, reset=reset, spike_fn=spike_fn)
     current = (torch.randn(steps, batch, hidden, dtype=torch.float64) * 2).requires_grad_()
     params = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (decay, threshold, penalty)]
     weights = torch.randn(2, steps, batch, hidden, dtype=torch.float64)
 
     def run(fn):
-        out = fn(current, *params, config)
+        out = fn(current, params, config)
         loss = (out.spikes * weights[0]).sum() + (out.membrane * weights[1]).sum()
         loss = loss + 0 * current.sum()  # T=1 emits only the zero initial state
         grads = torch.autograd.grad(loss, [current, *params], allow_unused=True)
@@ -146,12 +147,12 @@ def test_backends_match_reference_values_and_gradients(
 
 def test_reference_gradient_matches_finite_differences():
     torch.manual_seed(3)
-    config = NeuronConfig(decay=0.7, threshold=0.5, penalty=0.3, reset="scale")
+    config = LIF(decay=0.7, threshold=0.5, penalty=0.3, reset="scale")
     current = (torch.randn(6, 2, 3, dtype=torch.float64) * 2).requires_grad_()
     params = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (0.7, 0.5, 0.3)]
 
     def fn(c, d, th, p):
-        out = reference_recurrence(c, d, th, p, config)
+        out = reference_recurrence(c, (d, th, p), config)
         return out.spikes.sum() + out.membrane.square().sum()
 
     # the gate is piecewise constant: gradcheck holds away from the threshold crossings

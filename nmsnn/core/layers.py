@@ -16,10 +16,17 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from nmsnn.core.backends import FOLD_MAX_OUT, folded_recurrence, get_backend, numba_node_applies
+from nmsnn.core.backends import (
+    FOLD_MAX_OUT,
+    check_supports,
+    folded_recurrence,
+    get_backend,
+    numba_node_applies,
+)
 from nmsnn.core.backends.fused import bias_grad
 from nmsnn.core.encoders import Encoder
-from nmsnn.core.neuron import NeuronConfig, NeuronState, RecurrenceOutput
+from nmsnn.core.neuron import NeuronModel, NeuronState, RecurrenceOutput
+from nmsnn.core.neurons import DEFAULT_KIND, LIF, neuron_model
 from nmsnn.errors import ConfigError
 
 READOUTS = ("integrator", "membrane", "spikes")
@@ -31,9 +38,9 @@ class _TimeLinear(torch.autograd.Function):
     """``x @ W.T + b`` for ``x [T*B, in]``, whose backward picks the faster layout for ``dW``.
 
     For ``T*B`` rows and few features, ``dW = g.T @ x`` and ``dW = (x.T @ g).T`` are the same
-    numbers but not the same speed: with ``in < out`` (the seed's 30 -> 64) the second ran about
-    1.5x faster on this project's CPU, while with ``in > out`` (64 -> 2) it ran 9x slower, so the
-    layout follows the shape. ``dx`` is computed only when ``x`` needs it.
+    numbers but not the same speed, and which is faster depends on whether the layer widens or
+    narrows (``experiments/kernel_design.md``), so the layout follows the shape. ``dx`` is
+    computed only when ``x`` needs it.
     """
 
     @staticmethod
@@ -77,18 +84,18 @@ def time_linear(x: Tensor, linear: nn.Linear, with_bias: bool = True) -> Tensor:
 
 
 class SpikingLayer(nn.Module):
-    """``Linear(in, out)`` followed by the neuron recurrence.
+    """``Linear(in, out)`` followed by the neuron recurrence of ``neuron`` (any neuron model).
 
-    ``decay``, ``threshold`` and ``penalty`` are per-layer scalars, stored as parameters when
-    ``neuron.learnable`` and as buffers otherwise. Learnable values are clamped to their valid
-    ranges in the forward pass.
+    The model's :func:`~nmsnn.core.neuron.param` values (LIF: ``decay``, ``threshold``,
+    ``penalty``) are per-layer scalars, stored as parameters when ``neuron.learnable`` and as
+    buffers otherwise. Learnable values are clamped to their valid ranges in the forward pass.
     """
 
     def __init__(
         self,
         in_features: int,
         out_features: int,
-        neuron: NeuronConfig,
+        neuron: NeuronModel,
         backend: str = "auto",
     ) -> None:
         super().__init__()
@@ -96,7 +103,8 @@ class SpikingLayer(nn.Module):
         self.neuron = neuron
         self.backend = backend
         self._recurrence = get_backend(backend)
-        for name in ("decay", "threshold", "penalty"):
+        check_supports(backend, neuron)
+        for name in neuron.param_names():
             value = torch.tensor(float(getattr(neuron, name)))
             if neuron.learnable and math.isfinite(float(value)):
                 self.register_parameter(name, nn.Parameter(value))
@@ -108,14 +116,12 @@ class SpikingLayer(nn.Module):
         """False for a non-firing leaky integrator (infinite threshold)."""
         return math.isfinite(float(self.threshold))
 
-    def neuron_values(self) -> tuple[Tensor, Tensor, Tensor]:
-        """Current decay, threshold and penalty, clamped to their valid ranges."""
-        decay, threshold, penalty = self.decay, self.threshold, self.penalty
-        if self.neuron.learnable:
-            decay = decay.clamp(1e-3, 1.0)
-            threshold = threshold.clamp_min(1e-3)
-            penalty = penalty.clamp_min(0.0)
-        return decay, threshold, penalty
+    def neuron_values(self) -> tuple[Tensor, ...]:
+        """The model's parameter values (in its order), clamped to their valid ranges."""
+        values = tuple(getattr(self, name) for name in self.neuron.param_names())
+        if not self.neuron.learnable:
+            return values
+        return tuple(self.neuron.clamp(n, v) for n, v in zip(self.neuron.param_names(), values))
 
     def forward(self, x: Tensor, state: NeuronState | None = None) -> RecurrenceOutput:
         """``x [T, B, in]`` -> delayed spikes and membrane ``[T, B, out]`` and the final state."""
@@ -135,7 +141,7 @@ class SpikingLayer(nn.Module):
         returned membrane is ``None`` (not written where the backend can skip it); ``consume``:
         ``current`` is the caller's own (nothing else reads it) and may be overwritten."""
         values = self.neuron_values()
-        return self._recurrence(current, *values, self.neuron, state, record=record, consume=consume)
+        return self._recurrence(current, values, self.neuron, state, record=record, consume=consume)
 
     def recur_into(
         self, current: Tensor, following: nn.Linear, state: NeuronState | None = None, record: bool = True
@@ -145,7 +151,7 @@ class SpikingLayer(nn.Module):
         does not fold. Without ``record`` the returned membrane may be ``None``."""
         weight, bias = following.weight, following.bias
         return folded_recurrence(
-            self.backend, current, *self.neuron_values(), self.neuron, state, weight, bias, record
+            self.backend, current, self.neuron_values(), self.neuron, state, weight, bias, record
         )
 
     def forward_into(
@@ -157,23 +163,22 @@ class SpikingLayer(nn.Module):
         ``None`` where the numba node does not apply (:func:`~nmsnn.core.backends.numba_node_applies`)
         or ``following`` is too wide to fold. The node writes its saved state over the current
         it is given here (no other reader), and its backward runs once (no ``retain_graph``)."""
-        if not numba_node_applies(self.backend, x):
+        if not numba_node_applies(self.backend, x, self.neuron):
             return None
         if following is not None and following.weight.shape[0] > FOLD_MAX_OUT:
             following = None
         current = self.current(x, with_bias=False)
         weight, bias = (None, None) if following is None else (following.weight, following.bias)
         return folded_recurrence(
-            self.backend, current, *self.neuron_values(), self.neuron, state, weight, bias, record,
+            self.backend, current, self.neuron_values(), self.neuron, state, weight, bias, record,
             in_bias=self.linear.bias, consume=True,
         )  # fmt: skip
 
     def extra_repr(self) -> str:
-        n = self.neuron
-        return (
-            f"decay={n.decay}, threshold={n.threshold}, penalty={n.penalty}, reset={n.reset}, "
-            f"spike_fn={n.spike_fn}, learnable={n.learnable}, backend={self.backend}"
+        settings = (
+            f"{name}={getattr(self.neuron, name)}" for name in self.neuron.settings() if name != "kind"
         )
+        return f"neuron={self.neuron.kind}, {', '.join(settings)}, backend={self.backend}"
 
 
 class NetworkOutput(NamedTuple):
@@ -205,7 +210,7 @@ class SpikingNetwork(nn.Module):
     def __init__(
         self,
         sizes: Sequence[int],
-        neurons: Sequence[NeuronConfig],
+        neurons: Sequence[NeuronModel],
         readout: str = "integrator",
         backend: str = "auto",
         init: str = "calibrated",
@@ -221,7 +226,7 @@ class SpikingNetwork(nn.Module):
             raise ConfigError(f"init={init!r} is not an initialization; use one of {INITS}.")
         neurons = list(neurons)
         if readout == "integrator":
-            neurons[-1] = replace(neurons[-1], threshold=math.inf, penalty=0.0, learnable=False)
+            neurons[-1] = integrator(neurons[-1])
         self.readout = readout
         self.layers = nn.ModuleList(
             SpikingLayer(i, o, n, backend) for i, o, n in zip(sizes[:-1], sizes[1:], neurons)
@@ -267,6 +272,13 @@ class SpikingNetwork(nn.Module):
         return NetworkOutput(trace, outputs)
 
 
+def integrator(neuron: NeuronModel) -> LIF:
+    """The ``integrator`` readout's neuron: a LIF that never fires, with ``neuron``'s decay (a
+    leaky integrator, whatever the hidden layers' model)."""
+    lif = neuron if type(neuron) is LIF else LIF(decay=neuron.decay)  # type: ignore[attr-defined]
+    return replace(lif, threshold=math.inf, penalty=0.0, learnable=False)
+
+
 class TimeAverageHead(nn.Module):
     """Reduce a trace ``[T, B, O]`` over the steps ``t >= burn_in`` to ``[B, O]`` (mean or sum)."""
 
@@ -296,11 +308,21 @@ class ModelOutput(NamedTuple):
     network: NetworkOutput
 
 
-def neuron_configs(neuron: Mapping[str, Any], n_layers: int) -> list[NeuronConfig]:
-    """One :class:`NeuronConfig` per layer from a mapping whose values are scalars or lists.
+def neuron_configs(neuron: Mapping[str, Any], n_layers: int) -> list[NeuronModel]:
+    """One neuron model per layer from a mapping of settings whose values are scalars or lists.
 
-    A list gives one value per spiking layer (``decay: [0.9, 0.8]``); a scalar applies to all.
+    ``kind`` names the model (default ``lif``); a list gives one value per spiking layer
+    (``decay: [0.9, 0.8]``); a scalar applies to all.
     """
+    neuron = dict(neuron)
+    model = neuron_model(neuron.pop("kind", DEFAULT_KIND))
+    known = model.settings()
+    unknown = set(neuron) - set(known)
+    if unknown:
+        raise ConfigError(
+            f"unknown neuron setting(s) {sorted(unknown)} for model.neuron.kind={model.kind!r}; "
+            f"known: {sorted(known)}."
+        )
     per_layer: list[dict[str, Any]] = [{} for _ in range(n_layers)]
     for key, value in neuron.items():
         if isinstance(value, (list, tuple)):
@@ -316,14 +338,8 @@ def neuron_configs(neuron: Mapping[str, Any], n_layers: int) -> list[NeuronConfi
                 d[key] = value
     configs = []
     for i, d in enumerate(per_layer):
-        unknown = set(d) - set(NeuronConfig.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(
-                f"unknown neuron setting(s) {sorted(unknown)}; "
-                f"known: {sorted(NeuronConfig.__dataclass_fields__)}."
-            )
         try:
-            configs.append(NeuronConfig(**d))
+            configs.append(model(**d))
         except ConfigError as err:
             raise ConfigError(f"layer {i + 1}: {err}") from None
     return configs

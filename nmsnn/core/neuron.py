@@ -1,89 +1,96 @@
-r"""The spiking neuron: parameters, one time step, and the reference recurrence over T steps.
+r"""What a neuron model is, and the reference recurrence that walks any model over T steps.
 
-One spiking layer receives an input current ``c_t = W x_t + b`` at every step ``t`` and keeps a
-membrane ``inner`` (zero before step 0). Each step has three named parts:
+A neuron model is a frozen dataclass that subclasses :class:`NeuronModel`. Its fields are its
+settings, each declared once with its default and valid range:
 
-.. math::
+* :func:`param`: a number per layer that enters the math as a tensor (``decay``, ``threshold``,
+  ...): learnable with ``learnable=true``, and one of the values population members may differ in;
+* :func:`number`: a fixed number (``surrogate_slope``);
+* :func:`option`: one of a few names (``spike_fn``, ``reset``).
 
-    \text{charge:}\quad inner_t &= c_t + \text{decay}\cdot inner_{t-1} \\
-    \text{fire:}\quad   outer_t &= \text{spike\_fn}(inner_t - \text{threshold}) \\
-    \text{reset:}\quad  inner_t &\leftarrow inner_t - (\text{penalty} + outer_t)\,g_t
-        \qquad (\texttt{subtract}) \\
-                        inner_t &\leftarrow inner_t - \tfrac{\text{penalty}}{\text{threshold}}\,inner_t\,g_t
-        \qquad (\texttt{scale}, \text{pynmsnn 0.0.3})
+Its state is a :class:`~typing.NamedTuple` whose first two fields are ``inner`` (the membrane
+after reset) and ``outer`` (the last output, emitted one step later); a model may add more
+(an adaptive threshold, a synaptic current). :meth:`NeuronModel.step` is the model's math,
+written once in torch: ``step(current, state, values) -> state``, with ``values`` the
+:func:`param` tensors in declaration order. Every model has a ``decay`` and a ``threshold``
+(calibration and the spike statistics read them; the ``integrator`` readout is a non-firing
+LIF with the model's decay).
 
-with the gate :math:`g_t = 1[outer_t > 0]` carrying no gradient. The layer emits its activity with
-a one-step delay: output at step ``t`` is :math:`outer_{t-1}` (zeros at step 0), and the recorded
-membrane at step ``t`` is the post-reset :math:`inner_{t-1}`.
-
-:func:`reference_recurrence` is the plain loop over T that every fast backend is tested against.
+The layer emits its activity with a one-step delay: output at step ``t`` is the state's
+``outer`` before step ``t`` (zeros at step 0), and the recorded membrane is its ``inner``.
+:func:`reference_recurrence` is that plain loop, the source of truth every backend is tested
+against.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
 
-from nmsnn.core.surrogate import SPIKE_FUNCTIONS, spike
 from nmsnn.errors import ConfigError
-
-RESET_MODES = ("subtract", "scale")
 
 
 @dataclass(frozen=True)
-class NeuronConfig:
-    """Parameters of one layer's neurons.
+class Range:
+    """A number's valid interval: ``low``/``high`` (``None``: unbounded), closed or open ends, and
+    whether it must be finite. ``clamp``: where a learned value is held (``None``: not learnable)."""
 
-    Args:
-        decay: membrane leak per step, in (0, 1].
-        threshold: firing threshold, > 0 (``inf`` makes a non-firing leaky integrator).
-        penalty: refractory penalty subtracted on firing, >= 0.
-        reset: ``"subtract"`` (documented rule) or ``"scale"`` (the pynmsnn 0.0.3 release).
-        spike_fn: ``"relu"`` (graded spikes) or ``"heaviside"`` (binary spikes, surrogate gradient).
-        surrogate_slope: steepness of the heaviside surrogate gradient, > 0.
-        learnable: train decay, threshold and penalty along with the weights.
-    """
+    low: float | None = None
+    high: float | None = None
+    low_closed: bool = True
+    high_closed: bool = True
+    finite: bool = True
+    clamp: tuple[float | None, float | None] | None = None
 
-    decay: float = 0.9
-    threshold: float = 1.0
-    penalty: float = 1.5
-    reset: str = "subtract"
-    spike_fn: str = "relu"
-    surrogate_slope: float = 5.0
-    learnable: bool = False
+    def describe(self) -> str:
+        """The range as the error message states it: ``in (0, 1]``, ``> 0``, ``a finite number >= 0``."""
+        if self.low is not None and self.high is not None:
+            opening = "[" if self.low_closed else "("
+            closing = "]" if self.high_closed else ")"
+            return f"in {opening}{_num(self.low)}, {_num(self.high)}{closing}"
+        prefix = "a finite number" if self.finite else ""
+        if self.low is not None:
+            return f"{prefix} {'>=' if self.low_closed else '>'} {_num(self.low)}".strip()
+        if self.high is not None:
+            return f"{prefix} {'<=' if self.high_closed else '<'} {_num(self.high)}".strip()
+        return prefix or "a number"
 
-    def __post_init__(self) -> None:
-        validate_neuron_values(self.decay, self.threshold, self.penalty)
-        if self.reset not in RESET_MODES:
-            raise ConfigError(f"reset={self.reset!r} is not a reset mode; use one of {RESET_MODES}.")
-        if self.spike_fn not in SPIKE_FUNCTIONS:
-            raise ConfigError(
-                f"spike_fn={self.spike_fn!r} is not a spike function; use one of {SPIKE_FUNCTIONS}."
-            )
-        if not (self.surrogate_slope > 0 and math.isfinite(self.surrogate_slope)):
-            raise ConfigError(f"surrogate_slope must be a positive number, got {self.surrogate_slope!r}.")
+    def contains(self, value: float) -> bool:
+        if self.finite and not math.isfinite(value):
+            return False
+        above = self.low is None or (value >= self.low if self.low_closed else value > self.low)
+        below = self.high is None or (value <= self.high if self.high_closed else value < self.high)
+        return above and below
 
 
-def validate_neuron_values(decay: float, threshold: float, penalty: float, where: str = "") -> None:
-    """Raise :class:`ConfigError` unless decay is in (0, 1], threshold > 0 and penalty >= 0."""
-    prefix = f"{where}: " if where else ""
-    for name, value in (("decay", decay), ("threshold", threshold), ("penalty", penalty)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-            raise ConfigError(f"{prefix}{name} must be a number, got {value!r}.")
-    if not 0.0 < decay <= 1.0:
-        raise ConfigError(f"{prefix}decay must be in (0, 1], got {decay}.")
-    if not threshold > 0.0:
-        raise ConfigError(f"{prefix}threshold must be > 0, got {threshold}.")
-    if not (penalty >= 0.0 and math.isfinite(penalty)):
-        raise ConfigError(f"{prefix}penalty must be a finite number >= 0, got {penalty}.")
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def param(default: float, valid: Range, doc: str) -> Any:
+    """A per-layer number that the step receives as a tensor (see the module docstring)."""
+    return dataclasses.field(default=default, metadata={"kind": "param", "range": valid, "doc": doc})
+
+
+def number(default: float, valid: Range, doc: str) -> Any:
+    """A fixed number of the model (not a tensor, not learnable)."""
+    return dataclasses.field(default=default, metadata={"kind": "number", "range": valid, "doc": doc})
+
+
+def option(default: str, choices: Sequence[str], label: str, doc: str) -> Any:
+    """One of ``choices``; ``label`` names what it is in the error message (``a reset mode``)."""
+    meta = {"kind": "option", "choices": tuple(choices), "label": label, "doc": doc}
+    return dataclasses.field(default=default, metadata=meta)
 
 
 class NeuronState(NamedTuple):
-    """State carried between calls: post-reset membrane and last (not yet emitted) output."""
+    """The state every model carries: post-reset membrane and last (not yet emitted) output."""
 
     inner: Tensor
     outer: Tensor
@@ -94,65 +101,88 @@ class RecurrenceOutput(NamedTuple):
 
     spikes: Tensor
     membrane: Tensor
-    state: NeuronState
+    state: Any  # the model's state record
 
 
-def charge(inner: Tensor, current: Tensor, decay: Tensor) -> Tensor:
-    """Leaky integration: ``current + decay * inner``."""
-    return current + decay * inner
+@dataclass(frozen=True)
+class NeuronModel:
+    """Base of every neuron model (see the module docstring).
+
+    Args:
+        learnable: train the model's :func:`param` values along with the weights.
+    """
+
+    kind: ClassVar[str]
+    State: ClassVar[type] = NeuronState
+    learnable: bool = False
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if "range" in meta:
+                check_number(f.name, value, meta["range"])
+            elif meta.get("kind") == "option" and value not in meta["choices"]:
+                raise ConfigError(f"{f.name}={value!r} is not {meta['label']}; use one of {meta['choices']}.")
+            elif f.name == "learnable" and not isinstance(value, bool):
+                raise ConfigError(f"learnable must be true or false, got {value!r}.")
+
+    def step(self, current: Tensor, state: Any, values: Sequence[Tensor]) -> Any:
+        """One time step: the state after step ``t`` from its input current ``[B, H]``."""
+        raise NotImplementedError
+
+    @classmethod
+    def param_names(cls) -> tuple[str, ...]:
+        """The :func:`param` fields, in the order :meth:`step` receives them."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("kind") == "param")
+
+    @classmethod
+    def settings(cls) -> dict[str, Any]:
+        """Every setting and its default (``kind`` first): what a config file of this model holds."""
+        return {"kind": cls.kind, **{f.name: f.default for f in dataclasses.fields(cls)}}
+
+    @classmethod
+    def clamp(cls, name: str, value: Tensor) -> Tensor:
+        """A learned value held in its valid range (a no-op for values that are not learned)."""
+        low, high = dataclasses.fields(cls)[_index(cls, name)].metadata["range"].clamp or (None, None)
+        return value.clamp(low, high) if low is not None or high is not None else value
+
+    @property
+    def fires(self) -> bool:
+        """False for a non-firing leaky integrator (infinite threshold)."""
+        return math.isfinite(self.threshold)  # type: ignore[attr-defined]
 
 
-def fire(inner: Tensor, threshold: Tensor, spike_fn: str, slope: float) -> Tensor:
-    """Spike output ``spike_fn(inner - threshold)``."""
-    return spike(inner - threshold, spike_fn, slope)
+def _index(cls: type, name: str) -> int:
+    return [f.name for f in dataclasses.fields(cls)].index(name)
 
 
-def reset(inner: Tensor, outer: Tensor, threshold: Tensor, penalty: Tensor, mode: str) -> Tensor:
-    """Reset fired neurons; the gate ``outer > 0`` carries no gradient."""
-    gate = (outer > 0).to(inner.dtype)
-    if mode == "subtract":
-        return inner - (penalty + outer) * gate
-    return inner - (penalty / threshold) * inner * gate
+def check_number(name: str, value: Any, valid: Range, where: str = "") -> None:
+    """Raise :class:`ConfigError` unless ``value`` is a number in ``valid``."""
+    prefix = f"{where}: " if where else ""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ConfigError(f"{prefix}{name} must be a number, got {value!r}.")
+    if not valid.contains(float(value)):
+        raise ConfigError(f"{prefix}{name} must be {valid.describe()}, got {value}.")
 
 
-def neuron_step(
-    current: Tensor,
-    state: NeuronState,
-    decay: Tensor,
-    threshold: Tensor,
-    penalty: Tensor,
-    config: NeuronConfig,
-) -> tuple[Tensor, Tensor, NeuronState]:
-    """One time step: returns the delayed output, the delayed membrane and the new state."""
-    inner = charge(state.inner, current, decay)
-    outer = fire(inner, threshold, config.spike_fn, config.surrogate_slope)
-    inner = reset(inner, outer, threshold, penalty, config.reset)
-    return state.outer, state.inner, NeuronState(inner, outer)
-
-
-def zero_state(like: Tensor) -> NeuronState:
+def zero_state(model: NeuronModel, like: Tensor) -> Any:
     """The state before step 0: zeros shaped like one step of input current ``[B, H]``."""
     zeros = torch.zeros_like(like)
-    return NeuronState(zeros, zeros)
+    return model.State(*(zeros for _ in model.State._fields))
 
 
 def reference_recurrence(
-    current: Tensor,
-    decay: Tensor,
-    threshold: Tensor,
-    penalty: Tensor,
-    config: NeuronConfig,
-    state: NeuronState | None = None,
+    current: Tensor, values: Sequence[Tensor], model: NeuronModel, state: Any = None
 ) -> RecurrenceOutput:
-    """The source of truth: walk the neuron over ``current [T, B, H]`` one step at a time.
+    """The source of truth: walk ``model`` over ``current [T, B, H]`` one step at a time.
 
-    ``decay``, ``threshold`` and ``penalty`` are tensors broadcastable to ``[B, H]`` (scalars or
+    ``values`` are the model's :func:`param` tensors, broadcastable to ``[B, H]`` (scalars or
     per-neuron vectors). ``state`` continues a previous call (streaming); ``None`` starts at zero.
     """
-    state = zero_state(current[0]) if state is None else state
+    state = zero_state(model, current[0]) if state is None else state
     spikes, membranes = [], []
     for t in range(current.shape[0]):
-        out, mem, state = neuron_step(current[t], state, decay, threshold, penalty, config)
-        spikes.append(out)
-        membranes.append(mem)
+        spikes.append(state.outer)
+        membranes.append(state.inner)
+        state = model.step(current[t], state, values)
     return RecurrenceOutput(torch.stack(spikes), torch.stack(membranes), state)

@@ -30,6 +30,7 @@ from nmsnn.core.layers import (
     TimeAverageHead,
     neuron_configs,
 )
+from nmsnn.core.neurons import DEFAULT_KIND, neuron_model
 from nmsnn.errors import ConfigError
 from nmsnn.lit.distributed import destroy_process_group_at_exit
 from nmsnn.lit.metrics import build_metrics
@@ -43,13 +44,6 @@ warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer
 
 TASKS = ("classification", "regression")
 
-DEFAULT_NEURON: dict[str, Any] = {
-    "decay": 0.9,
-    "threshold": 1.0,
-    "penalty": 1.5,
-    "reset": "subtract",
-    "spike_fn": "relu",
-}
 DEFAULT_OPTIMIZER: dict[str, Any] = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 3e-3}
 # optimizer.weight_decay=auto, per task (measured on the tabular suite): strong shrinkage keeps a
 # classifier's logits from chasing the last training rows; a regressor's output must reach the
@@ -66,6 +60,13 @@ def plain(value: Any) -> Any:
     if isinstance(value, (DictConfig, ListConfig)):
         return OmegaConf.to_container(value, resolve=True)
     return value
+
+
+def neuron_settings(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The neuron settings a checkpoint records: every setting of the chosen model (``kind``,
+    default ``lif``), its own defaults where ``given`` leaves one out."""
+    kind = given.get("kind", DEFAULT_KIND)
+    return {**neuron_model(kind).settings(), **given, "kind": kind}
 
 
 def check_optimizer_numbers(optimizer: dict[str, Any]) -> None:
@@ -124,7 +125,8 @@ class SpikingModule(L.LightningModule):
         num_inputs: number of input features after preprocessing.
         num_outputs: number of classes, or 1 for regression.
         hidden: sizes of the hidden spiking layers (any depth and width; one int: one layer).
-        neuron: neuron settings (:class:`~nmsnn.core.neuron.NeuronConfig` fields); a list value
+        neuron: neuron model settings: ``kind`` (``lif``, ``alif``, ``lif_hard``, see
+            :mod:`nmsnn.core.neurons`) and that model's fields; a list value
             gives one value per layer, output layer included.
         encoder: ``uniform_noise`` | ``bernoulli`` | ``direct``.
         time_steps: number of simulated steps T.
@@ -180,7 +182,7 @@ class SpikingModule(L.LightningModule):
                 "model.hidden=[]: no hidden spiking layer; the output layer reads the encoded input "
                 "directly (a single-layer network)."
             )
-        neuron = {**DEFAULT_NEURON, **(plain(neuron) or {})}
+        neuron = neuron_settings(plain(neuron) or {})
         optimizer = plain(optimizer) or dict(DEFAULT_OPTIMIZER)
         check_optimizer_numbers(optimizer)
         scheduler = plain(scheduler)

@@ -5,14 +5,17 @@ which fine-tuning or resuming a loaded model instantiates. Anything read from a 
 checked here before it is used: a ``_target_`` may appear only at the top of the stored
 ``optimizer`` and ``scheduler`` settings, and may name only a torch optimizer, a torch
 learning-rate scheduler or one of nmsnn's schedules. Other names are refused without being
-imported (importing a module runs its code). ``NMSNN_ALLOW_TARGETS`` (comma-separated exact
-names) admits a user's own optimizer or scheduler, for checkpoints the user wrote.
+imported (importing a module runs its code). The neuron model (``neuron.kind``) must be one
+nmsnn knows by name (:mod:`nmsnn.core.neurons`) for the same reason: a model given by import
+path is imported. ``NMSNN_ALLOW_TARGETS`` (comma-separated exact names) admits a user's own
+optimizer, scheduler or neuron model, for checkpoints the user wrote.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,12 +43,16 @@ def find_targets(value: Any, where: str = "") -> Iterator[tuple[str, Any]]:
             yield from find_targets(item, f"{where}[{i}]")
 
 
+def _allowed_by_env(name: str) -> bool:
+    return name in {n.strip() for n in os.environ.get(ALLOW_ENV, "").split(",") if n.strip()}
+
+
 def allowed_target(name: Any) -> bool:
     """Whether ``name`` is a torch optimizer, a torch scheduler, an nmsnn schedule, or listed in
     ``NMSNN_ALLOW_TARGETS``; decided without importing anything new."""
     if not isinstance(name, str):
         return False
-    if name in {n.strip() for n in os.environ.get(ALLOW_ENV, "").split(",") if n.strip()}:
+    if _allowed_by_env(name):
         return True
     module_name, _, attribute = name.rpartition(".")
     if module_name not in ALLOWED_MODULES or not _NAME.fullmatch(attribute) or attribute.startswith("_"):
@@ -75,3 +82,22 @@ def check_checkpoint_targets(checkpoint: dict[str, Any], source: str) -> None:
                 "schedulers and nmsnn.lit.schedules (your own, in checkpoints you wrote: "
                 f"{ALLOW_ENV}={target if isinstance(target, str) else 'NAME'})."
             )
+    _check_neuron_kind(checkpoint, source)
+
+
+def _check_neuron_kind(checkpoint: dict[str, Any], source: str) -> None:
+    """A stored neuron model given by import path is used only when allowed or when this process
+    has imported its module already (the run that trained it): nothing new is imported."""
+    from nmsnn.core.neurons import NEURON_MODELS
+
+    neuron = (checkpoint.get("hyper_parameters") or {}).get("neuron")
+    kind = neuron.get("kind") if isinstance(neuron, dict) else None
+    if kind is None or (isinstance(kind, str) and (kind in NEURON_MODELS or _allowed_by_env(kind))):
+        return
+    if isinstance(kind, str) and kind.rpartition(".")[0] in sys.modules:
+        return
+    raise CheckpointError(
+        f"{source}: refused: hyper_parameters.neuron.kind = {kind!r} is not a neuron model nmsnn "
+        f"knows ({', '.join(NEURON_MODELS)}), and loading would import it; for your own model, "
+        f"in checkpoints you wrote: {ALLOW_ENV}={kind if isinstance(kind, str) else 'NAME'}."
+    )

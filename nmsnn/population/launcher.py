@@ -3,8 +3,9 @@
 The launcher receives the jobs a sweeper produced (the basic sweeper's grid, or a batch of Optuna
 trials), and:
 
-1. groups the jobs whose overrides differ only in population-able keys (:data:`POPULATION_KEYS`:
-   neuron decay, threshold and penalty, the learning rate and weight decay, the seed); any other
+1. groups the jobs whose overrides differ only in population-able keys
+   (:func:`~nmsnn.population.network.population_keys`: the neuron model's parameters, such as
+   LIF's decay, threshold and penalty, the learning rate and weight decay, the seed); any other
    difference (a hidden size, a dataset, the number of epochs) starts another group;
 2. splits each group into populations of at most ``max_members``;
 3. for each population: sets every job up in its own Hydra job directory (``.hydra/``, its log,
@@ -36,27 +37,18 @@ from nmsnn.console import tidy_third_party_output
 
 log = logging.getLogger(__name__)
 
-# override keys whose values members of one population may differ in
-POPULATION_KEYS = frozenset(
-    {
-        "model.neuron.decay",
-        "model.neuron.threshold",
-        "model.neuron.penalty",
-        "model.optimizer.lr",
-        "model.optimizer.weight_decay",
-        "seed",
-    }
-)
-
 
 def group_key(overrides: Sequence[str]) -> tuple[str, ...]:
     """The overrides that are not population-able, normalized: jobs with equal keys can share a
     population."""
+    from nmsnn.population.network import population_keys
+
     parsed = OverridesParser.create().parse_overrides(list(overrides))
+    variable = population_keys()
     rest = [
         text
         for text, override in zip(overrides, parsed)
-        if override.get_key_element().lstrip("+~") not in POPULATION_KEYS
+        if override.get_key_element().lstrip("+~") not in variable
     ]
     return tuple(sorted(rest))
 

@@ -6,7 +6,7 @@ and runs:
 
 * each layer's Linear for all members as one ``baddbmm`` on ``[K, T*B, in]`` (:class:`StackedLinear`);
 * each layer's recurrence as one call of the members' backend on ``[T, K*B, out]``, with every
-  member's decay, threshold and penalty broadcast to its own rows (``[K*B, 1]``); where a single
+  member's neuron parameters (LIF: decay, threshold, penalty) broadcast to its own rows (``[K*B, 1]``); where a single
   model folds a small next layer into the recurrence (numba, training), the population folds
   each member's next layer the same way, in the same call;
 * the time-averaging head on each member's ``[T, B, O]``.
@@ -28,25 +28,25 @@ from torch import Tensor
 
 from nmsnn.core.backends import folded_recurrence, numba_node_applies
 from nmsnn.core.layers import SpikingLayer, linear_grads
+from nmsnn.core.neurons import DEFAULT_KIND, NEURON_MODELS, neuron_model
 from nmsnn.errors import ConfigError
 from nmsnn.lit.module import SpikingModule
 
-# what must be equal for models to share one forward pass (everything but the population-able
-# values: neuron decay/threshold/penalty, optimizer settings, seed)
-SHARED_HPARAMS = (
-    "task",
-    "num_inputs",
-    "num_outputs",
-    "hidden",
-    "encoder",
-    "time_steps",
-    "burn_in",
-    "readout",
-    "reduce",
-    "init",
-    "backend",
-)
-SHARED_NEURON = ("reset", "spike_fn", "surrogate_slope", "learnable")
+# What members of one population may differ in, declared here once (everything else must be
+# equal): each neuron model's parameters (its ``param`` fields), these optimizer numbers, the seed.
+POPULATION_OPTIMIZER = ("lr", "weight_decay")
+
+
+def population_keys() -> frozenset[str]:
+    """The override keys whose values members of one population may differ in."""
+    neuron = {name for model in NEURON_MODELS.values() for name in model.param_names()}
+    return frozenset(
+        {
+            "seed",
+            *(f"model.optimizer.{k}" for k in POPULATION_OPTIMIZER),
+            *(f"model.neuron.{k}" for k in neuron),
+        }
+    )
 
 
 def check_compatible(members: Sequence[SpikingModule]) -> None:
@@ -54,20 +54,30 @@ def check_compatible(members: Sequence[SpikingModule]) -> None:
     if not members:
         raise ConfigError("a population needs at least one member.")
     first = members[0].hparams
+    variable = {
+        "neuron": set(neuron_model(first["neuron"].get("kind", DEFAULT_KIND)).param_names()),
+        "optimizer": set(POPULATION_OPTIMIZER),
+    }
     for i, member in enumerate(members[1:], start=1):
         h = member.hparams
-        for key in SHARED_HPARAMS:
-            if h[key] != first[key]:
+        for key in sorted(set(h) | set(first)):
+            if key not in variable and h.get(key) != first.get(key):
                 raise ConfigError(
-                    f"population member {i} has model.{key}={h[key]!r} but member 0 has {first[key]!r}; "
-                    "members may differ only in neuron decay/threshold/penalty, optimizer settings and seed."
+                    f"population member {i} has model.{key}={h.get(key)!r} but member 0 has "
+                    f"{first.get(key)!r}; members may differ only in {_may_differ(variable)} and seed."
                 )
-        for key in SHARED_NEURON:
-            if h["neuron"].get(key) != first["neuron"].get(key):
-                raise ConfigError(
-                    f"population member {i} has model.neuron.{key}={h['neuron'].get(key)!r} but member 0 has "
-                    f"{first['neuron'].get(key)!r}; members must share it."
-                )
+        for section, free in variable.items():
+            mine, theirs = h[section] or {}, first[section] or {}
+            for key in sorted((set(mine) | set(theirs)) - free):
+                if mine.get(key) != theirs.get(key):
+                    raise ConfigError(
+                        f"population member {i} has model.{section}.{key}={mine.get(key)!r} but member 0 "
+                        f"has {theirs.get(key)!r}; members must share it."
+                    )
+
+
+def _may_differ(variable: dict[str, set[str]]) -> str:
+    return ", ".join(f"model.{section}.{key}" for section, keys in variable.items() for key in sorted(keys))
 
 
 class StackedLinear(torch.autograd.Function):
@@ -145,20 +155,20 @@ class PopulationNetwork:
             if current is None:
                 weight = torch.stack([layer.linear.weight for layer in group])  # [K, out, in]
                 bias = torch.stack([layer.linear.bias for layer in group])  # [K, out]
-                split = numba_node_applies(group[0].backend, x)  # as the single model's layer adds it
+                split = numba_node_applies(group[0].backend, x, config)  # as the single model's layer adds it
                 current = _time_major(StackedLinear.apply(x, weight, bias, split), k, steps, batch)
             values = [layer.neuron_values() for layer in group]
-            params = [
+            params = tuple(
                 torch.stack([v[n] for v in values]).view(k, 1, 1).expand(k, batch, 1).reshape(k * batch, 1)
-                for n in range(3)
-            ]
+                for n in range(len(values[0]))
+            )
             folded = None
             if i + 1 < depth:
                 following = [ls[i + 1].linear for ls in layers]
                 folded = folded_recurrence(
                     group[0].backend,
                     current,
-                    *params,
+                    params,
                     config,
                     None,
                     torch.stack([lin.weight for lin in following]),
@@ -166,7 +176,7 @@ class PopulationNetwork:
                     record=False,
                 )
             if folded is None:  # the stacked Linear's fresh output: the node may write over it
-                result = recurrence(current, *params, config, None, record=i + 1 == depth, consume=True)
+                result = recurrence(current, params, config, None, record=i + 1 == depth, consume=True)
                 current = None
                 if spikes is not None:
                     spikes.append(result.spikes)

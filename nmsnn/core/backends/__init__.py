@@ -4,15 +4,18 @@ Every backend has the signature of :func:`nmsnn.core.neuron.reference_recurrence
 against it:
 
 * ``reference``: the plain loop over T with autograd recording every step (source of truth);
-* ``fused``: one custom autograd node whose forward and backward are plain torch loops over T
-  that save only the pre-reset membrane (any device; the portable fallback);
+  any neuron model;
+* ``fused``: one custom autograd node per layer, any device and any neuron model: for ``lif``
+  plain torch loops with a hand-derived backward that save only the pre-reset membrane, for
+  every other model the :mod:`~nmsnn.core.backends.stepwise` node derived from its ``step``;
 * ``numba``: the same node with both loops compiled by numba, parallel over neurons, zero-copy on
   the tensors' memory (CPU; optional extra ``nmsnn[fast]``);
 * ``triton``: the same node with Triton kernels, one program per block of neurons walking T
   (CUDA, fp32/bf16/fp16; optional extra ``nmsnn[cuda]``; runs on CPU tensors only under
   ``TRITON_INTERPRET=1``, for testing);
 * ``auto``: picks per call from the tensors' device: CUDA -> triton, CPU -> numba, falling back
-  to ``fused`` with a logged reason when the faster one is not installed or fails.
+  to ``fused`` with a logged reason when the faster one is not installed, fails, or does not run
+  the layer's neuron model (:func:`supports`: the compiled kernels are written for ``lif``).
 
 Every backend also takes the hints ``record`` and ``consume``
 (:data:`~nmsnn.core.backends.fused.RECURRENCE_HINTS`): a training step that does not need a
@@ -34,13 +37,15 @@ import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from nmsnn.core.backends.fused import fused_recurrence
-from nmsnn.core.neuron import NeuronConfig, NeuronState, RecurrenceOutput, reference_recurrence
+from nmsnn.core.neuron import NeuronModel, NeuronState, RecurrenceOutput, reference_recurrence
+from nmsnn.core.neurons.lif import LIF
 from nmsnn.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -64,16 +69,14 @@ def _triton_recurrence(*args, **kwargs) -> RecurrenceOutput:
 
 def _reference_recurrence(
     current: Tensor,
-    decay: Tensor,
-    threshold: Tensor,
-    penalty: Tensor,
-    config: NeuronConfig,
-    state: NeuronState | None = None,
+    values: Sequence[Tensor],
+    model: NeuronModel,
+    state: Any = None,
     record: bool = True,
     consume: bool = False,
 ) -> RecurrenceOutput:
     """:func:`~nmsnn.core.neuron.reference_recurrence` with the hints' signature."""
-    out = reference_recurrence(current, decay, threshold, penalty, config, state)
+    out = reference_recurrence(current, values, model, state)
     return out if record else out._replace(membrane=None)
 
 
@@ -83,6 +86,26 @@ BACKENDS: dict[str, Recurrence] = {
     "numba": _numba_recurrence,
     "triton": _triton_recurrence,
 }
+
+
+# the backends whose kernels are written for particular models (the others run any model)
+RUNS_ONLY: dict[str, tuple[type[NeuronModel], ...]] = {"numba": (LIF,), "triton": (LIF,)}
+
+
+def supports(backend: str, model: NeuronModel) -> bool:
+    """Whether ``backend`` runs ``model`` (a subclass that changes a model's step is another model)."""
+    return backend not in RUNS_ONLY or type(model) in RUNS_ONLY[backend]
+
+
+def check_supports(backend: str, model: NeuronModel) -> None:
+    """Raise :class:`ConfigError` when a backend asked for by name cannot run ``model``."""
+    if not supports(backend, model):
+        kinds = ", ".join(m.kind for m in RUNS_ONLY[backend])
+        raise ConfigError(
+            f"backend={backend!r} runs the {kinds} neuron only (its kernels are written for it), "
+            f"not model.neuron.kind={model.kind!r}; use backend=auto or fused (derived from the "
+            "model's step, any device) or reference."
+        )
 
 
 def installed(name: str) -> bool:
@@ -166,31 +189,45 @@ def reset_auto() -> None:
 
 def auto_recurrence(
     current: Tensor,
-    decay: Tensor,
-    threshold: Tensor,
-    penalty: Tensor,
-    config: NeuronConfig,
-    state: NeuronState | None = None,
+    values: Sequence[Tensor],
+    model: NeuronModel,
+    state: Any = None,
     record: bool = True,
     consume: bool = False,
 ) -> RecurrenceOutput:
-    """The ``auto`` backend: the best installed backend for ``current``'s device.
+    """The ``auto`` backend: the best installed backend for ``current``'s device and ``model``.
 
     If the chosen compiled backend raises on its first use (a failed compilation, a driver
     problem), ``auto`` logs why and uses ``fused`` for that device from then on. Such a failure
     is raised before the kernel runs (compilation, launch), so even under ``consume`` the
-    current is still intact for the fallback.
+    current is still intact for the fallback. A model the compiled kernels do not run uses
+    ``fused`` (logged once per model and device).
     """
     device_type = current.device.type
     choice = auto_choice(device_type)
     hints = {"record": record, "consume": consume}
+    if choice != "fused" and not supports(choice, model):
+        _note_model_fallback(device_type, choice, model)
+        choice = "fused"
     if choice == "fused":
-        return fused_recurrence(current, decay, threshold, penalty, config, state, **hints)
+        return fused_recurrence(current, values, model, state, **hints)
     try:
-        return BACKENDS[choice](current, decay, threshold, penalty, config, state, **hints)
+        return BACKENDS[choice](current, values, model, state, **hints)
     except Exception as err:  # a compiled backend failing must not stop training
         _set_auto(device_type, "fused", f"{choice} failed ({type(err).__name__}: {err})")
-        return fused_recurrence(current, decay, threshold, penalty, config, state, **hints)
+        return fused_recurrence(current, values, model, state, **hints)
+
+
+_MODEL_FALLBACKS: set[tuple[str, str]] = set()
+
+
+def _note_model_fallback(device_type: str, choice: str, model: NeuronModel) -> None:
+    if (device_type, model.kind) not in _MODEL_FALLBACKS:
+        _MODEL_FALLBACKS.add((device_type, model.kind))
+        log.info(
+            "backend=auto on %s uses 'fused' for the %s neuron: %s's kernels run lif only",
+            device_type, model.kind, choice,
+        )  # fmt: skip
 
 
 FOLD_MAX_OUT = 16  # next layers up to this width are folded into the previous layer's backward
@@ -203,12 +240,12 @@ def _autocast_on() -> bool:
         return torch.is_autocast_cpu_enabled()
 
 
-def numba_node_applies(backend: str, current: Tensor) -> bool:
+def numba_node_applies(backend: str, current: Tensor, model: NeuronModel) -> bool:
     """Whether :func:`folded_recurrence` runs ``current`` through the numba node: the ``numba``
     backend (named, or ``auto``'s choice on CPU) while autograd records, for float32/float64 CPU
-    tensors outside autocast. A caller that adds its Linear's bias in the node
+    tensors outside autocast, and a model numba runs. A caller that adds its Linear's bias in the node
     (``in_bias``) asks here first, and computes ``x @ W.T`` without the bias only then."""
-    if backend not in ("auto", "numba") or current.device.type != "cpu":
+    if backend not in ("auto", "numba") or current.device.type != "cpu" or not supports("numba", model):
         return False
     if current.dtype not in (torch.float32, torch.float64) or not torch.is_grad_enabled() or _autocast_on():
         return False
@@ -218,10 +255,8 @@ def numba_node_applies(backend: str, current: Tensor) -> bool:
 def folded_recurrence(
     backend: str,
     current: Tensor,
-    decay: Tensor,
-    threshold: Tensor,
-    penalty: Tensor,
-    config: NeuronConfig,
+    values: Sequence[Tensor],
+    config: LIF,
     state: NeuronState | None,
     weight: Tensor | None,
     bias: Tensor | None,
@@ -246,12 +281,12 @@ def folded_recurrence(
     """
     if weight is not None and weight.shape[-2] > FOLD_MAX_OUT:
         return None
-    if not numba_node_applies(backend, current):
+    if not numba_node_applies(backend, current, config):
         return None
     if state is None:
         zeros = current.new_zeros(current.shape[1:])
         state = NeuronState(zeros, zeros)
-    inputs = (current, decay, threshold, penalty, state.inner, state.outer, in_bias, weight, bias)
+    inputs = (current, *values, state.inner, state.outer, in_bias, weight, bias)
     if in_bias is None and not any(isinstance(x, Tensor) and x.requires_grad for x in inputs):
         return None
     try:

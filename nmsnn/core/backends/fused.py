@@ -32,12 +32,14 @@ device, the portable fallback), numba on CPU and Triton on CUDA in the sibling m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
 
-from nmsnn.core.neuron import NeuronConfig, NeuronState, RecurrenceOutput
+from nmsnn.core.neuron import NeuronModel, NeuronState, RecurrenceOutput
+from nmsnn.core.neurons.lif import LIF
 
 
 class Flat(NamedTuple):
@@ -76,7 +78,7 @@ class Kernels(Protocol):
         params: Flat,
         inner0: Tensor,
         outer0: Tensor,
-        config: NeuronConfig,
+        config: LIF,
         save: bool,
         membranes: bool = True,
         into_current: bool = False,
@@ -95,7 +97,7 @@ class Kernels(Protocol):
         grad_membrane: Tensor | None,
         grad_inner: Tensor,
         grad_outer: Tensor,
-        config: NeuronConfig,
+        config: LIF,
         param_grads: bool = True,
     ) -> BackwardResult:
         """``grad_spikes``/``grad_membrane`` are ``None`` when that output received no gradient;
@@ -115,7 +117,7 @@ class TorchKernels:
         params: Flat,
         inner0: Tensor,
         outer0: Tensor,
-        config: NeuronConfig,
+        config: LIF,
         save: bool,
         membranes: bool = True,
         into_current: bool = False,
@@ -156,7 +158,7 @@ class TorchKernels:
         grad_membrane: Tensor | None,
         grad_inner: Tensor,
         grad_outer: Tensor,
-        config: NeuronConfig,
+        config: LIF,
         param_grads: bool = True,
     ) -> BackwardResult:
         steps = pre.shape[0]
@@ -197,7 +199,7 @@ class TorchKernels:
         return BackwardResult(grad_current, gd, gth, gp, g_inner0, g_outer0)
 
     @staticmethod
-    def _reset(a: Tensor, th: Tensor, p: Tensor, ratio: Tensor, config: NeuronConfig) -> Tensor:
+    def _reset(a: Tensor, th: Tensor, p: Tensor, ratio: Tensor, config: LIF) -> Tensor:
         """``s`` from the pre-reset ``a`` (recomputed in backward instead of being saved)."""
         v = a - th
         o = (v > 0).to(a.dtype) if config.spike_fn == "heaviside" else torch.relu(v)
@@ -292,7 +294,7 @@ class FusedRecurrence(torch.autograd.Function):
         inner0: Tensor,
         outer0: Tensor,
         kernels: Kernels,
-        config: NeuronConfig,
+        config: LIF,
         record: bool = True,
         consume: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -329,7 +331,7 @@ def fused_apply(
     decay: Tensor,
     threshold: Tensor,
     penalty: Tensor,
-    config: NeuronConfig,
+    config: LIF,
     state: NeuronState | None = None,
     record: bool = True,
     consume: bool = False,
@@ -369,13 +371,17 @@ TORCH_KERNELS = TorchKernels()
 
 def fused_recurrence(
     current: Tensor,
-    decay: Tensor,
-    threshold: Tensor,
-    penalty: Tensor,
-    config: NeuronConfig,
-    state: NeuronState | None = None,
+    values: Sequence[Tensor],
+    model: NeuronModel,
+    state: Any = None,
     record: bool = True,
     consume: bool = False,
 ) -> RecurrenceOutput:
-    """The ``fused`` backend: :class:`FusedRecurrence` with plain torch loops (any device)."""
-    return fused_apply(TORCH_KERNELS, current, decay, threshold, penalty, config, state, record, consume)
+    """The ``fused`` backend (any device): :class:`FusedRecurrence` with plain torch loops for
+    ``lif``, the :mod:`~nmsnn.core.backends.stepwise` node derived from the step for any other
+    model."""
+    if type(model) is LIF:
+        return fused_apply(TORCH_KERNELS, current, *values, model, state, record, consume)
+    from nmsnn.core.backends.stepwise import stepwise_recurrence
+
+    return stepwise_recurrence(current, values, model, state, record, consume)

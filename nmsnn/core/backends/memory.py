@@ -3,9 +3,9 @@
 A training step allocates and frees the same large tensors (``[T, B, H]`` currents, spikes,
 gradients: 8 MB each in the seed's setting, 128 MB on ``wide``) every time. glibc's malloc
 serves blocks above its mmap threshold with fresh ``mmap`` calls and trims the top of its heap
-when more than the trim threshold is free, so each step touched fresh pages again: measured on
-this project's (virtual) 2-core machine, page faults were 40-60 % of a numba training step on the
-seed's setting. :func:`retain_freed_memory` raises both thresholds once per process (``mallopt``),
+when more than the trim threshold is free, so each step touched fresh pages again (page faults
+were a large share of a small training step: ``experiments/kernel_design.md``).
+:func:`retain_freed_memory` raises both thresholds once per process (``mallopt``),
 so freed blocks are reused. The cost is that the process keeps its peak memory until it exits.
 It is called by the ``numba`` backend on first use and by ``python -m nmsnn.bench`` for every
 implementation alike; set ``NMSNN_RETAIN_MEMORY=0`` to leave malloc's settings alone.

@@ -2,10 +2,9 @@
 
 Each loop walks T for a contiguous range of neurons, reading whole row slices so that the inner
 loop over neurons is contiguous and vectorized. Large problems are split into one range per torch
-CPU thread and run on a small thread pool (the kernels release the GIL). Measured on this
-project's 2-core machine, numba's ``prange`` (parfor) versions of the same loops were 3-5x
-slower than these serial kernels (they lost vectorization and paid a thread wake-up per call), so
-the split is done by hand. The kernels read and write the tensors' memory directly (``Tensor.numpy()`` on
+CPU thread and run on a small thread pool (the kernels release the GIL); the split is done by
+hand because numba's ``prange`` lost the loops' vectorization (``experiments/kernel_design.md``).
+The kernels read and write the tensors' memory directly (``Tensor.numpy()`` on
 contiguous CPU tensors: no copies). float32 and float64 run natively; other dtypes (bf16, fp16)
 are computed in float32 and cast back. The math is the one documented in
 :mod:`nmsnn.core.backends.fused`, operation for operation as the reference evaluates it.
@@ -16,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,7 +37,8 @@ from nmsnn.core.backends.fused import (
     node_outputs,
 )
 from nmsnn.core.backends.memory import retain_freed_memory
-from nmsnn.core.neuron import NeuronConfig, NeuronState, RecurrenceOutput
+from nmsnn.core.neuron import NeuronState, RecurrenceOutput
+from nmsnn.core.neurons.lif import LIF
 
 log = logging.getLogger(__name__)
 
@@ -268,14 +269,14 @@ def _build_backward(scale: bool, heaviside: bool, params: bool, fold: bool, inpl
 _COMPILED: dict[tuple, object] = {}
 
 
-def _forward_loop(config: NeuronConfig, membranes: bool = True, biased: bool = False, inplace: bool = False):
+def _forward_loop(config: LIF, membranes: bool = True, biased: bool = False, inplace: bool = False):
     key = ("forward", config.reset == "scale", config.spike_fn == "heaviside", membranes, biased, inplace)
     if key not in _COMPILED:
         _COMPILED[key] = _build(*key[1:])
     return _COMPILED[key]
 
 
-def _backward_loop(config: NeuronConfig, params: bool, fold: bool, inplace: bool = False):
+def _backward_loop(config: LIF, params: bool, fold: bool, inplace: bool = False):
     key = ("backward", config.reset == "scale", config.spike_fn == "heaviside", params, fold, inplace)
     if key not in _COMPILED:
         _COMPILED[key] = _build_backward(*key[1:])
@@ -395,7 +396,7 @@ class NumbaKernels:
         params: Flat,
         inner0: Tensor,
         outer0: Tensor,
-        config: NeuronConfig,
+        config: LIF,
         save: bool,
         membranes: bool = True,
         bias: Tensor | None = None,
@@ -448,7 +449,7 @@ class NumbaKernels:
         grad_membrane: Tensor | None,
         grad_inner: Tensor,
         grad_outer: Tensor,
-        config: NeuronConfig,
+        config: LIF,
         param_grads: bool = True,
         fold: Fold | None = None,
         into_pre: bool = False,
@@ -499,10 +500,8 @@ NUMBA_KERNELS = NumbaKernels()
 
 def numba_recurrence(
     current: Tensor,
-    decay: Tensor,
-    threshold: Tensor,
-    penalty: Tensor,
-    config: NeuronConfig,
+    values: Sequence[Tensor],
+    config: LIF,
     state: NeuronState | None = None,
     record: bool = True,
     consume: bool = False,
@@ -513,7 +512,7 @@ def numba_recurrence(
         raise RuntimeError(
             f"backend='numba' runs on CPU tensors, got {current.device}; use backend=auto or triton."
         )
-    return fused_apply(NUMBA_KERNELS, current, decay, threshold, penalty, config, state, record, consume)
+    return fused_apply(NUMBA_KERNELS, current, *values, config, state, record, consume)
 
 
 def _next_current(spikes: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:

@@ -3,9 +3,8 @@
 One program owns a block of neurons and walks T inside the kernel, holding the membrane, the
 last output and the backward carry in registers; each step is one coalesced load/store per
 tensor row. With few neurons (the seed's 64 hidden neurons x 64 rows fill one warp per SM) each
-step waits for its row of the current; issuing the loads of 4 or 8 steps before computing them
-was tried and measured slower on an H200 (seed_binary training step 2.6 and 3.0 ms against
-2.1 ms; ``experiments/results/benchmark_h200.md``), so each step loads its own row.
+step waits for its row of the current; each step loads its own row (loading several steps
+ahead was slower: ``experiments/kernel_design.md``).
 
 Inputs in fp32 compute in fp32, fp64 in fp64, bf16/fp16 (autocast) in fp32 with the outputs
 stored in the input dtype and the saved pre-reset membrane kept in fp32. Pointers advance by
@@ -16,13 +15,16 @@ kernels run on CPU tensors in Triton's interpreter, which is how the test suite 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
 from nmsnn.core.backends.fused import BackwardResult, Flat, ForwardResult, fused_apply
-from nmsnn.core.neuron import NeuronConfig, NeuronState, RecurrenceOutput
+from nmsnn.core.neuron import NeuronState, RecurrenceOutput
+from nmsnn.core.neurons.lif import LIF
 from nmsnn.errors import ConfigError
 
 
@@ -221,7 +223,7 @@ class TritonKernels:
         params: Flat,
         inner0: Tensor,
         outer0: Tensor,
-        config: NeuronConfig,
+        config: LIF,
         save: bool,
         membranes: bool = True,
         into_current: bool = False,
@@ -254,7 +256,7 @@ class TritonKernels:
         grad_membrane: Tensor | None,
         grad_inner: Tensor,
         grad_outer: Tensor,
-        config: NeuronConfig,
+        config: LIF,
         param_grads: bool = True,  # the kernel always computes them (cheap on a GPU)
     ) -> BackwardResult:
         steps, n = pre.shape
@@ -278,10 +280,8 @@ TRITON_KERNELS = TritonKernels()
 
 def triton_recurrence(
     current: Tensor,
-    decay: Tensor,
-    threshold: Tensor,
-    penalty: Tensor,
-    config: NeuronConfig,
+    values: Sequence[Tensor],
+    config: LIF,
     state: NeuronState | None = None,
     record: bool = True,
     consume: bool = False,
@@ -295,4 +295,4 @@ def triton_recurrence(
             f"backend='triton' runs on CUDA tensors, got {current.device}; use backend=auto, "
             "or set TRITON_INTERPRET=1 to run the kernels in Triton's CPU interpreter."
         )
-    return fused_apply(TRITON_KERNELS, current, decay, threshold, penalty, config, state, record, consume)
+    return fused_apply(TRITON_KERNELS, current, *values, config, state, record, consume)
