@@ -192,6 +192,7 @@ def report(
     ckpt_path: str | None,
     epochs: int,
     fit_seconds: float | None = None,
+    step: int | None = None,
 ) -> dict[str, float]:
     """Validate and test ``ckpt_path`` (or the model's weights), then write the run's report:
     ``test_predictions.csv``, plots, logged hyperparameters, ``metrics.json`` (with a ``run``
@@ -209,9 +210,20 @@ def report(
         finally:
             trainer.loggers = loggers
         metrics.update(_scalars(results[0]))
-    metrics.update(
-        _scalars(trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0])
-    )
+    # the test metrics are logged here, at the run's last optimizer step (``step``: that of a
+    # run trained outside this trainer, which has not fitted)
+    step = trainer.global_step if step is None else step
+    loggers, trainer.loggers = trainer.loggers, []
+    try:
+        test_metrics = _scalars(
+            trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]
+        )
+    finally:
+        trainer.loggers = loggers
+    for logger in loggers:
+        logger.log_metrics(test_metrics, step)
+        logger.save()
+    metrics.update(test_metrics)
     metrics["epochs"] = float(epochs)
     tested_epoch = epochs
     if ckpt_path:  # the tested weights, also in this process when the strategy spawned workers
@@ -226,7 +238,7 @@ def report(
         plots: dict[str, Path] = {}
         if wants_plots(cfg):
             plots, figures = evaluation_plots(datamodule.preprocessor, rows, predictions, out_dir / "plots")
-            log_figures(trainer, plots, trainer.global_step)
+            log_figures(trainer, plots, step)
             close_figures(figures)
         params = {"model": dict(model.hparams), "data": dict(datamodule.hparams), "seed": cfg.get("seed")}
         log_hparams_with_metrics(trainer, params, metrics)

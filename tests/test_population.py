@@ -141,7 +141,7 @@ def test_population_sweep_equals_the_one_by_one_sweep(tmp_path):
         EventAccumulator(str(directory / "3" / "tensorboard")).Reload()
         for directory in (sweep_dir(tmp_path / "basic"), job.parent)
     ]
-    for tag in ("val/loss", "val/acc", "train/loss", "val/spikes/layer1/firing_rate"):
+    for tag in ("val/loss", "val/acc", "train/loss", "val/spikes/layer1/firing_rate", "test/acc"):
         basic_curve, population_curve = ([(e.step, e.value) for e in ev.Scalars(tag)] for ev in events)
         assert [s for s, _ in population_curve] == [s for s, _ in basic_curve], tag
         # equal up to float32 summation order (the stacked population sums in another order)

@@ -16,16 +16,10 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from nmsnn.core.backends import (
-    FOLD_MAX_OUT,
-    check_supports,
-    folded_recurrence,
-    get_backend,
-    numba_node_applies,
-)
+from nmsnn.core.backends import LayerCall, check_supports, get_backend, run_layer
 from nmsnn.core.backends.fused import bias_grad
 from nmsnn.core.encoders import Encoder
-from nmsnn.core.neuron import NeuronModel, NeuronState, RecurrenceOutput
+from nmsnn.core.neuron import NeuronModel, RecurrenceOutput
 from nmsnn.core.neurons import DEFAULT_KIND, LIF, neuron_model
 from nmsnn.errors import ConfigError
 
@@ -123,9 +117,10 @@ class SpikingLayer(nn.Module):
             return values
         return tuple(self.neuron.clamp(n, v) for n, v in zip(self.neuron.param_names(), values))
 
-    def forward(self, x: Tensor, state: NeuronState | None = None) -> RecurrenceOutput:
-        """``x [T, B, in]`` -> delayed spikes and membrane ``[T, B, out]`` and the final state."""
-        return self.recur(self.current(x), state)
+    def forward(self, x: Tensor, state: Any = None) -> RecurrenceOutput:
+        """This layer alone: ``x [T, B, in]`` -> delayed spikes and membrane ``[T, B, out]`` and
+        the final state (a network runs its layers through :meth:`call` instead)."""
+        return self._recurrence(self.current(x), self.neuron_values(), self.neuron, state)
 
     def current(self, x: Tensor, with_bias: bool = True) -> Tensor:
         """The input current ``W x_t + b`` for all steps at once: ``[T, B, in] -> [T, B, out]``
@@ -134,45 +129,23 @@ class SpikingLayer(nn.Module):
         flat = x.reshape(steps * batch, -1)
         return time_linear(flat, self.linear, with_bias).reshape(steps, batch, -1)
 
-    def recur(
-        self, current: Tensor, state: NeuronState | None = None, record: bool = True, consume: bool = False
-    ) -> RecurrenceOutput:
-        """The neuron recurrence over an input current ``[T, B, out]``. Without ``record`` the
-        returned membrane is ``None`` (not written where the backend can skip it); ``consume``:
-        ``current`` is the caller's own (nothing else reads it) and may be overwritten."""
-        values = self.neuron_values()
-        return self._recurrence(current, values, self.neuron, state, record=record, consume=consume)
-
-    def recur_into(
-        self, current: Tensor, following: nn.Linear, state: NeuronState | None = None, record: bool = True
-    ) -> tuple[RecurrenceOutput, Tensor] | None:
-        """:meth:`recur` and the following layer's current ``following(spikes)`` as one fused
-        node (see :func:`~nmsnn.core.backends.folded_recurrence`), or ``None`` where the backend
-        does not fold. Without ``record`` the returned membrane may be ``None``."""
-        weight, bias = following.weight, following.bias
-        return folded_recurrence(
-            self.backend, current, self.neuron_values(), self.neuron, state, weight, bias, record
+    def call(
+        self, x: Tensor, state: Any, record: bool, following: nn.Linear | None, given: Tensor | None
+    ) -> LayerCall:
+        """This layer's work for :func:`~nmsnn.core.backends.run_layer`: its input ``x``, its
+        Linear (without the bias when the numba node adds it), its neuron, and the next layer's
+        Linear (``following``) that a backend may fold in."""
+        return LayerCall(
+            x=x,
+            linear=lambda for_node: self.current(x, with_bias=not for_node),
+            bias=self.linear.bias,
+            values=self.neuron_values(),
+            model=self.neuron,
+            state=state,
+            record=record,
+            following=None if following is None else (following.weight, following.bias),
+            given=given,
         )
-
-    def forward_into(
-        self, x: Tensor, following: nn.Linear | None, state: NeuronState | None = None, record: bool = True
-    ) -> tuple[RecurrenceOutput, Tensor | None] | None:
-        """:meth:`forward` (and, with ``following``, :meth:`recur_into`'s fold) as one numba node
-        that adds this layer's bias as it reads the current (the Linear computes ``x @ W.T``
-        only, without writing a broadcast copy of the bias into its ``[T, B, out]`` output), or
-        ``None`` where the numba node does not apply (:func:`~nmsnn.core.backends.numba_node_applies`)
-        or ``following`` is too wide to fold. The node writes its saved state over the current
-        it is given here (no other reader), and its backward runs once (no ``retain_graph``)."""
-        if not numba_node_applies(self.backend, x, self.neuron):
-            return None
-        if following is not None and following.weight.shape[0] > FOLD_MAX_OUT:
-            following = None
-        current = self.current(x, with_bias=False)
-        weight, bias = (None, None) if following is None else (following.weight, following.bias)
-        return folded_recurrence(
-            self.backend, current, self.neuron_values(), self.neuron, state, weight, bias, record,
-            in_bias=self.linear.bias, consume=True,
-        )  # fmt: skip
 
     def extra_repr(self) -> str:
         settings = (
@@ -200,11 +173,8 @@ class SpikingNetwork(nn.Module):
     ``record_hidden`` (default ``True``; see :meth:`hidden_activity`): when ``False``, hidden
     layers' :class:`RecurrenceOutput` holds ``None`` for the membrane, which the fused backends
     do not write (``reference`` computes it and drops it at once). A training step that only
-    needs the loss sets it. A layer's freshly formed current is handed to its recurrence to be
-    overwritten with the saved state (``consume``). In the numba node (numba, while autograd
-    records) a layer's bias is added as the recurrence reads its current
-    (:meth:`SpikingLayer.forward_into`), and a next layer of at most ``FOLD_MAX_OUT`` neurons is
-    folded into it.
+    needs the loss sets it. Each layer runs through :func:`~nmsnn.core.backends.run_layer`
+    (where numba trains, its node adds the layer's bias and folds a small next layer in).
     """
 
     def __init__(
@@ -247,25 +217,16 @@ class SpikingNetwork(nn.Module):
         finally:
             self.record_hidden = previous
 
-    def forward(self, x: Tensor, states: Sequence[NeuronState] | None = None) -> NetworkOutput:
+    def forward(self, x: Tensor, states: Sequence[Any] | None = None) -> NetworkOutput:
         """``x [T, B, F]`` -> readout trace ``[T, B, O]`` and each layer's recurrence output."""
         outputs: list[RecurrenceOutput] = []
-        current = None  # a layer's input current, when the previous layer's node produced it
+        current = None  # a layer's input current, when the previous layer's node formed it
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             state = None if states is None else states[i]
             following = self.layers[i + 1].linear if i < last else None
-            record = self.record_hidden or i == last
-            folded = None
-            if current is None:  # the layer forms its own current: its bias added in the numba node
-                folded = layer.forward_into(x, following, state, record)
-                current = layer.current(x) if folded is None else None
-            if folded is None and following is not None:
-                folded = layer.recur_into(current, following, state, self.record_hidden)
-            if folded is None:  # the current is this pass's own (the Linear's fresh output)
-                out, current = layer.recur(current, state, record, consume=True), None
-            else:
-                out, current = folded
+            call = layer.call(x, state, self.record_hidden or i == last, following, current)
+            out, current = run_layer(layer.backend, call)
             outputs.append(out)
             x = out.spikes
         trace = outputs[-1].spikes if self.readout == "spikes" else outputs[-1].membrane

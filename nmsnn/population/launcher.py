@@ -122,12 +122,11 @@ def _finish(cfg: DictConfig, member: Any, seconds: float, size: int, first_job: 
         if member.error is not None:
             raise member.error
         trainer = build_trainer(cfg, member.datamodule, loggers=member.loggers or False)
-        # the final validation and test are logged at the member's last step, as after a fit
-        # (Lightning's logging step counter, which a Trainer that did not fit starts at 0)
-        trainer.fit_loop.epoch_loop._batches_that_stepped = member.global_step
+        # the test metrics and plots are logged at the member's last step, as after a fit
         return report(
-            cfg, trainer, member.module.cpu(), member.datamodule, ckpt_path, member.epochs, seconds / size
-        )
+            cfg, trainer, member.module.cpu(), member.datamodule, ckpt_path, member.epochs, seconds / size,
+            step=member.global_step,
+        )  # fmt: skip
 
     extra = {"population": {"first_job": first_job, "members": size, "training_seconds": round(seconds, 3)}}
     shared = seconds / size + member.setup_seconds

@@ -21,12 +21,13 @@ matmul's slices and the elementwise recurrence compute the same numbers; the equ
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from nmsnn.core.backends import folded_recurrence, numba_node_applies
+from nmsnn.core.backends import LayerCall, run_layer
 from nmsnn.core.layers import SpikingLayer, linear_grads
 from nmsnn.core.neurons import DEFAULT_KIND, NEURON_MODELS, neuron_model
 from nmsnn.errors import ConfigError
@@ -117,6 +118,26 @@ def _member_major(x: Tensor, k: int, steps: int, batch: int) -> Tensor:
     return x.view(steps, k, batch, -1).transpose(0, 1).reshape(k, steps * batch, -1)
 
 
+def _stacked_current(
+    x: Tensor, group: list[SpikingLayer], k: int, steps: int, batch: int, for_node: bool
+) -> Tensor:
+    """The K members' currents of one layer, time-major ``[T, K*B, out]``; ``for_node``: the
+    bias added as a separate sum, as a single model's numba node adds it."""
+    weight = torch.stack([layer.linear.weight for layer in group])  # [K, out, in]
+    bias = torch.stack([layer.linear.bias for layer in group])  # [K, out]
+    return _time_major(StackedLinear.apply(x, weight, bias, for_node), k, steps, batch)
+
+
+def _member_values(group: list[SpikingLayer], batch: int) -> tuple[Tensor, ...]:
+    """Each neuron parameter of the K members, broadcast to its member's rows: ``[K*B, 1]``."""
+    values = [layer.neuron_values() for layer in group]
+    k = len(group)
+    return tuple(
+        torch.stack([v[n] for v in values]).view(k, 1, 1).expand(k, batch, 1).reshape(k * batch, 1)
+        for n in range(len(values[0]))
+    )
+
+
 class PopulationNetwork:
     """Batched forward of ``members`` (see the module docstring); call with encoded inputs."""
 
@@ -126,7 +147,6 @@ class PopulationNetwork:
         first = self.members[0]
         self.head = first.model.head
         self.readout = first.model.network.readout
-        self.recurrences = [layer._recurrence for layer in _layers(first)]
         self.configs = [layer.neuron for layer in _layers(first)]
 
     def forward(
@@ -136,10 +156,10 @@ class PopulationNetwork:
 
         ``active`` lists the members to run (default: all), in the order of ``inputs``. A list
         passed as ``spikes`` receives each layer's spikes ``[T, K*B, H]`` (member k's rows are
-        block k), where the layer's node returns them. Layer by
-        layer it takes the path :meth:`SpikingNetwork.forward <nmsnn.core.layers.SpikingNetwork.forward>`
-        takes (a small next layer folded into the recurrence where the backend does that), so
-        that every member computes what it would alone.
+        block k). Each layer runs through :func:`~nmsnn.core.backends.run_layer`, the runner
+        :meth:`SpikingNetwork.forward <nmsnn.core.layers.SpikingNetwork.forward>` uses (a small
+        next layer folded into the recurrence where the backend does that), so that every member
+        computes what it would alone.
         """
         active = list(range(len(self.members))) if active is None else list(active)
         members = [self.members[k] for k in active]
@@ -147,43 +167,30 @@ class PopulationNetwork:
         steps, batch = inputs[0].shape[:2]
         x = torch.stack(list(inputs)).reshape(k, steps * batch, -1)  # member-major [K, T*B, F]
         layers = [_layers(m) for m in members]
-        depth = len(self.recurrences)
-        current = None  # time-major [T, K*B, out], when the previous layer's node produced it
+        current = None  # time-major [T, K*B, out], when the previous layer's node formed it
         result = None
-        for i, (recurrence, config) in enumerate(zip(self.recurrences, self.configs)):
+        for i, config in enumerate(self.configs):
             group = [ls[i] for ls in layers]
-            if current is None:
-                weight = torch.stack([layer.linear.weight for layer in group])  # [K, out, in]
-                bias = torch.stack([layer.linear.bias for layer in group])  # [K, out]
-                split = numba_node_applies(group[0].backend, x, config)  # as the single model's layer adds it
-                current = _time_major(StackedLinear.apply(x, weight, bias, split), k, steps, batch)
-            values = [layer.neuron_values() for layer in group]
-            params = tuple(
-                torch.stack([v[n] for v in values]).view(k, 1, 1).expand(k, batch, 1).reshape(k * batch, 1)
-                for n in range(len(values[0]))
+            following = None
+            if i + 1 < len(self.configs):
+                nxt = [ls[i + 1].linear for ls in layers]
+                following = (torch.stack([lin.weight for lin in nxt]), torch.stack([lin.bias for lin in nxt]))
+            call = LayerCall(
+                x=x,
+                linear=partial(_stacked_current, x, group, k, steps, batch),
+                bias=None,  # each member's bias is added in the stacked Linear
+                values=_member_values(group, batch),
+                model=config,
+                state=None,
+                record=following is None,
+                following=following,
+                given=current,
             )
-            folded = None
-            if i + 1 < depth:
-                following = [ls[i + 1].linear for ls in layers]
-                folded = folded_recurrence(
-                    group[0].backend,
-                    current,
-                    params,
-                    config,
-                    None,
-                    torch.stack([lin.weight for lin in following]),
-                    torch.stack([lin.bias for lin in following]),
-                    record=False,
-                )
-            if folded is None:  # the stacked Linear's fresh output: the node may write over it
-                result = recurrence(current, params, config, None, record=i + 1 == depth, consume=True)
-                current = None
-                if spikes is not None:
-                    spikes.append(result.spikes)
-                if i + 1 < depth:
-                    x = _member_major(result.spikes, k, steps, batch)
-            else:
-                result, current = folded
+            result, current = run_layer(group[0].backend, call)
+            if spikes is not None:
+                spikes.append(result.spikes)
+            if current is None and following is not None:
+                x = _member_major(result.spikes, k, steps, batch)
         assert result is not None
         trace = (result.spikes if self.readout == "spikes" else result.membrane).view(steps, k, batch, -1)
         # the head reduces over T: per member on its own contiguous [T, B, O], as alone (a

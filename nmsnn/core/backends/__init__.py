@@ -23,12 +23,9 @@ hidden layer's membrane does not have it written, and a layer's freshly formed c
 overwritten with the saved pre-reset membrane instead of a second ``[T, B, H]`` buffer
 (``reference`` computes the membrane anyway and drops it, and consumes nothing).
 
-:func:`folded_recurrence` is the one path outside that signature: when numba runs a layer during
-training and the next layer is small (at most :data:`FOLD_MAX_OUT` neurons), the network hands it
-the next layer's Linear too, and the two become one autograd node whose backward never writes the
-``[T, B, H]`` gradient of the spikes (:class:`~nmsnn.core.backends.numba_cpu.FoldedRecurrence`).
-The numbers are the same as the two steps' up to rounding in the sums over the next layer's
-neurons and over rows (for its weight gradient).
+Networks run their layers through :func:`run_layer`, one layer at a time: the backend's
+recurrence on the layer's fresh current, or, for numba in training, its node with the layer's
+bias and a small next layer folded in (:mod:`~nmsnn.core.backends.numba_layer`).
 """
 
 from __future__ import annotations
@@ -38,13 +35,12 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-import torch
 from torch import Tensor
 
 from nmsnn.core.backends.fused import fused_recurrence
-from nmsnn.core.neuron import NeuronModel, NeuronState, RecurrenceOutput, reference_recurrence
+from nmsnn.core.neuron import NeuronModel, RecurrenceOutput, reference_recurrence
 from nmsnn.core.neurons.lif import LIF
 from nmsnn.errors import ConfigError
 
@@ -230,74 +226,39 @@ def _note_model_fallback(device_type: str, choice: str, model: NeuronModel) -> N
         )  # fmt: skip
 
 
-FOLD_MAX_OUT = 16  # next layers up to this width are folded into the previous layer's backward
+class LayerCall(NamedTuple):
+    """One spiking layer's work in a forward pass, as a network hands it to :func:`run_layer`.
 
-
-def _autocast_on() -> bool:
-    try:
-        return torch.is_autocast_enabled("cpu")
-    except TypeError:  # torch < 2.4
-        return torch.is_autocast_cpu_enabled()
-
-
-def numba_node_applies(backend: str, current: Tensor, model: NeuronModel) -> bool:
-    """Whether :func:`folded_recurrence` runs ``current`` through the numba node: the ``numba``
-    backend (named, or ``auto``'s choice on CPU) while autograd records, for float32/float64 CPU
-    tensors outside autocast, and a model numba runs. A caller that adds its Linear's bias in the node
-    (``in_bias``) asks here first, and computes ``x @ W.T`` without the bias only then."""
-    if backend not in ("auto", "numba") or current.device.type != "cpu" or not supports("numba", model):
-        return False
-    if current.dtype not in (torch.float32, torch.float64) or not torch.is_grad_enabled() or _autocast_on():
-        return False
-    return (backend != "auto" or auto_choice("cpu") == "numba") and installed("numba")
-
-
-def folded_recurrence(
-    backend: str,
-    current: Tensor,
-    values: Sequence[Tensor],
-    config: LIF,
-    state: NeuronState | None,
-    weight: Tensor | None,
-    bias: Tensor | None,
-    record: bool = True,
-    in_bias: Tensor | None = None,
-    consume: bool = False,
-) -> tuple[RecurrenceOutput, Tensor | None] | None:
-    """The recurrence of ``current [T, B, H]`` and the next layer's current
-    ``spikes @ weight.T + bias`` (``weight [K, H]``, or ``[M, K, H]`` and ``bias [M, K]`` for a
-    population of M models, one block of rows each) as one autograd node, or ``None`` when that
-    does not apply here (then the caller runs the recurrence and the Linear as usual). Without
-    ``record`` the returned membrane is ``None`` (not computed).
-
-    ``weight=None`` folds nothing (the returned next current is ``None``): the node is then the
-    numba recurrence alone. ``in_bias [H]``: this layer's own bias, when ``current`` was formed
-    without it; the node adds it as it reads the current (check :func:`numba_node_applies`
-    before leaving it out of the current: where this returns ``None``, nothing added it).
-    ``consume``: ``current`` is the caller's own scratch (nothing else reads it): the node
-    overwrites it with the saved pre-reset membrane. The node's backward runs once only.
-
-    Applies where :func:`numba_node_applies` and ``K <= FOLD_MAX_OUT``.
+    ``linear(for_node)`` forms the layer's input current ``[T, B', H]`` from its input ``x``
+    (``x``'s dtype and device tell whether the numba node applies). With ``for_node=True`` it is
+    formed the way the numba node expects: without the bias when ``bias`` is given (the node adds
+    it as it reads the current), otherwise with the bias added as a separate sum (rounded as the
+    node rounds it). ``following``: the next layer's ``(weight, bias)``, which a backend may fold
+    into this layer's node; ``given``: this layer's current, when the previous layer's node
+    formed it.
     """
-    if weight is not None and weight.shape[-2] > FOLD_MAX_OUT:
-        return None
-    if not numba_node_applies(backend, current, config):
-        return None
-    if state is None:
-        zeros = current.new_zeros(current.shape[1:])
-        state = NeuronState(zeros, zeros)
-    inputs = (current, *values, state.inner, state.outer, in_bias, weight, bias)
-    if in_bias is None and not any(isinstance(x, Tensor) and x.requires_grad for x in inputs):
-        return None
-    try:
-        from nmsnn.core.backends.numba_cpu import FoldedRecurrence
 
-        spikes, membrane, inner, outer, nxt = FoldedRecurrence.apply(*inputs, config, record, consume)
-    except Exception as err:
-        if backend != "auto" or in_bias is not None:
-            raise
-        _set_auto("cpu", "fused", f"numba failed ({type(err).__name__}: {err})")
-        return None
-    if not record:
-        membrane = None
-    return RecurrenceOutput(spikes, membrane, NeuronState(inner, outer)), None if weight is None else nxt
+    x: Tensor
+    linear: Callable[[bool], Tensor]
+    bias: Tensor | None
+    values: tuple[Tensor, ...]
+    model: NeuronModel
+    state: Any
+    record: bool
+    following: tuple[Tensor, Tensor] | None = None
+    given: Tensor | None = None
+
+
+def run_layer(backend: str, call: LayerCall) -> tuple[RecurrenceOutput, Tensor | None]:
+    """Run one layer on ``backend``: its recurrence output and, where the backend formed it (a
+    folded next layer), the next layer's current (else ``None``). The one runner behind
+    :class:`~nmsnn.core.layers.SpikingNetwork` and the population's stacked network: numba's
+    node (with its fold) where it applies, the backend's recurrence on the freshly formed
+    current otherwise."""
+    from nmsnn.core.backends.numba_layer import numba_node_applies, run_numba_layer
+
+    if numba_node_applies(backend, call.x if call.given is None else call.given, call.model):
+        return run_numba_layer(backend, call)
+    current = call.linear(False) if call.given is None else call.given
+    recurrence = get_backend(backend)
+    return recurrence(current, call.values, call.model, call.state, record=call.record, consume=True), None
