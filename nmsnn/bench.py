@@ -35,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import pairwise
@@ -269,6 +270,34 @@ def autocast(device: torch.device, precision: str):
     return nullcontext()
 
 
+def peak_step_memory(device: torch.device, step: Callable[[], None]) -> float:
+    """MB that one ``step`` adds at its peak (CUDA allocator; RSS high-water mark on CPU, NaN
+    where it cannot be reset)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        step()
+        sync(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    base = rss_mb("VmRSS")
+    if not reset_peak_rss():
+        return math.nan
+    step()
+    return rss_mb("VmHWM") - base
+
+
+def timed(fn: Callable[[], Any], n: int, device: torch.device) -> list[float]:
+    """Milliseconds of ``n`` calls of ``fn``, each between device synchronizations."""
+    out = []
+    for _ in range(n):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
 def worker(impl: str, workload: Workload, device_name: str, precision: str = "fp32") -> dict[str, Any]:
     """Measure one implementation on one workload in this (fresh) process."""
     device = torch.device(device_name)
@@ -301,65 +330,44 @@ def worker(impl: str, workload: Workload, device_name: str, precision: str = "fp
     train_step(x[:2], y[:2])
     model.steps = workload.steps
     sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        train_step(x, y)
-        sync(device)
-        peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20
-    else:
-        base = rss_mb("VmRSS")
-        peak = math.nan
-        if reset_peak_rss():
-            train_step(x, y)
-            peak = rss_mb("VmHWM") - base
-
-    def timed(fn, n: int) -> list[float]:
-        out = []
-        for _ in range(n):
-            sync(device)
-            t0 = time.perf_counter()
-            fn()
-            sync(device)
-            out.append((time.perf_counter() - t0) * 1e3)
-        return out
-
+    peak = peak_step_memory(device, lambda: train_step(x, y))
     for _ in range(workload.warmup):
         train_step(x, y)
-    train = timed(lambda: train_step(x, y), workload.repeats)
+    train = timed(lambda: train_step(x, y), workload.repeats, device)
 
     def infer() -> None:
         with torch.inference_mode(), autocast(device, precision):
             model(x)
 
     infer()
-    inference = timed(infer, workload.repeats)
+    inference = timed(infer, workload.repeats, device)
 
     # the input pipeline inside the step: nmsnn's training encoder (x * u_t for the batch)
     encoder = getattr(model, "encoder", None)
-    input_ms = statistics.median(timed(lambda: encoder(x), 3 * workload.repeats)) if encoder else None
+    input_ms = statistics.median(timed(lambda: encoder(x), 3 * workload.repeats, device)) if encoder else None
 
     diff, grad_diff, neuron = None, None, PEER_NEURON
     if impl == "per_step_loop" or impl.startswith("nmsnn_"):
         neuron = SAME_NEURON
         diff, grad_diff = compare_to_reference(impl, workload, device, precision)
+    record = {"impl": impl, "workload": workload.name, "device": device_name, "precision": precision}
+    return {**record, **timings(workload, train, inference, peak, input_ms), "max_abs_diff": diff,
+            "max_abs_grad_diff": grad_diff, "neuron": neuron, "threads": torch.get_num_threads()}  # fmt: skip
+
+
+def timings(
+    workload: Workload, train: list[float], inference: list[float], peak: float, input_ms: float | None
+) -> dict[str, Any]:
+    """A record's speed and memory fields (medians of the timed steps)."""
     train_ms = statistics.median(train)
     return {
-        "impl": impl,
-        "workload": workload.name,
-        "device": device_name,
-        "precision": precision,
         "train_ms": round(train_ms, 3),
         "infer_ms": round(statistics.median(inference), 3),
         "samples_per_s": round(workload.batch / train_ms * 1e3, 1),
         "peak_mem_mb": None if math.isnan(peak) else round(peak, 1),
-        "max_abs_diff": diff,
-        "max_abs_grad_diff": grad_diff,
-        "neuron": neuron,
         "input_ms": None if input_ms is None else round(input_ms, 3),
         "input_share": None if input_ms is None else round(input_ms / train_ms, 4),
         "train_ms_all": [round(t, 3) for t in train],
-        "threads": torch.get_num_threads(),
     }
 
 

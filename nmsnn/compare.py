@@ -313,21 +313,7 @@ def comparison_markdown(
         "all time steps. With graded spikes (`spike_fn: relu`) a spike carries a value, so each "
         "synaptic op is a multiply-accumulate, not a cheaper accumulate-only event as with binary spikes.",
     ]
-    macs = spiking_metrics.get("test/ann_macs_per_row")
-    if macs:
-        ratio = spiking_metrics.get("test/synops_per_mac", float("nan"))
-        outputs = "one output per class" if task == "classification" else "one output"
-        lines.append(
-            f"- The same-shaped non-spiking network needs {macs:.6g} MACs per row (as counted by "
-            f"nmsnn, with {outputs}); the spiking model's synaptic ops are {ratio:.3g}x that."
-        )
-    from_spikes = spiking_metrics.get("test/synops_from_spikes_per_row")
-    if from_spikes is not None and "test/synops_per_row" in spiking_metrics:
-        lines.append(
-            f"- Of the spiking model's {spiking_metrics['test/synops_per_row']:.6g} synaptic ops per row, "
-            f"{from_spikes:.6g} are driven by spikes of hidden layers; the rest carry the encoded input "
-            "into the first layer at every time step."
-        )
+    lines += _operation_notes(task, spiking_metrics)
     lines += [
         "",
         f"Machine: {machine()}. Timings are single runs on this machine (noisy when it is shared)"
@@ -341,6 +327,27 @@ def comparison_markdown(
         "",
     ]
     return "\n".join(lines)
+
+
+def _operation_notes(task: str, spiking_metrics: dict[str, float]) -> list[str]:
+    """The spiking model's synaptic operations against the same-shaped network's MACs."""
+    notes = []
+    macs = spiking_metrics.get("test/ann_macs_per_row")
+    if macs:
+        ratio = spiking_metrics.get("test/synops_per_mac", float("nan"))
+        outputs = "one output per class" if task == "classification" else "one output"
+        notes.append(
+            f"- The same-shaped non-spiking network needs {macs:.6g} MACs per row (as counted by "
+            f"nmsnn, with {outputs}); the spiking model's synaptic ops are {ratio:.3g}x that."
+        )
+    from_spikes = spiking_metrics.get("test/synops_from_spikes_per_row")
+    if from_spikes is not None and "test/synops_per_row" in spiking_metrics:
+        notes.append(
+            f"- Of the spiking model's {spiking_metrics['test/synops_per_row']:.6g} synaptic ops per row, "
+            f"{from_spikes:.6g} are driven by spikes of hidden layers; the rest carry the encoded input "
+            "into the first layer at every time step."
+        )
+    return notes
 
 
 def comparison_figure(table: pd.DataFrame, task: str):

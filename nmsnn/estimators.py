@@ -116,6 +116,26 @@ class _SpikingEstimator(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    def _module(self, datamodule: TabularDataModule, hidden: list[int]) -> SpikingModule:
+        """The untrained model these parameters describe, sized by ``datamodule``."""
+        return SpikingModule(
+            **datamodule.model_kwargs(),
+            hidden=hidden,
+            neuron=self._neuron_settings(),
+            encoder=self.encoder,
+            time_steps=self.time_steps,
+            burn_in=self.burn_in,
+            readout=self.readout,
+            backend=self.backend,
+            optimizer={
+                "_target_": "torch.optim.AdamW",
+                "_partial_": True,
+                "lr": self.learning_rate,
+                "weight_decay": self.weight_decay,
+            },
+            scheduler="warmup_cosine",
+        )
+
     def _neuron_settings(self) -> dict[str, Any]:
         """The neuron model's settings: those given here (``None``: the model's own default)."""
         named = {key: getattr(self, key) for key in NEURON_PARAMETERS if getattr(self, key) is not None}
@@ -216,23 +236,7 @@ class _SpikingEstimator(BaseEstimator):
                 batch_size=self.batch_size,
             )
             datamodule.setup("fit")
-            module = SpikingModule(
-                **datamodule.model_kwargs(),
-                hidden=hidden,
-                neuron=self._neuron_settings(),
-                encoder=self.encoder,
-                time_steps=self.time_steps,
-                burn_in=self.burn_in,
-                readout=self.readout,
-                backend=self.backend,
-                optimizer={
-                    "_target_": "torch.optim.AdamW",
-                    "_partial_": True,
-                    "lr": self.learning_rate,
-                    "weight_decay": self.weight_decay,
-                },
-                scheduler="warmup_cosine",
-            )
+            module = self._module(datamodule, hidden)
             callbacks: list[L.Callback] = [StepBudget(self.steps)]
             keep = _KeepBest()
             if self.early_stopping:

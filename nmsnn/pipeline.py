@@ -199,72 +199,82 @@ def report(
     record: epochs, the tested checkpoint's epoch, seconds) and ``summary.md``.
     Returns the metrics (validation, test and ``epochs``)."""
     start = time.perf_counter()
-    out_dir = Path(cfg.paths.output_dir)
-    metrics: dict[str, float] = {}
-    if "val" in datamodule.tensors:
-        # not logged: a point after the last epoch would end the val/* curves with the best
-        # epoch's values again (they are in metrics.json and the HPARAMS tab)
-        loggers, trainer.loggers = trainer.loggers, []
-        try:
-            results = trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
-        finally:
-            trainer.loggers = loggers
-        metrics.update(_scalars(results[0]))
-    # the test metrics are logged here, at the run's last optimizer step (``step``: that of a
-    # run trained outside this trainer, which has not fitted)
     step = trainer.global_step if step is None else step
-    loggers, trainer.loggers = trainer.loggers, []
-    try:
-        test_metrics = _scalars(
-            trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]
-        )
-    finally:
-        trainer.loggers = loggers
-    for logger in loggers:
-        logger.log_metrics(test_metrics, step)
-        logger.save()
-    metrics.update(test_metrics)
+    metrics = _evaluate(trainer, model, datamodule, ckpt_path, step)
     metrics["epochs"] = float(epochs)
     tested_epoch = epochs
     if ckpt_path:  # the tested weights, also in this process when the strategy spawned workers
         saved = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         model.load_state_dict(saved["state_dict"])
         tested_epoch = int(saved["epoch"]) + 1
-
-    if trainer.is_global_zero:
-        rows = datamodule.split_frame("test")
-        predictions = predict_frame(model, datamodule.preprocessor, rows, "test rows", report_missing=False)
-        write_csv(predictions, out_dir / "test_predictions.csv", overwrite=True)
-        plots: dict[str, Path] = {}
-        if wants_plots(cfg):
-            plots, figures = evaluation_plots(datamodule.preprocessor, rows, predictions, out_dir / "plots")
-            log_figures(trainer, plots, step)
-            close_figures(figures)
-        params = {"model": dict(model.hparams), "data": dict(datamodule.hparams), "seed": cfg.get("seed")}
-        log_hparams_with_metrics(trainer, params, metrics)
-        run = {
-            "epochs": epochs,
-            "tested_epoch": tested_epoch,
-            "fit_seconds": None if fit_seconds is None else round(fit_seconds, 3),
-            "report_seconds": round(time.perf_counter() - start, 3),
-        }
-        write_summary(out_dir, metrics, ckpt_path, plots, extra={"run": run})
-        tested = Path(ckpt_path).name if ckpt_path else "the final weights"
-        fit = "" if fit_seconds is None else f", fit in {fit_seconds:.1f} s"
-        notes = [f"tested {tested} from epoch {tested_epoch} of {epochs}{fit}"]
-        table = results_table(metrics, f"nmsnn-train: {out_dir}", notes)
-        to_log_files(f"final metrics (also in metrics.json):\n{table}")
-        if in_multirun():  # one line per job; the sweep's table comes at its end
-            main = [k for k in metrics if k.startswith("test/") and "/spikes/" not in k and "_per_" not in k]
-            log.info(
-                "job %s: %s; %s", out_dir.name, notes[0], ", ".join(f"{k} {metrics[k]:.4g}" for k in main)
-            )
-            return metrics
-        print(table)
-        print(f"summary: {out_dir / 'summary.md'}")
-        if (out_dir / "tensorboard").is_dir():
-            print(f"curves:  tensorboard --logdir {out_dir}")
+    if not trainer.is_global_zero:
+        return metrics
+    out_dir = Path(cfg.paths.output_dir)
+    plots = _write_predictions_and_plots(cfg, trainer, model, datamodule, step)
+    params = {"model": dict(model.hparams), "data": dict(datamodule.hparams), "seed": cfg.get("seed")}
+    log_hparams_with_metrics(trainer, params, metrics)
+    run = {
+        "epochs": epochs,
+        "tested_epoch": tested_epoch,
+        "fit_seconds": None if fit_seconds is None else round(fit_seconds, 3),
+        "report_seconds": round(time.perf_counter() - start, 3),
+    }
+    write_summary(out_dir, metrics, ckpt_path, plots, extra={"run": run})
+    tested = Path(ckpt_path).name if ckpt_path else "the final weights"
+    fit = "" if fit_seconds is None else f", fit in {fit_seconds:.1f} s"
+    notes = [f"tested {tested} from epoch {tested_epoch} of {epochs}{fit}"]
+    table = results_table(metrics, f"nmsnn-train: {out_dir}", notes)
+    to_log_files(f"final metrics (also in metrics.json):\n{table}")
+    if in_multirun():  # one line per job; the sweep's table comes at its end
+        main = [k for k in metrics if k.startswith("test/") and "/spikes/" not in k and "_per_" not in k]
+        log.info("job %s: %s; %s", out_dir.name, notes[0], ", ".join(f"{k} {metrics[k]:.4g}" for k in main))
+        return metrics
+    print(table)
+    print(f"summary: {out_dir / 'summary.md'}")
+    if (out_dir / "tensorboard").is_dir():
+        print(f"curves:  tensorboard --logdir {out_dir}")
     return metrics
+
+
+def _evaluate(
+    trainer: L.Trainer, model: SpikingModule, datamodule: TabularDataModule, ckpt_path: str | None, step: int
+) -> dict[str, float]:
+    """Validation (not logged: a point after the last epoch would end the val/* curves with the
+    best epoch's values again; they are in metrics.json and the HPARAMS tab) and test metrics,
+    the test ones logged at ``step``, the run's last optimizer step (a run trained outside this
+    trainer, which has not fitted, passes its own)."""
+    loggers, trainer.loggers = trainer.loggers, []
+    metrics: dict[str, float] = {}
+    try:
+        if "val" in datamodule.tensors:
+            metrics.update(
+                _scalars(
+                    trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]
+                )
+            )
+        tested = _scalars(trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0])
+    finally:
+        trainer.loggers = loggers
+    for logger in loggers:
+        logger.log_metrics(tested, step)
+        logger.save()
+    return {**metrics, **tested}
+
+
+def _write_predictions_and_plots(
+    cfg: DictConfig, trainer: L.Trainer, model: SpikingModule, datamodule: TabularDataModule, step: int
+) -> dict[str, Path]:
+    """``test_predictions.csv`` and, where plots are wanted, the plots (also to TensorBoard)."""
+    out_dir = Path(cfg.paths.output_dir)
+    rows = datamodule.split_frame("test")
+    predictions = predict_frame(model, datamodule.preprocessor, rows, "test rows", report_missing=False)
+    write_csv(predictions, out_dir / "test_predictions.csv", overwrite=True)
+    if not wants_plots(cfg):
+        return {}
+    plots, figures = evaluation_plots(datamodule.preprocessor, rows, predictions, out_dir / "plots")
+    log_figures(trainer, plots, step)
+    close_figures(figures)
+    return plots
 
 
 def completed_epochs(trainer: L.Trainer) -> int:

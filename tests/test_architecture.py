@@ -88,3 +88,22 @@ def test_no_two_packages_import_each_other():
                 graph[layer(name)[1]].add(layer(target)[1])
     mutual = sorted(f"{a} <-> {b}" for a in graph for b in graph[a] if a < b and a in graph.get(b, ()))
     assert not mutual, mutual
+
+
+# numba's kernel builders and the loops they compile: a kernel is one loop nest, kept whole
+COMPILED_KERNELS = {
+    ("nmsnn/core/backends/numba_cpu.py", "_build_backward"),
+    ("nmsnn/core/backends/numba_cpu.py", "backward"),
+}
+
+
+def test_no_function_is_longer_than_sixty_lines():
+    long = []
+    for path in ROOT.rglob("*.py"):
+        name = str(path.relative_to(ROOT.parent))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 60 and (name, node.name) not in COMPILED_KERNELS:
+                    long.append(f"{name}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, long

@@ -305,13 +305,17 @@ def test_numba_rejects_non_cpu_tensors():
         numba_recurrence(current, tuple(torch.tensor(v) for v in (0.9, 1.0, 1.5)), LIF())
 
 
+MODELS_TESTS = str(Path(__file__).with_name("test_neuron_models.py"))
+
+
 @pytest.mark.skipif(
     not installed("triton") or triton_runs_on_cpu(), reason="triton absent, or its cases ran in-process"
 )
 def test_triton_in_a_fresh_interpreter():
     env = {**os.environ, "TRITON_INTERPRET": "1"}
+    pytest_args = ["-q", "-p", "no:cacheprovider", __file__, MODELS_TESTS, "-k", "triton"]
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", "triton"],
+        [sys.executable, "-m", "pytest", *pytest_args],
         cwd=Path(__file__).parents[1],
         env=env,
         capture_output=True,

@@ -3,11 +3,14 @@ for every backend that claims to run it, and the new models through the whole pi
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -23,7 +26,9 @@ from nmsnn.core.backends.stepwise import stepwise_recurrence
 from nmsnn.core.layers import SpikingLayer, SpikingNetwork, neuron_configs
 from nmsnn.core.neuron import reference_recurrence, zero_state
 from nmsnn.core.neurons import ALIF, LIF, NEURON_MODELS, HardResetLIF, config_text, neuron_model
+from nmsnn.data.datamodule import TabularDataModule
 from nmsnn.errors import ConfigError
+from nmsnn.export import export
 from nmsnn.lit.module import SpikingModule
 from nmsnn.pipeline import train
 from nmsnn.population.network import PopulationNetwork, population_keys
@@ -221,7 +226,7 @@ def test_the_readme_neuron_example_trains_and_predicts(tmp_path):
     files = readme_example(tmp_path)
     assert [p.name for p in files] == ["my_neurons.py", "synaptic.yaml"]
     assert sum(len(p.read_text().splitlines()) for p in files) < 60
-    env = {"PYTHONPATH": str(tmp_path)}
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
     run = tmp_path / "run"
     args = ["--config-dir", "myconf", "model/neuron=synaptic", "trainer.max_epochs=3", "data=iris"]
     result = run_cli("nmsnn-train", *args, f"hydra.run.dir={run}", "logger=none", cwd=tmp_path, env=env)
@@ -315,3 +320,37 @@ def test_population_of_alif_members_computes_what_each_computes_alone():
         ConfigError, match=re.escape("model.neuron.spike_fn='heaviside' but member 0 has 'relu'")
     ):
         PopulationNetwork([members[0], other])
+
+
+@pytest.mark.parametrize("kind", ["alif", "lif_hard"])
+def test_new_models_export_to_torchscript_and_onnx(tmp_path, kind):
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    dm = TabularDataModule(dataset="wine")
+    dm.setup()
+    module = SpikingModule(**dm.model_kwargs(), hidden=[16, 8], time_steps=8, neuron={"kind": kind}).eval()
+    paths = export(module, dm.preprocessor, tmp_path)
+    x = dm.tensors["test"].x
+    want = module.predict_rows(x).numpy()
+    with torch.no_grad():
+        scripted = torch.jit.load(str(paths["torchscript"]))(x).numpy()
+    (onnx,) = ort.InferenceSession(str(paths["onnx"])).run(None, {"rows": x.numpy()})
+    np.testing.assert_allclose(scripted, want, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(onnx, want, atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_population_launcher_sweeps_alif_parameters(tmp_path):
+    """``--multirun hydra/launcher=population model/neuron=alif model.neuron.adapt_gain=...``:
+    the jobs differ only in an ALIF parameter, so they train as one population."""
+    args = ["--multirun", "hydra/launcher=population", "model/neuron=alif", "model.neuron.adapt_gain=0.1,0.5"]
+    run_cli("nmsnn-train", *args, "data=iris", "trainer.max_epochs=3", "logger=none", cwd=tmp_path)
+    (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    for job in ("0", "1"):
+        status = json.loads((sweep / job / "job_status.json").read_text())
+        assert status["status"] == "ok" and status["population"]["members"] == 2
+    gains = [
+        torch.load(sweep / job / "checkpoints" / "best.ckpt", weights_only=True)["hyper_parameters"]["neuron"]
+        for job in ("0", "1")
+    ]
+    assert [g["adapt_gain"] for g in gains] == [0.1, 0.5] and {g["kind"] for g in gains} == {"alif"}

@@ -37,4 +37,6 @@ def spike(v: Tensor, spike_fn: str, slope: float) -> Tensor:
     """Apply spike function ``spike_fn`` to the distance above threshold ``v``."""
     if spike_fn == "relu":
         return torch.relu(v)
+    if not (torch.is_grad_enabled() and v.requires_grad):  # no gradient to shape (and traceable)
+        return (v > 0).to(v.dtype)
     return HeavisideFastSigmoid.apply(v, slope)

@@ -38,6 +38,33 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
+def check_settings(
+    dataset: Any,
+    path: Any,
+    frame: Any,
+    test_size: Any,
+    val_size: Any,
+    max_categories: Any,
+    batch_size: Any,
+    eval_batch_size: Any,
+) -> None:
+    """One data source, split fractions in [0, 1), and positive sizes: one message each."""
+    given = [name for name, v in (("dataset", dataset), ("path", path), ("frame", frame)) if v is not None]
+    if len(given) != 1:
+        raise DataError(f"give exactly one data source (dataset, path or frame); got {given or 'none'}.")
+    for name, value in (("test_size", test_size), ("val_size", val_size)):
+        if not 0.0 <= float(value) < 1.0:
+            raise DataError(f"data.{name} must be in [0, 1), got {value}.")
+    if isinstance(max_categories, bool) or int(max_categories) < 2:
+        raise DataError(f"data.max_categories must be an integer >= 2, got {max_categories!r}.")
+    if batch_size not in (None, "auto") and (
+        isinstance(batch_size, (bool, str)) or not float(batch_size).is_integer() or int(batch_size) < 1
+    ):
+        raise DataError(f"data.batch_size must be a positive integer, auto or null, got {batch_size!r}.")
+    if isinstance(eval_batch_size, (bool, str, float)) or int(eval_batch_size) < 1:
+        raise DataError(f"data.eval_batch_size must be a positive integer, got {eval_batch_size!r}.")
+
+
 class TabularDataModule(L.LightningDataModule):
     """Rows from a bundled dataset, a CSV/Parquet file or a DataFrame, ready for a spiking model.
 
@@ -106,22 +133,7 @@ class TabularDataModule(L.LightningDataModule):
         target_transform: str = "none",
     ) -> None:
         super().__init__()
-        given = [
-            name for name, v in (("dataset", dataset), ("path", path), ("frame", frame)) if v is not None
-        ]
-        if len(given) != 1:
-            raise DataError(f"give exactly one data source (dataset, path or frame); got {given or 'none'}.")
-        for name, value in (("test_size", test_size), ("val_size", val_size)):
-            if not 0.0 <= float(value) < 1.0:
-                raise DataError(f"data.{name} must be in [0, 1), got {value}.")
-        if isinstance(max_categories, bool) or int(max_categories) < 2:
-            raise DataError(f"data.max_categories must be an integer >= 2, got {max_categories!r}.")
-        if batch_size not in (None, "auto") and (
-            isinstance(batch_size, (bool, str)) or not float(batch_size).is_integer() or int(batch_size) < 1
-        ):
-            raise DataError(f"data.batch_size must be a positive integer, auto or null, got {batch_size!r}.")
-        if isinstance(eval_batch_size, (bool, str, float)) or int(eval_batch_size) < 1:
-            raise DataError(f"data.eval_batch_size must be a positive integer, got {eval_batch_size!r}.")
+        check_settings(dataset, path, frame, test_size, val_size, max_categories, batch_size, eval_batch_size)
         # Plain values only: checkpoints must load with torch.load(weights_only=True).
         self.save_hyperparameters(
             {

@@ -474,6 +474,12 @@ def _text_kind(values: pd.Series, column: str, where: str, max_categories: int) 
     return "categorical"
 
 
+def _check_scalers(scaler: str, target_scaler: str) -> None:
+    for name, value, known in (("scaler", scaler, SCALERS), ("target_scaler", target_scaler, TARGET_SCALERS)):
+        if value not in known:
+            raise DataError(f"{name}={value!r} is not a scaler; use one of {known}.")
+
+
 @dataclass
 class TabularPreprocessor:
     """Fitted preprocessing as plain values: ``x' = (impute(x) - center) / scale`` + one-hot."""
@@ -535,12 +541,7 @@ class TabularPreprocessor:
         a non-negative target whose training skewness exceeds :data:`SKEWED`."""
         if target_transform not in TARGET_TRANSFORMS:
             raise DataError(f"target_transform={target_transform!r} is not one of {TARGET_TRANSFORMS}.")
-        for name, value, known in (
-            ("scaler", scaler, SCALERS),
-            ("target_scaler", target_scaler, TARGET_SCALERS),
-        ):
-            if value not in known:
-                raise DataError(f"{name}={value!r} is not a scaler; use one of {known}.")
+        _check_scalers(scaler, target_scaler)
         pre = cls(target=target, task=task, numeric=list(numeric), categorical=list(categorical))
         pre.coerce = [c for c in coerce if c in pre.numeric]
         pre.dates = [c for c in dates if c in pre.numeric]
@@ -548,38 +549,7 @@ class TabularPreprocessor:
         pre.date_formats = [formats.get(c) or date_format(train[c], c, where) for c in pre.dates]
         train = _forced_numbers(train, pre.coerce, pre.dates, pre.date_formats, where, warn=False)
         if numeric:
-            x = np.column_stack([_numbers(train[c], c, "training rows") for c in numeric])
-            imputer = SimpleImputer(strategy="median", keep_empty_features=True).fit(x)
-            imputed = imputer.transform(x)
-            pre.impute = _native(imputer.statistics_)
-            if scaler == "standard":
-                with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused below
-                    fitted = StandardScaler().fit(imputed)
-                pre.center, pre.scale = _native(fitted.mean_), _native(fitted.scale_)
-            elif scaler == "minmax":
-                fitted = MinMaxScaler().fit(imputed)
-                span = np.where(fitted.data_range_ > 0, fitted.data_range_, 1.0)
-                pre.center, pre.scale = _native(fitted.data_min_), _native(span)
-            elif scaler == "quantile":
-                fitted = QuantileTransformer(
-                    n_quantiles=min(QUANTILES, len(imputed)), output_distribution="normal", subsample=None
-                ).fit(imputed)
-                pre.quantiles = [_native(q) for q in fitted.quantiles_.T]
-                pre.quantile_levels = _native(fitted.references_)
-                # then standardized: a column of few values lands on the normal's extremes
-                normal = StandardScaler().fit(fitted.transform(imputed))
-                pre.center, pre.scale = _native(normal.mean_), _native(normal.scale_)
-            else:
-                pre.center, pre.scale = [0.0] * len(numeric), [1.0] * len(numeric)
-            overflowing = [
-                c for c, m, sd in zip(numeric, pre.center, pre.scale) if not np.isfinite([m, sd]).all()
-            ]
-            if overflowing:
-                raise DataError(
-                    f"{where}: column(s) {overflowing} hold values too large to scale (e.g. "
-                    f"{np.nanmax(np.abs(x[:, numeric.index(overflowing[0])])):.3g}: their variance overflows); "
-                    "divide them by a power of ten, or use data.scaler=quantile."
-                )
+            pre._fit_numbers(train, scaler, where)
         if categorical:
             pre._fit_categories(train, max_categories, where)
         y = train[target]
@@ -596,6 +566,41 @@ class TabularPreprocessor:
             pre.target_mean = float(fitted.data_min_[0])
             pre.target_std = float(fitted.data_range_[0]) or 1.0
         return pre
+
+    def _fit_numbers(self, train: pd.DataFrame, scaler: str, where: str) -> None:
+        """Median imputation and ``scaler`` for the numeric columns, fitted on ``train``."""
+        x = np.column_stack([_numbers(train[c], c, "training rows") for c in self.numeric])
+        imputer = SimpleImputer(strategy="median", keep_empty_features=True).fit(x)
+        imputed = imputer.transform(x)
+        self.impute = _native(imputer.statistics_)
+        if scaler == "standard":
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused below
+                fitted = StandardScaler().fit(imputed)
+            self.center, self.scale = _native(fitted.mean_), _native(fitted.scale_)
+        elif scaler == "minmax":
+            fitted = MinMaxScaler().fit(imputed)
+            span = np.where(fitted.data_range_ > 0, fitted.data_range_, 1.0)
+            self.center, self.scale = _native(fitted.data_min_), _native(span)
+        elif scaler == "quantile":
+            fitted = QuantileTransformer(
+                n_quantiles=min(QUANTILES, len(imputed)), output_distribution="normal", subsample=None
+            ).fit(imputed)
+            self.quantiles = [_native(q) for q in fitted.quantiles_.T]
+            self.quantile_levels = _native(fitted.references_)
+            # then standardized: a column of few values lands on the normal's extremes
+            normal = StandardScaler().fit(fitted.transform(imputed))
+            self.center, self.scale = _native(normal.mean_), _native(normal.scale_)
+        else:
+            self.center, self.scale = [0.0] * len(self.numeric), [1.0] * len(self.numeric)
+        overflowing = [
+            c for c, m, sd in zip(self.numeric, self.center, self.scale) if not np.isfinite([m, sd]).all()
+        ]
+        if overflowing:
+            raise DataError(
+                f"{where}: column(s) {overflowing} hold values too large to scale (e.g. "
+                f"{np.nanmax(np.abs(x[:, self.numeric.index(overflowing[0])])):.3g}: their variance overflows); "
+                "divide them by a power of ten, or use data.scaler=quantile."
+            )
 
     def _fit_categories(self, train: pd.DataFrame, max_categories: int | None, where: str) -> None:
         """Most frequent fill and one-hot categories of the text columns (scikit-learn's

@@ -69,6 +69,50 @@ def neuron_settings(given: Mapping[str, Any]) -> dict[str, Any]:
     return {**neuron_model(kind).settings(), **given, "kind": kind}
 
 
+def build_model(h: Mapping[str, Any]) -> SpikingModel:
+    """Encoder, spiking network and head from a module's (checked) hyperparameters."""
+    sizes = [h["num_inputs"], *h["hidden"], h["num_outputs"]]
+    neurons = neuron_configs(h["neuron"], len(sizes) - 1)
+    network = SpikingNetwork(sizes, neurons, readout=h["readout"], backend=h["backend"], init=h["init"])
+    encoder = build_encoder(h["encoder"], h["time_steps"])
+    return SpikingModel(encoder, network, TimeAverageHead(h["burn_in"], h["reduce"]))
+
+
+def check_task(task: str, num_outputs: int) -> None:
+    """The task must be known and the output count fit it."""
+    if task not in TASKS:
+        raise ConfigError(f"task={task!r} is not a task; use one of {TASKS}.")
+    if task == "regression" and num_outputs != 1:
+        raise ConfigError(f"regression predicts one value; got num_outputs={num_outputs}.")
+    if task == "classification" and num_outputs < 2:
+        raise ConfigError(f"classification needs at least 2 classes; got {num_outputs}.")
+
+
+def hidden_sizes(hidden: Any) -> list[int]:
+    """``model.hidden`` as a list of positive layer sizes (one int is one layer)."""
+    hidden = plain(hidden)
+    hidden = [hidden] if isinstance(hidden, int) and not isinstance(hidden, bool) else list(hidden)
+    if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
+        raise ConfigError(
+            f"model.hidden must list positive layer sizes, e.g. [128] or [64,64]; got {hidden}."
+        )
+    if not hidden:
+        log.warning(
+            "model.hidden=[]: no hidden spiking layer; the output layer reads the encoded input "
+            "directly (a single-layer network)."
+        )
+    return hidden
+
+
+def check_scheduler_name(scheduler: Any) -> None:
+    """A scheduler given by name must be a built-in one."""
+    if isinstance(scheduler, str) and scheduler not in SCHEDULES:
+        raise ConfigError(
+            f"model.scheduler={scheduler!r} is not a built-in schedule ({', '.join(SCHEDULES)}); "
+            "give a scheduler config instead, e.g. '{_target_:torch.optim.lr_scheduler.StepLR,step_size:20}'."
+        )
+
+
 def check_optimizer_numbers(optimizer: dict[str, Any]) -> None:
     """The optimizer's learning rate must be a positive number and its weight decay a number >= 0
     (or ``auto``): checked here, where the message can name the setting."""
@@ -165,32 +209,13 @@ class SpikingModule(L.LightningModule):
         target_transform: str = "none",
     ) -> None:
         super().__init__()
-        if task not in TASKS:
-            raise ConfigError(f"task={task!r} is not a task; use one of {TASKS}.")
-        if task == "regression" and num_outputs != 1:
-            raise ConfigError(f"regression predicts one value; got num_outputs={num_outputs}.")
-        if task == "classification" and num_outputs < 2:
-            raise ConfigError(f"classification needs at least 2 classes; got {num_outputs}.")
-        hidden = plain(hidden)
-        hidden = [hidden] if isinstance(hidden, int) and not isinstance(hidden, bool) else list(hidden)
-        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
-            raise ConfigError(
-                f"model.hidden must list positive layer sizes, e.g. [128] or [64,64]; got {hidden}."
-            )
-        if not hidden:
-            log.warning(
-                "model.hidden=[]: no hidden spiking layer; the output layer reads the encoded input "
-                "directly (a single-layer network)."
-            )
+        check_task(task, num_outputs)
+        hidden = hidden_sizes(hidden)
         neuron = neuron_settings(plain(neuron) or {})
         optimizer = plain(optimizer) or dict(DEFAULT_OPTIMIZER)
         check_optimizer_numbers(optimizer)
         scheduler = plain(scheduler)
-        if isinstance(scheduler, str) and scheduler not in SCHEDULES:
-            raise ConfigError(
-                f"model.scheduler={scheduler!r} is not a built-in schedule ({', '.join(SCHEDULES)}); "
-                "give a scheduler config instead, e.g. '{_target_:torch.optim.lr_scheduler.StepLR,step_size:20}'."
-            )
+        check_scheduler_name(scheduler)
         self.save_hyperparameters(
             {
                 "task": task,
@@ -212,27 +237,24 @@ class SpikingModule(L.LightningModule):
                 "target_transform": str(target_transform),
             }
         )
-        sizes = [num_inputs, *hidden, num_outputs]
-        network = SpikingNetwork(
-            sizes, neuron_configs(neuron, len(sizes) - 1), readout=readout, backend=backend, init=init
-        )
-        self.model = SpikingModel(
-            build_encoder(encoder, time_steps), network, TimeAverageHead(burn_in, reduce)
-        )
+        self.model = build_model(self.hparams)
         self.task = task
         self.metrics = torch.nn.ModuleDict(
-            {stage: build_metrics(task, num_outputs, prefix=f"{stage}/") for stage in ("val", "test")}
+            {s: build_metrics(task, num_outputs, prefix=f"{s}/") for s in ("val", "test")}
         )
         self.train_metrics = build_metrics(task, num_outputs, prefix="train/")
         # the evaluation loss as a row-weighted mean that syncs its sums across DDP ranks
         # (Lightning's own sync_dist mean came out wrong when ranks held different row counts)
         self.eval_losses = torch.nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
-        # The training noise has its own stream, seeded from the global RNG at construction (so
-        # by ``seed``): no other draw (a DataLoader's base seed, a library) can shift it, and a
-        # population member reproduces exactly the stream it would see alone.
+        self._seed_noise()
+        self._train_loss: list = []  # (loss * rows, rows) pairs of this epoch's steps
+
+    def _seed_noise(self) -> None:
+        """The training noise has its own stream, seeded from the global RNG at construction (so
+        by ``seed``): no other draw (a DataLoader's base seed, a library) can shift it, and a
+        population member reproduces exactly the stream it would see alone."""
         self.noise_seed = int(torch.randint(0, 2**62, ()).item())
         self._noise_generators: dict[str, torch.Generator] = {}
-        self._train_loss: list = []  # (loss * rows, rows) pairs of this epoch's steps
 
     # ----------------------------------------------------------------------------- forward
     def forward(self, x: Tensor) -> ModelOutput:

@@ -90,7 +90,8 @@ def _check_neuron_kind(checkpoint: dict[str, Any], source: str) -> None:
     has imported its module already (the run that trained it): nothing new is imported."""
     from nmsnn.core.neurons import NEURON_MODELS
 
-    neuron = (checkpoint.get("hyper_parameters") or {}).get("neuron")
+    hparams = checkpoint.get("hyper_parameters")
+    neuron = hparams.get("neuron") if isinstance(hparams, dict) else None  # else refused by its checks
     kind = neuron.get("kind") if isinstance(neuron, dict) else None
     if kind is None or (isinstance(kind, str) and (kind in NEURON_MODELS or _allowed_by_env(kind))):
         return

@@ -324,6 +324,17 @@ class PopulationTrainer:
                 seen[k].append((predictions[i].detach(), targets[i]))
         if self.scheduler is not None and self.scheduler_interval == "epoch":
             self.scheduler.step()
+        self._end_train_epoch(epoch, active, sums, seen)
+
+    def _end_train_epoch(
+        self,
+        epoch: int,
+        active: list[int],
+        sums: dict[int, list],
+        seen: dict[int, list[tuple[Tensor, Tensor]]],
+    ) -> None:
+        """Each running member's epoch logs (its loss and training metrics), after checking that
+        its parameters stayed finite."""
         self._epoch_logs = {}
         not_finite = self._not_finite_parameters(active)
         for k in active:
@@ -405,6 +416,13 @@ class PopulationTrainer:
                 module.metrics["val"].update(
                     module.predict_values(predictions[i]), module.metric_target(targets[i])
                 )
+        self._end_validation(epoch, active, sums, activity if stats else None)
+
+    def _end_validation(
+        self, epoch: int, active: list[int], sums: dict[int, list], activity: dict[int, Any] | None
+    ) -> None:
+        """Each member's validation logs and spike statistics, then its checkpoint and stopping
+        rules (a member whose validation loss is not finite fails)."""
         for k in active:
             member = self.members[k]
             module = member.module
@@ -414,7 +432,7 @@ class PopulationTrainer:
             logs.update({n: float(v) for n, v in module.metrics["val"].compute().items()})
             module.metrics["val"].reset()
             self._log(member, logs)
-            if stats and activity[k].state:
+            if activity is not None and activity[k].state:
                 scalars = {
                     f"val/spikes/{layer.name}/{key}": value
                     for layer in activity[k].layer_stats()

@@ -63,15 +63,9 @@ def _triton_recurrence(*args, **kwargs) -> RecurrenceOutput:
     return triton_recurrence(*args, **kwargs)
 
 
-def _reference_recurrence(
-    current: Tensor,
-    values: Sequence[Tensor],
-    model: NeuronModel,
-    state: Any = None,
-    record: bool = True,
-    consume: bool = False,
-) -> RecurrenceOutput:
-    """:func:`~nmsnn.core.neuron.reference_recurrence` with the hints' signature."""
+def _reference_recurrence(current, values, model, state=None, record=True, consume=False) -> RecurrenceOutput:
+    """:func:`~nmsnn.core.neuron.reference_recurrence` with the hints' signature (it consumes
+    nothing, and drops the membrane it computed without ``record``)."""
     out = reference_recurrence(current, values, model, state)
     return out if record else out._replace(membrane=None)
 

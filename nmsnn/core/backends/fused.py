@@ -32,7 +32,7 @@ device, the portable fallback), numba on CPU and Triton on CUDA in the sibling m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import torch
@@ -67,43 +67,46 @@ class BackwardResult(NamedTuple):
     outer0: Tensor  # [N]
 
 
+class ForwardJob(NamedTuple):
+    """A forward loop's inputs (tensors contiguous, ``[T, N]``/``[N]``). Without ``membranes`` the
+    delayed membrane is not written (it is ``None``). With ``into_current`` (and ``save``) the
+    saved ``pre`` may be written over ``current`` (each step after reading it), where its dtype
+    is the saved state's."""
+
+    current: Tensor
+    params: Flat
+    inner0: Tensor
+    outer0: Tensor
+    config: LIF
+    save: bool
+    membranes: bool = True
+    into_current: bool = False
+
+
+class BackwardJob(NamedTuple):
+    """A backward loop's inputs: ``grad_spikes``/``grad_membrane`` are ``None`` when that output
+    received no gradient; without ``param_grads`` a kernel may skip the decay/threshold/penalty
+    gradients (their values are then unspecified)."""
+
+    pre: Tensor
+    params: Flat
+    inner0: Tensor
+    grad_spikes: Tensor | None
+    grad_membrane: Tensor | None
+    grad_inner: Tensor
+    grad_outer: Tensor
+    config: LIF
+    param_grads: bool = True
+
+
 class Kernels(Protocol):
-    """The two loops over T that a fused backend provides (all tensors contiguous, ``[T, N]``/``[N]``)."""
+    """The two loops over T that a fused backend provides."""
 
     name: str
 
-    def forward(
-        self,
-        current: Tensor,
-        params: Flat,
-        inner0: Tensor,
-        outer0: Tensor,
-        config: LIF,
-        save: bool,
-        membranes: bool = True,
-        into_current: bool = False,
-    ) -> ForwardResult:
-        """Without ``membranes`` the delayed membrane is not written (it is ``None``). With
-        ``into_current`` (and ``save``) the saved ``pre`` may be written over ``current`` (each
-        step after reading it), where its dtype is the saved state's."""
-        ...
+    def forward(self, job: ForwardJob) -> ForwardResult: ...
 
-    def backward(
-        self,
-        pre: Tensor,
-        params: Flat,
-        inner0: Tensor,
-        grad_spikes: Tensor | None,
-        grad_membrane: Tensor | None,
-        grad_inner: Tensor,
-        grad_outer: Tensor,
-        config: LIF,
-        param_grads: bool = True,
-    ) -> BackwardResult:
-        """``grad_spikes``/``grad_membrane`` are ``None`` when that output received no gradient;
-        without ``param_grads`` a kernel may skip the decay/threshold/penalty gradients (their
-        values are then unspecified)."""
-        ...
+    def backward(self, job: BackwardJob) -> BackwardResult: ...
 
 
 class TorchKernels:
@@ -111,17 +114,8 @@ class TorchKernels:
 
     name = "torch"
 
-    def forward(
-        self,
-        current: Tensor,
-        params: Flat,
-        inner0: Tensor,
-        outer0: Tensor,
-        config: LIF,
-        save: bool,
-        membranes: bool = True,
-        into_current: bool = False,
-    ) -> ForwardResult:
+    def forward(self, job: ForwardJob) -> ForwardResult:
+        current, params, inner0, outer0, config, save, membranes, _ = job
         steps = current.shape[0]
         d, th, p = params
         scale, heaviside = config.reset == "scale", config.spike_fn == "heaviside"
@@ -149,18 +143,8 @@ class TorchKernels:
                     membrane[t + 1] = s
         return ForwardResult(spikes, membrane, pre, s, o)
 
-    def backward(
-        self,
-        pre: Tensor,
-        params: Flat,
-        inner0: Tensor,
-        grad_spikes: Tensor | None,
-        grad_membrane: Tensor | None,
-        grad_inner: Tensor,
-        grad_outer: Tensor,
-        config: LIF,
-        param_grads: bool = True,
-    ) -> BackwardResult:
+    def backward(self, job: BackwardJob) -> BackwardResult:
+        pre, params, inner0, grad_spikes, grad_membrane, grad_inner, grad_outer, config, _ = job
         steps = pre.shape[0]
         d, th, p = params
         scale, heaviside = config.reset == "scale", config.spike_fn == "heaviside"
@@ -300,7 +284,7 @@ class FusedRecurrence(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         steps, batch, hidden = current.shape
         cur, params, s0, o0 = flat_inputs(current, decay, threshold, penalty, inner0, outer0)
-        out = kernels.forward(cur, params, s0, o0, config, save=True, membranes=record, into_current=consume)
+        out = kernels.forward(ForwardJob(cur, params, s0, o0, config, True, record, consume))
         ctx.save_for_backward(out.pre, *params, s0)
         ctx.set_materialize_grads(False)  # an unused [T, N] output costs no zero-filled gradient
         ctx.kernels, ctx.config, ctx.shape = kernels, config, (steps, batch, hidden)
@@ -315,13 +299,11 @@ class FusedRecurrence(torch.autograd.Function):
         pre, d, th, p, s0 = ctx.saved_tensors
         need = ctx.needs_input_grad
         grads = ctx.kernels.backward(
-            pre,
-            Flat(d, th, p),
-            s0,
-            *flat_grads(pre, ctx.shape[0], g_spikes, g_membrane, g_inner, g_outer),
-            ctx.config,
-            param_grads=any(need[1:4]),
-        )
+            BackwardJob(
+                pre, Flat(d, th, p), s0, *flat_grads(pre, ctx.shape[0], g_spikes, g_membrane, g_inner, g_outer),
+                ctx.config, any(need[1:4]),
+            )
+        )  # fmt: skip
         return (*input_grads(ctx, grads, need), None, None, None, None)
 
 
@@ -350,7 +332,7 @@ def fused_apply(
         return RecurrenceOutput(spikes, membrane if record else None, NeuronState(inner, outer))
     # inference: no autograd node and nothing saved
     cur, params, s0, o0 = flat_inputs(current, decay, threshold, penalty, state.inner, state.outer)
-    out = kernels.forward(cur, params, s0, o0, config, save=False, membranes=record)
+    out = kernels.forward(ForwardJob(cur, params, s0, o0, config, False, record))
     shape = (batch, hidden)
     return RecurrenceOutput(
         out.spikes.view(steps, batch, hidden),
@@ -384,4 +366,20 @@ def fused_recurrence(
         return fused_apply(TORCH_KERNELS, current, *values, model, state, record, consume)
     from nmsnn.core.backends.stepwise import stepwise_recurrence
 
-    return stepwise_recurrence(current, values, model, state, record, consume)
+    return stepwise_recurrence(current, values, model, state, record)
+
+
+def kernel_backend(
+    kernels: Kernels, check_device: Callable[[Tensor], None]
+) -> Callable[..., RecurrenceOutput]:
+    """A backend with :func:`fused_recurrence`'s signature that runs ``kernels`` (written for
+    ``lif``) after ``check_device`` accepted the current's device."""
+
+    def recurrence(current, values, model, state=None, record=True, consume=False) -> RecurrenceOutput:
+        check_device(current)
+        return fused_apply(kernels, current, *values, model, state, record, consume)
+
+    recurrence.__doc__ = (
+        f"The ``{kernels.name}`` backend; ``record``/``consume``: see :data:`RECURRENCE_HINTS`."
+    )
+    return recurrence

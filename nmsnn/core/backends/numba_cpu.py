@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,18 +25,19 @@ import torch
 from torch import Tensor
 
 from nmsnn.core.backends.fused import (
+    BackwardJob,
     BackwardResult,
     Flat,
+    ForwardJob,
     ForwardResult,
     bias_grad,
     flat_grads,
     flat_inputs,
-    fused_apply,
     input_grads,
+    kernel_backend,
     node_outputs,
 )
 from nmsnn.core.backends.memory import retain_freed_memory
-from nmsnn.core.neuron import NeuronState, RecurrenceOutput
 from nmsnn.core.neurons.lif import LIF
 
 log = logging.getLogger(__name__)
@@ -390,33 +390,17 @@ class NumbaKernels:
 
     name = "numba"
 
-    def forward(
-        self,
-        current: Tensor,
-        params: Flat,
-        inner0: Tensor,
-        outer0: Tensor,
-        config: LIF,
-        save: bool,
-        membranes: bool = True,
-        bias: Tensor | None = None,
-        into_current: bool = False,
-    ) -> ForwardResult:
-        """Without ``membranes`` the delayed membrane is not computed (it is ``None``). ``bias
-        [N]`` (optional) is added to ``current`` in the loop (see :func:`_build`). With
+    def forward(self, job: ForwardJob, bias: Tensor | None = None) -> ForwardResult:
+        """``bias [N]`` (optional) is added to ``current`` in the loop (see :func:`_build`). With
         ``into_current`` (and ``save``) the saved ``pre`` is ``current`` itself, overwritten."""
+        current, params, inner0, outer0, config, save, membranes, into_current = job
         dtype = current.dtype
-        if dtype not in NATIVE:
-            out = self.forward(
-                current.float(),
-                Flat(*(x.float() for x in params)),
-                inner0.float(),
-                outer0.float(),
-                config,
-                save,
-                membranes,
-                None if bias is None else bias.float(),
-            )  # the float32 copy of current is this call's own: nothing to overwrite in place
+        if dtype not in NATIVE:  # the float32 copy of current is this call's own: nothing to overwrite
+            promoted = ForwardJob(
+                current.float(), Flat(*(x.float() for x in params)), inner0.float(), outer0.float(),
+                config, save, membranes,
+            )  # fmt: skip
+            out = self.forward(promoted, None if bias is None else bias.float())
             return ForwardResult(
                 out.spikes.to(dtype),
                 None if out.membrane is None else out.membrane.to(dtype),
@@ -440,21 +424,9 @@ class NumbaKernels:
         run_split(_forward_loop(config, membranes, bias is not None, inplace), args, steps, n)
         return ForwardResult(spikes, membrane if membranes else None, pre if save else None, inner, outer)
 
-    def backward(
-        self,
-        pre: Tensor,
-        params: Flat,
-        inner0: Tensor,
-        grad_spikes: Tensor | None,
-        grad_membrane: Tensor | None,
-        grad_inner: Tensor,
-        grad_outer: Tensor,
-        config: LIF,
-        param_grads: bool = True,
-        fold: Fold | None = None,
-        into_pre: bool = False,
-    ) -> BackwardResult:
+    def backward(self, job: BackwardJob, fold: Fold | None = None, into_pre: bool = False) -> BackwardResult:
         """With ``into_pre`` the current's gradient is written over ``pre`` (then unusable)."""
+        pre, params, inner0, grad_spikes, grad_membrane, grad_inner, grad_outer, config, param_grads = job
         # pre is float32/float64 (other dtypes were promoted in forward); grads follow pre's dtype
         steps, n = pre.shape
         dt = pre.dtype
@@ -498,21 +470,14 @@ class Fold(NamedTuple):
 NUMBA_KERNELS = NumbaKernels()
 
 
-def numba_recurrence(
-    current: Tensor,
-    values: Sequence[Tensor],
-    config: LIF,
-    state: NeuronState | None = None,
-    record: bool = True,
-    consume: bool = False,
-) -> RecurrenceOutput:
-    """The ``numba`` backend (CPU tensors only); ``record``/``consume``: see
-    :data:`~nmsnn.core.backends.fused.RECURRENCE_HINTS`."""
+def _cpu_tensors(current: Tensor) -> None:
     if current.device.type != "cpu":
         raise RuntimeError(
             f"backend='numba' runs on CPU tensors, got {current.device}; use backend=auto or triton."
         )
-    return fused_apply(NUMBA_KERNELS, current, *values, config, state, record, consume)
+
+
+numba_recurrence = kernel_backend(NUMBA_KERNELS, _cpu_tensors)
 
 
 def _next_current(spikes: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -564,9 +529,7 @@ class FoldedRecurrence(torch.autograd.Function):
         flat_bias = None
         if in_bias is not None:
             flat_bias = in_bias.detach().to(cur.dtype).expand(batch, hidden).reshape(-1)
-        out = NUMBA_KERNELS.forward(
-            cur, params, s0, o0, config, True, membranes=record, bias=flat_bias, into_current=consume
-        )
+        out = NUMBA_KERNELS.forward(ForwardJob(cur, params, s0, o0, config, True, record, consume), flat_bias)
         if weight is None:
             w, nxt = cur.new_empty(0, 0, 0), cur.new_empty(steps, batch, 0)
         else:
@@ -618,8 +581,12 @@ class FoldedRecurrence(torch.autograd.Function):
         elif all(g is None for g in (g_spikes, g_membrane, g_inner, g_outer)):
             return (None,) * 12
         grads = NUMBA_KERNELS.backward(
-            pre, Flat(d, th, p), s0, *flat_grads(pre, steps, g_spikes, g_membrane, g_inner, g_outer),
-            ctx.config, param_grads=any(need[1:4]), fold=fold, into_pre=True,
+            BackwardJob(
+                pre, Flat(d, th, p), s0, *flat_grads(pre, steps, g_spikes, g_membrane, g_inner, g_outer),
+                ctx.config, any(need[1:4]),
+            ),
+            fold=fold,
+            into_pre=True,
         )  # fmt: skip
         ctx.consumed = True
         grad_in_bias = None

@@ -88,15 +88,10 @@ def _step_grads(
 
 
 def stepwise_recurrence(
-    current: Tensor,
-    values: Sequence[Tensor],
-    model: NeuronModel,
-    state: Any = None,
-    record: bool = True,
-    consume: bool = False,
+    current: Tensor, values: Sequence[Tensor], model: NeuronModel, state: Any, record: bool = True
 ) -> RecurrenceOutput:
-    """:class:`StepwiseRecurrence` with the backends' signature (``consume`` is not used: the
-    node keeps the current to differentiate each step)."""
+    """:class:`StepwiseRecurrence` on ``current [T, B, H]`` (the ``fused`` backend's path for
+    models without kernels of their own); without ``record`` the membrane is ``None``."""
     state = zero_state(model, current[0]) if state is None else state
     tensors = (current, *values, *state)
     if torch.is_grad_enabled() and any(isinstance(x, Tensor) and x.requires_grad for x in tensors):

@@ -15,16 +15,18 @@ kernels run on CPU tensors in Triton's interpreter, which is how the test suite 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-from nmsnn.core.backends.fused import BackwardResult, Flat, ForwardResult, fused_apply
-from nmsnn.core.neuron import NeuronState, RecurrenceOutput
-from nmsnn.core.neurons.lif import LIF
+from nmsnn.core.backends.fused import (
+    BackwardJob,
+    BackwardResult,
+    ForwardJob,
+    ForwardResult,
+    kernel_backend,
+)
 from nmsnn.errors import ConfigError
 
 
@@ -217,19 +219,10 @@ class TritonKernels:
 
     name = "triton"
 
-    def forward(
-        self,
-        current: Tensor,
-        params: Flat,
-        inner0: Tensor,
-        outer0: Tensor,
-        config: LIF,
-        save: bool,
-        membranes: bool = True,
-        into_current: bool = False,
-    ) -> ForwardResult:
+    def forward(self, job: ForwardJob) -> ForwardResult:
         """The saved ``pre`` is written over ``current`` (``into_current``) only when the current
         is already in the compute dtype (a bf16 current keeps an fp32 ``pre`` of its own)."""
+        current, params, inner0, outer0, config, save, membranes, into_current = job
         steps, n = current.shape
         acc_torch, acc = _acc(current.dtype)
         spikes = torch.empty_like(current)
@@ -247,18 +240,9 @@ class TritonKernels:
         )  # fmt: skip
         return ForwardResult(spikes, membrane if membranes else None, pre if save else None, inner, outer)
 
-    def backward(
-        self,
-        pre: Tensor,
-        params: Flat,
-        inner0: Tensor,
-        grad_spikes: Tensor | None,
-        grad_membrane: Tensor | None,
-        grad_inner: Tensor,
-        grad_outer: Tensor,
-        config: LIF,
-        param_grads: bool = True,  # the kernel always computes them (cheap on a GPU)
-    ) -> BackwardResult:
+    def backward(self, job: BackwardJob) -> BackwardResult:
+        """The kernel always computes the parameters' gradients (cheap on a GPU)."""
+        pre, params, inner0, grad_spikes, grad_membrane, grad_inner, grad_outer, config, _ = job
         steps, n = pre.shape
         _, acc = _acc(pre.dtype)
         g_current = torch.empty_like(pre)
@@ -278,16 +262,8 @@ class TritonKernels:
 TRITON_KERNELS = TritonKernels()
 
 
-def triton_recurrence(
-    current: Tensor,
-    values: Sequence[Tensor],
-    config: LIF,
-    state: NeuronState | None = None,
-    record: bool = True,
-    consume: bool = False,
-) -> RecurrenceOutput:
-    """The ``triton`` backend (CUDA tensors; CPU tensors only under ``TRITON_INTERPRET=1``);
-    ``record``/``consume``: see :data:`~nmsnn.core.backends.fused.RECURRENCE_HINTS`."""
+def _cuda_tensors(current: Tensor) -> None:
+    """CUDA tensors; CPU tensors only under ``TRITON_INTERPRET=1``."""
     from nmsnn.core.backends import triton_interpreted
 
     if current.device.type != "cuda" and not triton_interpreted():
@@ -295,4 +271,6 @@ def triton_recurrence(
             f"backend='triton' runs on CUDA tensors, got {current.device}; use backend=auto, "
             "or set TRITON_INTERPRET=1 to run the kernels in Triton's CPU interpreter."
         )
-    return fused_apply(TRITON_KERNELS, current, *values, config, state, record, consume)
+
+
+triton_recurrence = kernel_backend(TRITON_KERNELS, _cuda_tensors)
