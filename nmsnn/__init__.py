@@ -12,6 +12,7 @@ __all__ = [
     "SpikingClassifier",
     "SpikingRegressor",
     "__version__",
+    "from_nir",
 ]
 
 
@@ -21,4 +22,8 @@ def __getattr__(name: str):
         from nmsnn import estimators
 
         return getattr(estimators, name)
+    if name == "from_nir":  # NIR graphs as nmsnn models (the export extra's nir package)
+        from nmsnn.neuromorphic import from_nir
+
+        return from_nir
     raise AttributeError(f"module 'nmsnn' has no attribute {name!r}")

@@ -1,11 +1,13 @@
-"""Exporting a trained model for deployment: TorchScript and ONNX.
+"""Exporting a trained model for deployment: TorchScript, ONNX and NIR (neuromorphic hardware).
 
 The exported model maps *preprocessed* rows ``[B, F]`` (float32) to class probabilities
 ``[B, C]`` or regression values ``[B]``, with the deterministic evaluation encoding inside (its
 noise table is a constant of the graph) and the time loop unrolled. The preprocessing travels
 beside it as ``preprocessing.json``: for each numeric column ``(value - center) / scale`` after
 replacing a missing value with ``impute``, then one 0/1 column per category of each text column
-(``categories``), in the order of ``feature_names``; class labels are ``classes``.
+(``categories``), in the order of ``feature_names``; class labels are ``classes``. ``nir``
+writes the spiking network itself as a NIR graph (:mod:`nmsnn.neuromorphic`), whose input is
+the encoded train.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from nmsnn.data.preprocessing import TabularPreprocessor
-from nmsnn.export_targets import FILES, FORMATS, export_targets
+from nmsnn.errors import ConfigError
+from nmsnn.export_targets import DEFAULT_FORMATS, FILES, FORMATS, export_targets
 from nmsnn.files import write_atomic, write_text
 from nmsnn.lit.module import SpikingModule, output_values
 from nmsnn.quiet import quiet_loggers
@@ -85,7 +88,7 @@ def export(
     module: SpikingModule,
     preprocessor: TabularPreprocessor,
     output_dir: str | Path,
-    formats: Sequence[str] | str = FORMATS,
+    formats: Sequence[str] | str = DEFAULT_FORMATS,
     overwrite: bool = False,
 ) -> dict[str, Path]:
     """Write the chosen formats and ``preprocessing.json`` to ``output_dir``; return their paths.
@@ -102,8 +105,18 @@ def export(
             stale,
             list(formats),
         )
+    if "nir" in formats:  # refused before any file is written
+        from nmsnn.neuromorphic import nir_refusal
+
+        reason = nir_refusal(module)
+        if reason:
+            raise ConfigError(f"formats=[nir]: {reason}.")
     model = InferenceModel(module)
-    writers = {"torchscript": to_torchscript, "onnx": to_onnx}
+    writers = {
+        "torchscript": to_torchscript,
+        "onnx": to_onnx,
+        "nir": lambda _, path: _write_nir(module, path),
+    }
     for name in formats:
         write_atomic(targets[name], lambda tmp, name=name: writers[name](model, Path(tmp)), overwrite=True)
     spec = {
@@ -113,6 +126,12 @@ def export(
     }
     write_text(json.dumps(spec, indent=2), targets["preprocessing"], overwrite=True)
     return targets
+
+
+def _write_nir(module: SpikingModule, path: Path) -> None:
+    from nmsnn.neuromorphic import write_nir
+
+    write_nir(module, path)
 
 
 def output_spec(preprocessor: TabularPreprocessor) -> str:

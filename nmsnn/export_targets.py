@@ -8,8 +8,14 @@ from pathlib import Path
 from nmsnn.errors import ConfigError
 from nmsnn.files import refuse_input
 
-FORMATS = ("torchscript", "onnx")
-FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx", "preprocessing": "preprocessing.json"}
+FORMATS = ("torchscript", "onnx", "nir")
+DEFAULT_FORMATS = ("torchscript", "onnx")
+FILES = {
+    "torchscript": "model.torchscript.pt",
+    "onnx": "model.onnx",
+    "nir": "model.nir",
+    "preprocessing": "preprocessing.json",
+}
 
 
 def export_targets(

@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nmsnn.errors import user_error
 from nmsnn.files import write_atomic, write_csv, write_text
+from nmsnn.threads import usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -147,14 +148,19 @@ def in_multirun() -> bool:
 
 def parallel_jobs() -> int:
     """How many jobs of this multirun run at once on this machine (1 outside a multirun, or for
-    launchers that run one job at a time or each on its own node)."""
+    launchers that run one job at a time or each on its own node): joblib's ``n_jobs``; for
+    local submitit jobs, as many as the cores hold at their ``cpus_per_task`` each."""
     if not in_multirun():
         return 1
     launcher = HydraConfig.get().launcher
-    if "joblib" not in str(launcher.get("_target_", "")):
-        return 1
-    n_jobs = int(launcher.get("n_jobs") or 1)
-    return os.cpu_count() or 1 if n_jobs < 0 else n_jobs
+    target = str(launcher.get("_target_", ""))
+    if "joblib" in target:
+        n_jobs = int(launcher.get("n_jobs") or 1)
+        return os.cpu_count() or 1 if n_jobs < 0 else n_jobs
+    if target.endswith("submitit_launcher.LocalLauncher"):
+        # local submitit jobs all run at once and see every core: each gets its cpus_per_task
+        return max(1, usable_cores() // max(1, int(launcher.get("cpus_per_task") or 1)))
+    return 1
 
 
 def run_job(

@@ -91,6 +91,10 @@ def test_submitit_local_runs_two_jobs(tmp_path):
     )
     summary = pd.read_csv(sweep_dir(tmp_path) / "summary.csv")
     assert list(summary["status"]) == ["ok", "ok"]
+    # the jobs run at once: each takes its cpus_per_task (1) threads, not every core
+    for job in ("0", "1"):
+        log = next((sweep_dir(tmp_path) / job).glob("*.log")).read_text()
+        assert "CPU threads: 1 (auto: " in log and "parallel jobs" in log, log
 
 
 def test_slurm_launcher_config_follows_the_trainer():
