@@ -173,8 +173,10 @@ def _set_auto(device_type: str, choice: str, reason: str) -> None:
 
 
 def reset_auto() -> None:
-    """Forget ``auto``'s choices (they are made again, and logged, on the next call)."""
+    """Forget ``auto``'s choices and its per-model fallbacks (they are made again, and logged,
+    on the next call)."""
     _AUTO_CHOICE.clear()
+    _MODEL_FALLBACKS.clear()
 
 
 def auto_recurrence(
