@@ -39,7 +39,8 @@ from nmsnn.errors import ConfigError
 @dataclass(frozen=True)
 class Range:
     """A number's valid interval: ``low``/``high`` (``None``: unbounded), closed or open ends, and
-    whether it must be finite. ``clamp``: where a learned value is held (``None``: not learnable)."""
+    whether it must be finite. ``clamp``: the bounds a learned value is held to in the forward
+    pass (``None``: none)."""
 
     low: float | None = None
     high: float | None = None
@@ -142,7 +143,7 @@ class NeuronModel:
 
     @classmethod
     def clamp(cls, name: str, value: Tensor) -> Tensor:
-        """A learned value held in its valid range (a no-op for values that are not learned)."""
+        """A learned value held to its declared ``clamp`` bounds (unchanged where there are none)."""
         low, high = dataclasses.fields(cls)[_index(cls, name)].metadata["range"].clamp or (None, None)
         return value.clamp(low, high) if low is not None or high is not None else value
 
