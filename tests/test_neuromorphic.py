@@ -188,6 +188,12 @@ def test_a_graph_exported_by_snntorch_imports_and_predicts():
     assert theirs.sum() > 0
     torch.testing.assert_close(ours[2:], theirs[:-2], rtol=0, atol=0)
     assert module.predict_rows(torch.randn(7, 4, dtype=torch.float64)).shape == (7, 3)
+    # and it trains: the imported layers are ordinary lif_hard layers with a surrogate gradient
+    rows, labels = torch.randn(7, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    module.train()
+    module.loss(module(rows).prediction, labels).backward()
+    grad = module.model.network.layers[0].linear.weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
 def test_from_nir_refuses_what_nmsnn_cannot_run_by_name():
