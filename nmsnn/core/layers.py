@@ -282,7 +282,8 @@ def neuron_configs(neuron: Mapping[str, Any], n_layers: int) -> list[NeuronModel
     if unknown:
         raise ConfigError(
             f"unknown neuron setting(s) {sorted(unknown)} for model.neuron.kind={model.kind!r}; "
-            f"known: {sorted(known)}."
+            f"known: {sorted(known)} (to switch models, use model/neuron=<kind>: it brings that "
+            "model's own settings)."
         )
     per_layer: list[dict[str, Any]] = [{} for _ in range(n_layers)]
     for key, value in neuron.items():
