@@ -112,10 +112,10 @@ class SpikingLayer(nn.Module):
 
     def neuron_values(self) -> tuple[Tensor, ...]:
         """The model's parameter values (in its order), clamped to their valid ranges."""
-        values = tuple(getattr(self, name) for name in self.neuron.param_names())
+        names = self.neuron.param_names()
         if not self.neuron.learnable:
-            return values
-        return tuple(self.neuron.clamp(n, v) for n, v in zip(self.neuron.param_names(), values))
+            return tuple(getattr(self, name) for name in names)
+        return tuple(self.neuron.clamp(name, getattr(self, name)) for name in names)
 
     def forward(self, x: Tensor, state: Any = None) -> RecurrenceOutput:
         """This layer alone: ``x [T, B, in]`` -> delayed spikes and membrane ``[T, B, out]`` and
@@ -138,6 +138,7 @@ class SpikingLayer(nn.Module):
         return LayerCall(
             x=x,
             linear=lambda for_node: self.current(x, with_bias=not for_node),
+            recurrence=self._recurrence,
             bias=self.linear.bias,
             values=self.neuron_values(),
             model=self.neuron,

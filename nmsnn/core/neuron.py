@@ -25,6 +25,7 @@ against.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -134,7 +135,7 @@ class NeuronModel:
     @classmethod
     def param_names(cls) -> tuple[str, ...]:
         """The :func:`param` fields, in the order :meth:`step` receives them."""
-        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("kind") == "param")
+        return tuple(_param_bounds(cls))
 
     @classmethod
     def settings(cls) -> dict[str, Any]:
@@ -144,7 +145,7 @@ class NeuronModel:
     @classmethod
     def clamp(cls, name: str, value: Tensor) -> Tensor:
         """A learned value held to its declared ``clamp`` bounds (unchanged where there are none)."""
-        low, high = dataclasses.fields(cls)[_index(cls, name)].metadata["range"].clamp or (None, None)
+        low, high = _param_bounds(cls)[name]
         return value.clamp(low, high) if low is not None or high is not None else value
 
     @property
@@ -153,17 +154,23 @@ class NeuronModel:
         return math.isfinite(self.threshold)  # type: ignore[attr-defined]
 
 
-def _index(cls: type, name: str) -> int:
-    return [f.name for f in dataclasses.fields(cls)].index(name)
+@functools.cache
+def _param_bounds(cls: type) -> dict[str, tuple[float | None, float | None]]:
+    """Each :func:`param` field of ``cls`` (in order) and its clamp bounds, read once per class
+    (a layer asks for them on every forward pass)."""
+    return {
+        f.name: f.metadata["range"].clamp or (None, None)
+        for f in dataclasses.fields(cls)
+        if f.metadata.get("kind") == "param"
+    }
 
 
-def check_number(name: str, value: Any, valid: Range, where: str = "") -> None:
+def check_number(name: str, value: Any, valid: Range) -> None:
     """Raise :class:`ConfigError` unless ``value`` is a number in ``valid``."""
-    prefix = f"{where}: " if where else ""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ConfigError(f"{prefix}{name} must be a number, got {value!r}.")
+        raise ConfigError(f"{name} must be a number, got {value!r}.")
     if not valid.contains(float(value)):
-        raise ConfigError(f"{prefix}{name} must be {valid.describe()}, got {value}.")
+        raise ConfigError(f"{name} must be {valid.describe()}, got {value}.")
 
 
 def zero_state(model: NeuronModel, like: Tensor) -> Any:

@@ -178,6 +178,7 @@ class PopulationNetwork:
             call = LayerCall(
                 x=x,
                 linear=partial(_stacked_current, x, group, k, steps, batch),
+                recurrence=group[0]._recurrence,
                 bias=None,  # each member's bias is added in the stacked Linear
                 values=_member_values(group, batch),
                 model=config,

@@ -229,13 +229,15 @@ class LayerCall(NamedTuple):
     (``x``'s dtype and device tell whether the numba node applies). With ``for_node=True`` it is
     formed the way the numba node expects: without the bias when ``bias`` is given (the node adds
     it as it reads the current), otherwise with the bias added as a separate sum (rounded as the
-    node rounds it). ``following``: the next layer's ``(weight, bias)``, which a backend may fold
+    node rounds it). ``recurrence``: the layer's backend, resolved once by :func:`get_backend`.
+    ``following``: the next layer's ``(weight, bias)``, which a backend may fold
     into this layer's node; ``given``: this layer's current, when the previous layer's node
     formed it.
     """
 
     x: Tensor
     linear: Callable[[bool], Tensor]
+    recurrence: Recurrence
     bias: Tensor | None
     values: tuple[Tensor, ...]
     model: NeuronModel
@@ -256,5 +258,6 @@ def run_layer(backend: str, call: LayerCall) -> tuple[RecurrenceOutput, Tensor |
     if numba_node_applies(backend, call.x if call.given is None else call.given, call.model):
         return run_numba_layer(backend, call)
     current = call.linear(False) if call.given is None else call.given
-    recurrence = get_backend(backend)
-    return recurrence(current, call.values, call.model, call.state, record=call.record, consume=True), None
+    return call.recurrence(
+        current, call.values, call.model, call.state, record=call.record, consume=True
+    ), None

@@ -21,7 +21,6 @@ from nmsnn.core.backends import (
     LayerCall,
     _set_auto,
     auto_choice,
-    get_backend,
     installed,
     supports,
 )
@@ -75,12 +74,9 @@ def folded_recurrence(
     ``consume``: ``current`` is the caller's own scratch (nothing else reads it): the node
     overwrites it with the saved pre-reset membrane. The node's backward runs once only.
 
-    Applies where :func:`numba_node_applies` and ``K <= FOLD_MAX_OUT``.
+    Called by :func:`run_numba_layer` only, where :func:`numba_node_applies` and ``K <=
+    FOLD_MAX_OUT`` (both checked there).
     """
-    if weight is not None and weight.shape[-2] > FOLD_MAX_OUT:
-        return None
-    if not numba_node_applies(backend, current, config):
-        return None
     if state is None:
         zeros = current.new_zeros(current.shape[1:])
         state = NeuronState(zeros, zeros)
@@ -124,5 +120,6 @@ def run_numba_layer(backend: str, call: LayerCall) -> tuple[RecurrenceOutput, Te
         )
         if folded is not None:
             return folded
-    recurrence = get_backend(backend)
-    return recurrence(current, call.values, call.model, call.state, record=call.record, consume=True), None
+    return call.recurrence(
+        current, call.values, call.model, call.state, record=call.record, consume=True
+    ), None

@@ -77,6 +77,8 @@ def _step_grads(
 ) -> list[Tensor | None]:
     """Gradients of one ``model.step`` with respect to ``inputs`` (the current, the state's
     fields, the values), given the gradients of the state after it (``None``: none)."""
+    if all(g is None for g in grad_after):  # nothing flows back through this step
+        return [None] * len(inputs)
     with torch.enable_grad():
         after = model.step(inputs[0], model.State(*inputs[1 : 1 + fields]), inputs[1 + fields :])
     pairs = [(o, g) for o, g in zip(after, grad_after) if g is not None and o.requires_grad]
