@@ -64,6 +64,7 @@ class _SpikingEstimator(BaseEstimator):
         self,
         hidden: Sequence[int] = (128,),
         time_steps: int = 16,
+        ensemble: int = 1,
         encoder: str = "direct",
         neuron: str = "lif",
         decay: float | None = None,
@@ -91,6 +92,7 @@ class _SpikingEstimator(BaseEstimator):
     ) -> None:
         self.hidden = hidden
         self.time_steps = time_steps
+        self.ensemble = ensemble
         self.encoder = encoder
         self.neuron = neuron
         self.decay = decay
@@ -124,6 +126,7 @@ class _SpikingEstimator(BaseEstimator):
             neuron=self._neuron_settings(),
             encoder=self.encoder,
             time_steps=self.time_steps,
+            ensemble=self.ensemble,
             burn_in=self.burn_in,
             readout=self.readout,
             backend=self.backend,
@@ -251,7 +254,7 @@ class _SpikingEstimator(BaseEstimator):
                 callbacks=callbacks,
                 num_sanity_val_steps=0,
             )
-            work = datamodule.train_batch_size() * max([module.hparams.num_inputs, *hidden])
+            work = datamodule.train_batch_size() * module.widest_layer()
             with threads_for(self.threads, work):
                 trainer.fit(module, datamodule=datamodule)
             if keep.state is not None:
@@ -277,7 +280,7 @@ class SpikingClassifier(ClassifierMixin, _SpikingEstimator):
     """A spiking neural network classifier (softmax over a time-averaged spiking readout).
 
     Parameters mirror ``nmsnn-train``'s model: ``hidden`` layer sizes, ``time_steps``,
-    ``encoder``, the ``neuron`` model (``lif``, ``alif``, ``lif_hard`` or an import path) and its
+    ``ensemble`` (members trained together and averaged), ``encoder``, the ``neuron`` model (``lif``, ``alif``, ``lif_hard`` or an import path) and its
     ``decay``, ``threshold``, ``penalty``, ``reset``, ``spike_fn``, ``surrogate_slope`` and
     ``learnable`` (``None``: that model's default; a setting the model lacks is an error), any
     other setting of the model in ``neuron_params`` (e.g. ``{"adapt_gain": 0.3}``), the

@@ -39,6 +39,16 @@ HINT = "train with model/neuron=lif_hard (binary spikes, reset to v_reset), whic
 def nir_refusal(module: SpikingModule) -> str | None:
     """Why ``module`` has no exact NIR graph (one line naming the setting), or ``None``."""
     h = module.hparams
+    if h.get("ensemble", 1) > 1:
+        return (
+            f"model.ensemble={h['ensemble']} averages its members' outputs, which a NIR graph does "
+            "not express; train with model.ensemble=1 to export NIR"
+        )
+    if h["encoder"] == "receptive_field":
+        return (
+            "model.encoder=receptive_field feeds the network Gaussian tuning curves of each "
+            "feature, which are not a NIR primitive; use encoder=direct to export NIR"
+        )
     if h["readout"] == "membrane":
         return (
             "model.readout=membrane reads a firing layer's membrane, which a NIR LIF does not "

@@ -53,8 +53,9 @@ def describe(model: SpikingModule) -> str:
     kind = neuron.get("kind", "lif")
     spikes = f"{neuron['spike_fn']} spikes" if "spike_fn" in neuron else "spikes"
     reset = f", {neuron['reset']} reset" if "reset" in neuron else ""
+    members = f", an ensemble of {h.ensemble} such networks" if h.get("ensemble", 1) > 1 else ""
     return (
-        f"{sizes} ({h.task}), T={h.time_steps}, {kind} neuron ({spikes}{reset}), "
+        f"{sizes} ({h.task}){members}, T={h.time_steps}, {kind} neuron ({spikes}{reset}), "
         f"{h.encoder} encoder, {params:,} parameters"
     )
 
@@ -136,9 +137,7 @@ def build_trainer(cfg: DictConfig, datamodule: TabularDataModule, loggers: Any =
 def step_work(datamodule: TabularDataModule, model: SpikingModule, members: int = 1) -> int:
     """Elements one time step of the recurrence touches: training rows per batch x the widest
     layer x population members (what the thread count is chosen from)."""
-    h = model.hparams
-    widest = max(int(h.num_inputs), int(h.num_outputs), *(int(n) for n in h.hidden or [0]))
-    return datamodule.train_batch_size() * widest * members
+    return datamodule.train_batch_size() * model.widest_layer() * members
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

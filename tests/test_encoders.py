@@ -159,3 +159,19 @@ def test_frozen_table_is_unchanged():
 
 PINNED_FROZEN = [0.6292828321456909, 0.28129637241363525, 0.0354609489440918, 0.9252578020095825]
 PINNED_FROZEN += [0.39222508668899536, 0.2140461802482605]
+
+
+def test_receptive_fields_give_each_feature_its_value_and_tuning_curves():
+    from nmsnn.core.encoders import FIELD_SPAN, FIELDS
+
+    enc = build_encoder("receptive_field", 5).train()
+    x = torch.tensor([[0.0, FIELD_SPAN], [-FIELD_SPAN, 10.0]])
+    out = enc(x)
+    assert out.shape == (5, 2, 2 * (1 + FIELDS)) and enc.expansion == 1 + FIELDS
+    assert torch.equal(out[0], out[4])  # a constant current, deterministic in training too
+    per_feature = out[0].view(2, 2, 1 + FIELDS)
+    assert torch.equal(per_feature[..., 0], x)  # the value itself comes first
+    fields = per_feature[..., 1:]
+    assert fields[0, 1, -1] == 1 and fields[1, 0, 0] == 1  # a value at a centre fires that field fully
+    assert torch.all(fields[1, 1] < 1e-10)  # far outside the span: only the value itself
+    assert torch.all((fields >= 0) & (fields <= 1))

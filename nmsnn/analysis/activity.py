@@ -65,10 +65,8 @@ class ActivityAccumulator:
         self.burn_in = burn_in
         self.names = layer_names(network)
         self.fires = [layer.fires for layer in network.layers]
-        self.fan_out = [layer.linear.out_features for layer in network.layers]
-        self.macs_per_row = float(
-            sum(layer.linear.in_features * layer.linear.out_features for layer in network.layers)
-        )
+        self.fan_out = [layer.fan_out for layer in network.layers]
+        self.macs_per_row = float(sum(layer.synapses for layer in network.layers))
         self.state: dict[str, Tensor] = {}
 
     def _add(self, key: str, value: Tensor) -> None:

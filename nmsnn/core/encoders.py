@@ -4,6 +4,10 @@ r"""Input encoders: turn a batch of rows ``x [B, F]`` into an input train ``[T, 
 * ``bernoulli``: rate code, :math:`x_t \sim \text{Bernoulli}(\sigma(x))` (standardized inputs are
   mapped to firing probabilities by the logistic function).
 * ``direct``: constant current, :math:`x_t = x`.
+* ``receptive_field``: constant current from Gaussian receptive fields (Bohte et al., 2002):
+  each standardized feature drives itself and :data:`FIELDS` neurons tuned to evenly spaced
+  values, :math:`\exp(-(x - c_g)^2 / 2\sigma^2)`, so the first layer sees where in its range a
+  value lies, not only how large it is (``F`` features become ``F * (1 + FIELDS)`` inputs).
 
 Training draws fresh randomness from torch's generator (the global one, or the ``generator``
 passed to ``forward``: a population of models gives each member its own). On CPU the noise is
@@ -23,7 +27,11 @@ from torch import Tensor, nn
 from nmsnn.core.backends.noise import counter_noise
 from nmsnn.errors import ConfigError
 
-ENCODERS = ("uniform_noise", "bernoulli", "direct")
+ENCODERS = ("uniform_noise", "bernoulli", "direct", "receptive_field")
+# the receptive fields: centres evenly spaced over [-FIELD_SPAN, FIELD_SPAN] standard deviations,
+# each as wide as the spacing (values further out still reach the network through x itself)
+FIELDS = 8
+FIELD_SPAN = 2.0
 
 _MASK32 = 0xFFFFFFFF
 
@@ -58,6 +66,9 @@ def frozen_uniform(
 class Encoder(nn.Module):
     """Base class: ``forward(x [B, F], generator=None) -> [T, B, F]``; deterministic when not
     training. All training randomness comes from ``generator`` (torch's global one if ``None``)."""
+
+    # inputs per feature in the encoded train (``F`` features -> ``F * expansion`` inputs)
+    expansion = 1
 
     def __init__(self, time_steps: int, seed: int = 0) -> None:
         super().__init__()
@@ -113,12 +124,30 @@ class DirectEncoder(Encoder):
         return x.unsqueeze(0).expand(self.time_steps, *x.shape)
 
 
+class ReceptiveFieldEncoder(Encoder):
+    """Constant current ``[x, exp(-(x - c_1)^2 / 2 s^2), ..., exp(-(x - c_G)^2 / 2 s^2)]`` per
+    feature (features side by side, each feature's ``1 + G`` inputs together)."""
+
+    expansion = 1 + FIELDS
+
+    def __init__(self, time_steps: int, seed: int = 0) -> None:
+        super().__init__(time_steps, seed)
+        self.register_buffer("centres", torch.linspace(-FIELD_SPAN, FIELD_SPAN, FIELDS), persistent=False)
+        self.width = 2 * FIELD_SPAN / (FIELDS - 1)
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        fields = torch.exp(-0.5 * ((x.unsqueeze(-1) - self.centres.to(x.dtype)) / self.width) ** 2)
+        rows = torch.cat([x.unsqueeze(-1), fields], dim=-1).flatten(-2)  # [B, F * (1 + G)]
+        return rows.unsqueeze(0).expand(self.time_steps, *rows.shape)
+
+
 def build_encoder(kind: str, time_steps: int, seed: int = 0) -> Encoder:
     """Create the encoder called ``kind`` (one of :data:`ENCODERS`)."""
     classes = {
         "uniform_noise": UniformNoiseEncoder,
         "bernoulli": BernoulliEncoder,
         "direct": DirectEncoder,
+        "receptive_field": ReceptiveFieldEncoder,
     }
     if kind not in classes:
         raise ConfigError(f"encoder={kind!r} is not an encoder; use one of {ENCODERS}.")

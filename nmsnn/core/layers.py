@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from nmsnn.core.backends import LayerCall, check_supports, get_backend, run_layer
 from nmsnn.core.backends.fused import bias_grad
 from nmsnn.core.encoders import Encoder
+from nmsnn.core.ensemble import GroupedLinear, block_weights, check_members
 from nmsnn.core.neuron import NeuronModel, RecurrenceOutput
 from nmsnn.core.neurons import DEFAULT_KIND, LIF, neuron_model
 from nmsnn.errors import ConfigError
@@ -80,6 +81,9 @@ def time_linear(x: Tensor, linear: nn.Linear, with_bias: bool = True) -> Tensor:
 class SpikingLayer(nn.Module):
     """``Linear(in, out)`` followed by the neuron recurrence of ``neuron`` (any neuron model).
 
+    With ``groups`` K > 1 the Linear is a :class:`~nmsnn.core.ensemble.GroupedLinear` (K
+    independent blocks: the layer of an ensemble of K members).
+
     The model's :func:`~nmsnn.core.neuron.param` values (LIF: ``decay``, ``threshold``,
     ``penalty``) are per-layer scalars, stored as parameters when ``neuron.learnable`` and as
     buffers otherwise. Learnable values are clamped to their valid ranges in the forward pass.
@@ -91,9 +95,15 @@ class SpikingLayer(nn.Module):
         out_features: int,
         neuron: NeuronModel,
         backend: str = "auto",
+        groups: int = 1,
     ) -> None:
         super().__init__()
-        self.linear = nn.Linear(in_features, out_features)
+        self.groups = groups
+        self.linear = (
+            nn.Linear(in_features, out_features)
+            if groups == 1
+            else GroupedLinear(in_features, out_features, groups)
+        )
         self.neuron = neuron
         self.backend = backend
         self._recurrence = get_backend(backend)
@@ -104,6 +114,28 @@ class SpikingLayer(nn.Module):
                 self.register_parameter(name, nn.Parameter(value))
             else:
                 self.register_buffer(name, value)
+
+    @property
+    def fan_out(self) -> int:
+        """How many of this layer's neurons one input value reaches (its member's share)."""
+        return self.linear.out_features // self.groups
+
+    @property
+    def synapses(self) -> int:
+        """Weights that connect an input to a neuron (a grouped layer's blocks only)."""
+        return self.linear.in_features * self.linear.out_features // self.groups
+
+    @torch.no_grad()
+    def init_calibrated_(self) -> None:
+        """He-normal weights (per member block) and zero biases, before calibration rescales them."""
+        for weight in block_weights(self.linear):
+            nn.init.kaiming_normal_(weight, nonlinearity="relu")
+        nn.init.zeros_(self.linear.bias)
+
+    @torch.no_grad()
+    def scale_weights_(self, factor: float) -> None:
+        for weight in block_weights(self.linear):
+            weight.mul_(factor)
 
     @property
     def fires(self) -> bool:
@@ -171,6 +203,10 @@ class SpikingNetwork(nn.Module):
     * ``membrane``: it fires and resets like the others; its delayed membrane is the trace (seed);
     * ``spikes``: it fires; its delayed spikes are the trace (rate code).
 
+    ``ensemble`` K > 1 makes it K networks of these sizes side by side (one layer of ``K*H``
+    neurons per layer, block-diagonal after the first: see :mod:`nmsnn.core.ensemble`); the
+    trace is then ``[T, B, K*O]``, member k's outputs in block k.
+
     ``record_hidden`` (default ``True``; see :meth:`hidden_activity`): when ``False``, hidden
     layers' :class:`RecurrenceOutput` holds ``None`` for the membrane, which the fused backends
     do not write (``reference`` computes it and drops it at once). A training step that only
@@ -185,8 +221,10 @@ class SpikingNetwork(nn.Module):
         readout: str = "integrator",
         backend: str = "auto",
         init: str = "calibrated",
+        ensemble: int = 1,
     ) -> None:
         super().__init__()
+        self.ensemble = k = check_members(ensemble)
         if len(sizes) < 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
             raise ConfigError(f"layer sizes must be at least two positive integers, got {list(sizes)}.")
         if len(neurons) != len(sizes) - 1:
@@ -199,15 +237,16 @@ class SpikingNetwork(nn.Module):
         if readout == "integrator":
             neurons[-1] = integrator(neurons[-1])
         self.readout = readout
+        inputs = [sizes[0], *(k * s for s in sizes[1:-1])]  # the first layer reads shared features
         self.layers = nn.ModuleList(
-            SpikingLayer(i, o, n, backend) for i, o, n in zip(sizes[:-1], sizes[1:], neurons)
+            SpikingLayer(i, k * o, n, backend, groups=1 if d == 0 else k)
+            for d, (i, o, n) in enumerate(zip(inputs, sizes[1:], neurons))
         )
         self.init = init
         self.record_hidden = True
         if init == "calibrated":
             for layer in self.layers:
-                nn.init.kaiming_normal_(layer.linear.weight, nonlinearity="relu")
-                nn.init.zeros_(layer.linear.bias)
+                layer.init_calibrated_()
 
     @contextmanager
     def hidden_activity(self, record: bool) -> Iterator[None]:
@@ -264,7 +303,8 @@ class TimeAverageHead(nn.Module):
 
 
 class ModelOutput(NamedTuple):
-    """A model's prediction ``[B, O]`` (logits or scaled values) and the network's activity."""
+    """A model's prediction ``[B, O]`` (logits or scaled values; an ensemble's: ``[B, K, O]``,
+    one row per member) and the network's activity."""
 
     prediction: Tensor
     network: NetworkOutput
@@ -334,7 +374,14 @@ class SpikingModel(nn.Module):
         if x.dim() == 2:
             x = self.encoder(x)
         net = self.network(x)
-        return ModelOutput(self.head(net.trace), net)
+        return ModelOutput(self.prediction(net.trace), net)
+
+    def prediction(self, trace: Tensor) -> Tensor:
+        """The readout trace ``[T, B, K*O]`` reduced over time: ``[B, O]``, or ``[B, K, O]`` for
+        an ensemble of K members."""
+        out = self.head(trace)
+        k = self.network.ensemble
+        return out if k == 1 else out.view(out.shape[0], k, -1)
 
 
 @torch.no_grad()
@@ -351,7 +398,8 @@ def calibrate_(model: SpikingModel, gain: float = 1.0, rows: int = 256, seed: in
     """
     generator = torch.Generator().manual_seed(seed)
     param = next(model.parameters())
-    x = torch.randn(rows, model.network.layers[0].linear.in_features, generator=generator)
+    features = model.network.layers[0].linear.in_features // model.encoder.expansion
+    x = torch.randn(rows, features, generator=generator)
     was_training = model.training
     model.eval()
     inputs = model.encoder(x.to(param.device, param.dtype))
@@ -364,7 +412,7 @@ def calibrate_(model: SpikingModel, gain: float = 1.0, rows: int = 256, seed: in
         else:
             target = gain * (1.0 - float(layer.decay)) if float(layer.decay) < 1 else gain
         if std > 0:
-            layer.linear.weight.mul_(target / std)
+            layer.scale_weights_(target / std)
         layer.linear.bias.zero_()
         inputs = layer(inputs).spikes
     model.train(was_training)

@@ -71,10 +71,12 @@ def neuron_settings(given: Mapping[str, Any]) -> dict[str, Any]:
 
 def build_model(h: Mapping[str, Any]) -> SpikingModel:
     """Encoder, spiking network and head from a module's (checked) hyperparameters."""
-    sizes = [h["num_inputs"], *h["hidden"], h["num_outputs"]]
-    neurons = neuron_configs(h["neuron"], len(sizes) - 1)
-    network = SpikingNetwork(sizes, neurons, readout=h["readout"], backend=h["backend"], init=h["init"])
     encoder = build_encoder(h["encoder"], h["time_steps"])
+    sizes = [h["num_inputs"] * encoder.expansion, *h["hidden"], h["num_outputs"]]
+    neurons = neuron_configs(h["neuron"], len(sizes) - 1)
+    network = SpikingNetwork(
+        sizes, neurons, readout=h["readout"], backend=h["backend"], init=h["init"], ensemble=h["ensemble"]
+    )
     return SpikingModel(encoder, network, TimeAverageHead(h["burn_in"], h["reduce"]))
 
 
@@ -144,10 +146,13 @@ def output_values(
     target_transform: str = "none",
 ) -> Tensor:
     """What a model's raw output means: softmax probabilities ``[B, C]`` for classification,
-    ``mean + std * output`` (``[B]``) for regression, mapped back through ``target_transform``."""
+    ``mean + std * output`` (``[B]``) for regression, mapped back through ``target_transform``.
+    An ensemble's output ``[B, K, O]`` means its members' mean probabilities or values."""
     if task == "classification":
-        return torch.softmax(prediction.float(), dim=-1)
-    return target_values(prediction.float().squeeze(-1), target_mean, target_std, target_transform)
+        values = torch.softmax(prediction.float(), dim=-1)
+    else:
+        values = target_values(prediction.float().squeeze(-1), target_mean, target_std, target_transform)
+    return values.mean(1) if prediction.dim() == 3 else values
 
 
 def target_values(scaled: Tensor, target_mean: float, target_std: float, target_transform: str) -> Tensor:
@@ -172,12 +177,14 @@ class SpikingModule(L.LightningModule):
         neuron: neuron model settings: ``kind`` (``lif``, ``alif``, ``lif_hard``, see
             :mod:`nmsnn.core.neurons`) and that model's fields; a list value
             gives one value per layer, output layer included.
-        encoder: ``uniform_noise`` | ``bernoulli`` | ``direct``.
+        encoder: ``direct`` | ``receptive_field`` | ``uniform_noise`` | ``bernoulli``.
         time_steps: number of simulated steps T.
         burn_in: steps ignored by the time-averaging head.
         readout: ``integrator`` | ``membrane`` | ``spikes`` (see :class:`SpikingNetwork`).
         reduce: ``mean`` or ``sum`` over the kept steps.
         init: ``calibrated`` (every layer fires at any depth) or ``torch`` (PyTorch's default).
+        ensemble: K networks of these sizes trained together as one (each on its own loss) and
+            averaged at prediction (see :mod:`nmsnn.core.ensemble`); 1: a single network.
         backend: recurrence implementation (``auto``, ``reference``, ...).
         optimizer: Hydra config of a partial optimizer (``_target_``, ``_partial_: true``, ...).
         scheduler: optional LR scheduler: a name of :data:`SCHEDULES` (``warmup_cosine``) or a
@@ -201,6 +208,7 @@ class SpikingModule(L.LightningModule):
         readout: str = "integrator",
         reduce: str = "mean",
         init: str = "calibrated",
+        ensemble: int = 1,
         backend: str = "auto",
         optimizer: Mapping[str, Any] | None = None,
         scheduler: str | Mapping[str, Any] | None = None,
@@ -216,27 +224,12 @@ class SpikingModule(L.LightningModule):
         check_optimizer_numbers(optimizer)
         scheduler = plain(scheduler)
         check_scheduler_name(scheduler)
-        self.save_hyperparameters(
-            {
-                "task": task,
-                "num_inputs": num_inputs,
-                "num_outputs": num_outputs,
-                "hidden": hidden,
-                "neuron": neuron,
-                "encoder": encoder,
-                "time_steps": time_steps,
-                "burn_in": burn_in,
-                "readout": readout,
-                "reduce": reduce,
-                "init": init,
-                "backend": backend,
-                "optimizer": optimizer,
-                "scheduler": scheduler,
-                "target_mean": float(target_mean),
-                "target_std": float(target_std),
-                "target_transform": str(target_transform),
-            }
+        target_mean, target_std, target_transform = (
+            float(target_mean),
+            float(target_std),
+            str(target_transform),
         )
+        self.save_hyperparameters()  # every argument above, as checked and converted here
         self.model = build_model(self.hparams)
         self.task = task
         self.metrics = torch.nn.ModuleDict(
@@ -308,6 +301,12 @@ class SpikingModule(L.LightningModule):
 
     # ----------------------------------------------------------------------------- steps
     def loss(self, prediction: Tensor, y: Tensor) -> Tensor:
+        """Cross-entropy or MSE; an ensemble's ``[B, K, O]``: the mean of its members' losses
+        (each member learns on its own, as TabM's members do)."""
+        if prediction.dim() == 3:
+            y = y.unsqueeze(1).expand(-1, prediction.shape[1])
+            if self.task == "classification":
+                prediction, y = prediction.flatten(0, 1), y.flatten()
         if self.task == "classification":
             return F.cross_entropy(prediction.float(), y)
         return F.mse_loss(prediction.float().squeeze(-1), y)
@@ -409,6 +408,11 @@ class SpikingModule(L.LightningModule):
             if key.startswith("cuda") and not torch.cuda.is_available():
                 continue
             self.noise_generator(key).set_state(generator_state)
+
+    def widest_layer(self) -> int:
+        """Neurons (or inputs) of the widest layer, an ensemble's members together."""
+        h = self.hparams
+        return max(int(h.num_inputs), int(h.ensemble) * max(int(h.num_outputs), *(int(n) for n in h.hidden)))
 
     def epoch_metric_names(self) -> set[str]:
         """The per-epoch metrics this module logs (what ``monitor`` may watch; the spike

@@ -145,7 +145,7 @@ class PopulationNetwork:
         check_compatible(members)
         self.members = list(members)
         first = self.members[0]
-        self.head = first.model.head
+        self.model = first.model  # its head (and ensemble layout) reads out every member
         self.readout = first.model.network.readout
         self.configs = [layer.neuron for layer in _layers(first)]
 
@@ -196,6 +196,6 @@ class PopulationNetwork:
         trace = (result.spikes if self.readout == "spikes" else result.membrane).view(steps, k, batch, -1)
         # the head reduces over T: per member on its own contiguous [T, B, O], as alone (a
         # reduction over [T, K*B, O] may sum in another order)
-        return torch.stack([self.head(trace[:, m].contiguous()) for m in range(k)])
+        return torch.stack([self.model.prediction(trace[:, m].contiguous()) for m in range(k)])
 
     __call__ = forward
