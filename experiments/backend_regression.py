@@ -1,6 +1,6 @@
-"""Did a change slow a backend down? ``python -m nmsnn.bench`` at two commits, interleaved.
+"""Did a change slow a backend down? ``python -m nmsnn.tools.bench`` at two commits, interleaved.
 
-Runs ``python -m nmsnn.bench --device cpu --workload all --threads 1`` from a checkout of the
+Runs ``python -m nmsnn.tools.bench --device cpu --workload all --threads 1`` from a checkout of the
 ``--before`` commit and from this working tree, alternating ``--rounds`` times (before, after,
 before, after, ...), so that both sides see the same load on a shared machine. For every
 implementation it keeps each side's fastest training and inference step (the least disturbed
@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH = ["-m", "nmsnn.bench", "--device", "cpu", "--workload", "all", "--threads", "1"]
+BENCH = ["-m", "nmsnn.tools.bench", "--device", "cpu", "--workload", "all", "--threads", "1"]
 
 
 def run_bench(tree: Path, out: Path) -> list[dict]:
@@ -47,7 +47,7 @@ def table(before: dict, after: dict, commit: str, rounds: int) -> str:
     lines = [
         f"# Backend speed before and after: {commit} against the working tree",
         "",
-        f"`python -m nmsnn.bench --device cpu --workload all --threads 1`, {rounds} interleaved rounds "
+        f"`python -m nmsnn.tools.bench --device cpu --workload all --threads 1`, {rounds} interleaved rounds "
         "per side on the same machine; each cell is the side's fastest step over its rounds.",
         "",
         "| workload | impl | train ms before | train ms after | after / before | infer ms before | infer ms after | after / before |",

@@ -1,4 +1,4 @@
-"""Fastest of 8 training steps of ``python -m nmsnn.bench``'s seed_binary workload, one thread,
+"""Fastest of 8 training steps of ``python -m nmsnn.tools.bench``'s seed_binary workload, one thread,
 for the implementations named on the command line: a quick check to interleave between two
 checkouts when the full benchmark's medians move with the machine's load.
 
@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from nmsnn.bench import WORKLOADS, build
+from nmsnn.tools.bench import WORKLOADS, build
 
 
 def fastest_step(impl: str, steps: int = 8) -> float:

@@ -28,8 +28,8 @@ $py -c "import torch, triton, lightning; print('torch', torch.__version__, 'trit
 'lightning', lightning.__version__, torch.cuda.get_device_name())" | tee -a "$out/gpu.txt"
 
 step cuda_checks 180 $py experiments/cuda_checks.py --device cuda --json "$out/cuda_checks.json"
-step bench_fp32 240 $py -m nmsnn.bench --device cuda --workload all --timeout 100 --json "$out/benchmark_cuda.json"
-step bench_bf16 120 $py -m nmsnn.bench --device cuda --precision bf16 --timeout 60 \
+step bench_fp32 240 $py -m nmsnn.tools.bench --device cuda --workload all --timeout 100 --json "$out/benchmark_cuda.json"
+step bench_bf16 120 $py -m nmsnn.tools.bench --device cuda --precision bf16 --timeout 60 \
     --impls per_step_loop,nmsnn_triton,spikingjelly_triton --json "$out/benchmark_cuda_bf16.json"
 step population 240 $py experiments/population_sweep.py --device cuda --threads 0 --out "$out"
 for precision in 32-true bf16-mixed; do

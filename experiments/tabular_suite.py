@@ -207,7 +207,7 @@ def library_version(package: str) -> str | None:
 
 
 def all_versions() -> dict[str, str]:
-    from nmsnn.compare import versions
+    from nmsnn.tools.compare import versions
 
     found = versions()
     for package in ("xgboost", "lightgbm"):
@@ -218,8 +218,8 @@ def all_versions() -> dict[str, str]:
 # ------------------------------------------------------------------------------ the data
 def load_split(path: Path, target: str, seed: int) -> tuple[Any, Any]:
     """The test rows nmsnn-train's split gives for ``seed``: (``Rows``, the fitted preprocessor)."""
-    from nmsnn.compare import split_rows
     from nmsnn.data.datamodule import TabularDataModule
+    from nmsnn.tools.compare import split_rows
 
     datamodule = TabularDataModule(
         path=str(path),
@@ -266,7 +266,7 @@ def fit_baseline(name: str, rows: Any, pre: Any, seed: int) -> dict[str, Any]:
     """Fit one baseline on the train + val rows; its test metrics and fit time."""
     from sklearn.exceptions import ConvergenceWarning
 
-    from nmsnn.compare import score, unscale
+    from nmsnn.tools.compare import score, unscale
 
     model = make_baseline(name, pre.task, seed)
     y_fit = rows.y_fit.reshape(-1)
@@ -854,7 +854,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [t for t in args.tables if t not in suite]
     if unknown:
         raise SystemExit(f"unknown table(s) {unknown}; suite.json has {', '.join(suite)}")
-    from nmsnn.compare import machine
+    from nmsnn.tools.compare import machine
 
     store = (
         {"records": [], "commands": []}

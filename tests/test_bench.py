@@ -1,4 +1,4 @@
-"""``python -m nmsnn.bench`` on a tiny workload writes valid records (speed is not asserted)."""
+"""``python -m nmsnn.tools.bench`` on a tiny workload writes valid records (speed is not asserted)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nmsnn.bench import WORKLOADS, markdown_table
+from nmsnn.tools.bench import WORKLOADS, markdown_table
 
 KEYS = {"impl", "workload", "device", "train_ms", "infer_ms", "samples_per_s", "peak_mem_mb", "max_abs_diff"}
 
@@ -15,7 +15,7 @@ KEYS = {"impl", "workload", "device", "train_ms", "infer_ms", "samples_per_s", "
 def test_bench_quick_writes_json_records(tmp_path: Path):
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "nmsnn.bench", "--quick", "--threads", "1", "--json", str(out),
+        [sys.executable, "-m", "nmsnn.tools.bench", "--quick", "--threads", "1", "--json", str(out),
          "--impls", "per_step_loop,nmsnn_fused"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -49,7 +49,7 @@ def test_bench_bf16_records_their_precision(tmp_path: Path):
     """``--precision bf16`` runs the step under autocast; differences are still against fp32."""
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "nmsnn.bench", "--quick", "--threads", "1", "--json", str(out),
+        [sys.executable, "-m", "nmsnn.tools.bench", "--quick", "--threads", "1", "--json", str(out),
          "--impls", "per_step_loop,nmsnn_fused", "--precision", "bf16"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -61,7 +61,7 @@ def test_bench_bf16_records_their_precision(tmp_path: Path):
 
 
 def test_fastest_line_compares_the_best_nmsnn_backend_with_every_other():
-    from nmsnn.bench import best_line
+    from nmsnn.tools.bench import best_line
 
     rows = [
         {"impl": "per_step_loop", "train_ms": 30.0},

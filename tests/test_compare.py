@@ -7,7 +7,7 @@ import importlib.util
 import pandas as pd
 from PIL import Image
 
-from nmsnn.compare import compare
+from nmsnn.tools.compare import compare
 from tests.conftest import compose_train
 
 

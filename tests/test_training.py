@@ -16,7 +16,7 @@ from nmsnn.pipeline import train
 from nmsnn.predicting import predict_frame
 from tests.conftest import compose_train, run_cli
 
-SEED_CSVS = Path(__file__).parents[1] / "nmsnn" / "datasets"
+SEED_CSVS = Path(__file__).parents[1] / "nmsnn" / "data" / "files"
 
 
 @pytest.mark.parametrize(

@@ -21,8 +21,8 @@ from nmsnn.console import tidy_third_party_output
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="compare")
 def run(cfg: DictConfig) -> None:
     with user_errors():
-        from nmsnn.compare import command_line, compare
         from nmsnn.sweeps import markdown_table
+        from nmsnn.tools.compare import command_line, compare
 
         tidy_third_party_output()
         command = command_line(list(HydraConfig.get().overrides.task))

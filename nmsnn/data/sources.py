@@ -44,7 +44,7 @@ def _sklearn(loader: Callable[..., object]) -> Callable[[], tuple[pd.DataFrame, 
 
 def _seed_csv(filename: str, target: str) -> Callable[[], tuple[pd.DataFrame, str]]:
     def load() -> tuple[pd.DataFrame, str]:
-        with resources.as_file(resources.files("nmsnn.datasets") / filename) as path:
+        with resources.as_file(resources.files("nmsnn.data.files") / filename) as path:
             return pd.read_csv(path), target
 
     return load

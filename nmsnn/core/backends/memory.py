@@ -7,7 +7,7 @@ when more than the trim threshold is free, so each step touched fresh pages agai
 were a large share of a small training step: ``experiments/kernel_design.md``).
 :func:`retain_freed_memory` raises both thresholds once per process (``mallopt``),
 so freed blocks are reused. The cost is that the process keeps its peak memory until it exits.
-It is called by the ``numba`` backend on first use and by ``python -m nmsnn.bench`` for every
+It is called by the ``numba`` backend on first use and by ``python -m nmsnn.tools.bench`` for every
 implementation alike; set ``NMSNN_RETAIN_MEMORY=0`` to leave malloc's settings alone.
 """
 

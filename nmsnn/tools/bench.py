@@ -1,6 +1,6 @@
 """Benchmark the recurrence backends against the per-step loop and peer libraries.
 
-``python -m nmsnn.bench --device cpu --workload all --json results.json`` measures, for every
+``python -m nmsnn.tools.bench --device cpu --workload all --json results.json`` measures, for every
 implementation, one training step (encode noise, forward, cross-entropy, backward, Adam step) and
 one inference forward on the same layer sizes, and prints a table. Each implementation runs in a
 fresh subprocess so that memory peaks and thread pools do not leak between them.
@@ -406,7 +406,17 @@ def run_worker(
     threads: int | None,
     precision: str = "fp32",
 ) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "nmsnn.bench", "--worker", impl, "--workload", workload, "--device", device]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nmsnn.tools.bench",
+        "--worker",
+        impl,
+        "--workload",
+        workload,
+        "--device",
+        device,
+    ]
     cmd += ["--precision", precision]
     if quick:
         cmd.append("--quick")
@@ -506,7 +516,7 @@ def environment() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nmsnn.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m nmsnn.tools.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
     parser.add_argument("--impls", help="comma-separated implementations (default: all available)")
