@@ -65,7 +65,7 @@ class _SpikingEstimator(BaseEstimator):
         hidden: Sequence[int] = (128,),
         time_steps: int = 16,
         ensemble: int = 1,
-        encoder: str = "direct",
+        encoder: str = "auto",
         neuron: str = "lif",
         decay: float | None = None,
         threshold: float | None = None,

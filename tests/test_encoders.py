@@ -175,3 +175,14 @@ def test_receptive_fields_give_each_feature_its_value_and_tuning_curves():
     assert fields[0, 1, -1] == 1 and fields[1, 0, 0] == 1  # a value at a centre fires that field fully
     assert torch.all(fields[1, 1] < 1e-10)  # far outside the span: only the value itself
     assert torch.all((fields >= 0) & (fields <= 1))
+
+
+def test_the_auto_encoder_is_chosen_per_task_and_saved_as_chosen():
+    from nmsnn.lit.module import AUTO_ENCODER, SpikingModule
+
+    for task, outputs in (("classification", 3), ("regression", 1)):
+        module = SpikingModule(task, 4, outputs, hidden=[8], encoder="auto")
+        chosen = AUTO_ENCODER[task]
+        assert module.hparams.encoder == chosen  # a checkpoint records what was built
+        assert module.model.network.layers[0].linear.in_features == 4 * build_encoder(chosen, 2).expansion
+    assert AUTO_ENCODER == {"classification": "receptive_field", "regression": "direct"}
