@@ -231,6 +231,7 @@ def test_nmsnn_export_writes_nir_from_the_command_line(tmp_path):
     run = tmp_path / "run"
     train = [
         "model/neuron=lif_hard",
+        "model.encoder=direct",  # the classification default's receptive fields have no NIR form
         "data=iris",
         "trainer.max_epochs=2",
         "logger=none",
@@ -251,6 +252,7 @@ def test_nmsnn_export_writes_nir_from_the_command_line(tmp_path):
     run_cli(
         "nmsnn-train",
         "data=iris",
+        "model.encoder=direct",
         "trainer.max_epochs=1",
         "logger=none",
         f"hydra.run.dir={refused}",
