@@ -418,7 +418,7 @@ class SpikingModule(L.LightningModule):
     def widest_layer(self) -> int:
         """Neurons (or inputs) of the widest layer, an ensemble's members together."""
         h = self.hparams
-        return max(int(h.num_inputs), int(h.ensemble) * max(int(h.num_outputs), *(int(n) for n in h.hidden)))
+        return max(int(h.num_inputs), int(h.ensemble) * max(int(n) for n in [h.num_outputs, *h.hidden]))
 
     def epoch_metric_names(self) -> set[str]:
         """The per-epoch metrics this module logs (what ``monitor`` may watch; the spike
