@@ -39,7 +39,7 @@ HINT = "train with model/neuron=lif_hard (binary spikes, reset to v_reset), whic
 def nir_refusal(module: SpikingModule) -> str | None:
     """Why ``module`` has no exact NIR graph (one line naming the setting), or ``None``."""
     h = module.hparams
-    if h.get("ensemble", 1) > 1:
+    if h["ensemble"] > 1:
         return (
             f"model.ensemble={h['ensemble']} averages its members' outputs, which a NIR graph does "
             "not express; train with model.ensemble=1 to export NIR"

@@ -53,7 +53,7 @@ def describe(model: SpikingModule) -> str:
     kind = neuron.get("kind", "lif")
     spikes = f"{neuron['spike_fn']} spikes" if "spike_fn" in neuron else "spikes"
     reset = f", {neuron['reset']} reset" if "reset" in neuron else ""
-    members = f", an ensemble of {h.ensemble} such networks" if h.get("ensemble", 1) > 1 else ""
+    members = f", an ensemble of {h.ensemble} such networks" if h.ensemble > 1 else ""
     return (
         f"{sizes} ({h.task}){members}, T={h.time_steps}, {kind} neuron ({spikes}{reset}), "
         f"{h.encoder} encoder, {params:,} parameters"

@@ -98,7 +98,6 @@ class SpikingLayer(nn.Module):
         groups: int = 1,
     ) -> None:
         super().__init__()
-        self.groups = groups
         self.linear = (
             nn.Linear(in_features, out_features)
             if groups == 1
@@ -114,6 +113,11 @@ class SpikingLayer(nn.Module):
                 self.register_parameter(name, nn.Parameter(value))
             else:
                 self.register_buffer(name, value)
+
+    @property
+    def groups(self) -> int:
+        """Ensemble members this layer's Linear keeps apart (1: an ordinary Linear)."""
+        return getattr(self.linear, "groups", 1)
 
     @property
     def fan_out(self) -> int:
