@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from nmsnn.core.backends import installed
-from nmsnn.core.encoders import build_encoder, frozen_uniform
+from nmsnn.core.encoders import ENCODERS, build_encoder, config_text, frozen_uniform
 from nmsnn.errors import ConfigError
 
 
@@ -162,8 +164,9 @@ PINNED_FROZEN += [0.39222508668899536, 0.2140461802482605]
 
 
 def test_receptive_fields_give_each_feature_its_value_and_tuning_curves():
-    from nmsnn.core.encoders import FIELD_SPAN, FIELDS
+    from nmsnn.core.encoders import ReceptiveFieldSettings
 
+    FIELDS, FIELD_SPAN = ReceptiveFieldSettings().fields, ReceptiveFieldSettings().span
     enc = build_encoder("receptive_field", 5).train()
     x = torch.tensor([[0.0, FIELD_SPAN], [-FIELD_SPAN, 10.0]])
     out = enc(x)
@@ -178,7 +181,8 @@ def test_receptive_fields_give_each_feature_its_value_and_tuning_curves():
 
 
 def test_the_auto_encoder_is_chosen_per_task_and_saved_as_chosen():
-    from nmsnn.lit.module import AUTO_ENCODER, SpikingModule
+    from nmsnn.core.encoders import BY_TASK as AUTO_ENCODER
+    from nmsnn.lit.module import SpikingModule
 
     for task, outputs in (("classification", 3), ("regression", 1)):
         module = SpikingModule(task, 4, outputs, hidden=[8], encoder="auto")
@@ -186,3 +190,46 @@ def test_the_auto_encoder_is_chosen_per_task_and_saved_as_chosen():
         assert module.hparams.encoder == chosen  # a checkpoint records what was built
         assert module.model.network.layers[0].linear.in_features == 4 * build_encoder(chosen, 2).expansion
     assert AUTO_ENCODER == {"classification": "receptive_field", "regression": "direct"}
+
+
+ENCODER_CONF = Path(__file__).resolve().parents[1] / "conf" / "model" / "encoder"
+
+
+@pytest.mark.parametrize("kind", [*ENCODERS, "auto"])
+def test_each_encoders_config_file_is_written_from_its_settings(kind):
+    """conf/model/encoder/<kind>.yaml holds every setting with its declared default."""
+    assert (ENCODER_CONF / f"{kind}.yaml").read_text() == config_text(kind)
+
+
+def test_encoder_settings_are_checked_recorded_and_rebuilt(tmp_path):
+    """model/encoder=receptive_field model.encoder.fields=4: the module builds 1 + 4 inputs per
+    feature, the checkpoint records every setting, and bad or unknown settings are named."""
+    from nmsnn.lit.module import SpikingModule
+
+    module = SpikingModule(
+        "classification", 3, 2, hidden=[8], encoder={"kind": "receptive_field", "fields": 4}
+    )
+    assert module.hparams.encoder == "receptive_field"
+    assert module.hparams.encoder_params == {"fields": 4, "span": 2.0}
+    assert module.model.network.layers[0].linear.in_features == 3 * 5
+    again = SpikingModule(**module.hparams)  # what a checkpoint rebuilds from
+    assert again.model.encoder.centres.tolist() == module.model.encoder.centres.tolist()
+    assert SpikingModule("regression", 3, 1, hidden=[8], encoder="direct").hparams.encoder_params == {}
+    with pytest.raises(ConfigError, match=r"fields must be a whole number in \[2, 256\], got 1"):
+        SpikingModule("classification", 3, 2, encoder={"kind": "receptive_field", "fields": 1})
+    with pytest.raises(ConfigError, match=r"fields must be a whole number, got 2.5"):
+        build_encoder("receptive_field", 4, settings={"fields": 2.5})
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) \['fields'\] for the direct encoder"):
+        SpikingModule("classification", 3, 2, encoder={"kind": "direct", "fields": 4})
+    with pytest.raises(ConfigError, match="encoder=auto takes no settings"):
+        SpikingModule("classification", 3, 2, encoder="auto", encoder_params={"span": 1.0})
+
+
+def test_the_encoder_group_and_a_plain_encoder_value_both_compose(tmp_path):
+    from tests.conftest import compose_train
+
+    chosen = compose_train(tmp_path, ["model/encoder=receptive_field", "model.encoder.span=1.5"])
+    assert dict(chosen.model.encoder) == {"kind": "receptive_field", "fields": 8, "span": 1.5}
+    plain = compose_train(tmp_path, ["model.encoder=direct"])  # the form used before the group
+    assert plain.model.encoder == "direct"
+    assert compose_train(tmp_path, []).model.encoder.kind == "auto"

@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from torch.utils.data import DataLoader
 
 from nmsnn.analysis.activity import ActivityAccumulator
-from nmsnn.core.encoders import FIELDS
+from nmsnn.core.encoders import ReceptiveFieldSettings
 from nmsnn.data.batching import IndexBatchSampler, TensorRows
 from nmsnn.lit.callbacks import SpikeStatistics
 from nmsnn.lit.module import SpikingModule
@@ -93,6 +93,7 @@ def test_plots_metrics_json_and_summary(run):
     assert 0 < summary["metrics"]["test/spikes/layer1/firing_rate"] < 1
     # sum of in * out over the layers; the default classification encoder (receptive fields)
     # gives the first layer 1 + FIELDS inputs per feature
+    FIELDS = ReceptiveFieldSettings().fields
     assert summary["metrics"]["test/ann_macs_per_row"] == 4 * (1 + FIELDS) * 16 + 16 * 16 + 16 * 3
     assert set(summary["plots"]) == {"confusion_matrix", "roc", "precision_recall"}
     text = (out / "summary.md").read_text()

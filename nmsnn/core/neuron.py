@@ -6,7 +6,9 @@ settings, each declared once with its default and valid range:
 * :func:`param`: a number per layer that enters the math as a tensor (``decay``, ``threshold``,
   ...): learnable with ``learnable=true``, and one of the values population members may differ in;
 * :func:`number`: a fixed number (``surrogate_slope``);
-* :func:`option`: one of a few names (``spike_fn``, ``reset``).
+* :func:`option`: one of a few names (``spike_fn``, ``reset``); an option may name the value
+  ``auto`` picks for each task (``by_task``): configs then say ``auto`` and the model is built
+  with the task's value (:meth:`NeuronModel.resolve`).
 
 Its state is a :class:`~typing.NamedTuple` whose first two fields are ``inner`` (the membrane
 after reset) and ``outer`` (the last output, emitted one step later); a model may add more
@@ -27,68 +29,30 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
 
+from nmsnn.core.settings import (
+    AUTO,
+    Range,
+    check_fields,
+    check_number,
+    number,
+    option,
+    param,
+    resolve_auto,
+    settings_of,
+)
 from nmsnn.errors import ConfigError
 
-
-@dataclass(frozen=True)
-class Range:
-    """A number's valid interval: ``low``/``high`` (``None``: unbounded), closed or open ends, and
-    whether it must be finite. ``clamp``: the bounds a learned value is held to in the forward
-    pass (``None``: none)."""
-
-    low: float | None = None
-    high: float | None = None
-    low_closed: bool = True
-    high_closed: bool = True
-    finite: bool = True
-    clamp: tuple[float | None, float | None] | None = None
-
-    def describe(self) -> str:
-        """The range as the error message states it: ``in (0, 1]``, ``> 0``, ``a finite number >= 0``."""
-        if self.low is not None and self.high is not None:
-            opening = "[" if self.low_closed else "("
-            closing = "]" if self.high_closed else ")"
-            return f"in {opening}{_num(self.low)}, {_num(self.high)}{closing}"
-        prefix = "a finite number" if self.finite else ""
-        if self.low is not None:
-            return f"{prefix} {'>=' if self.low_closed else '>'} {_num(self.low)}".strip()
-        if self.high is not None:
-            return f"{prefix} {'<=' if self.high_closed else '<'} {_num(self.high)}".strip()
-        return prefix or "a number"
-
-    def contains(self, value: float) -> bool:
-        if self.finite and not math.isfinite(value):
-            return False
-        above = self.low is None or (value >= self.low if self.low_closed else value > self.low)
-        below = self.high is None or (value <= self.high if self.high_closed else value < self.high)
-        return above and below
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def param(default: float, valid: Range, doc: str) -> Any:
-    """A per-layer number that the step receives as a tensor (see the module docstring)."""
-    return dataclasses.field(default=default, metadata={"kind": "param", "range": valid, "doc": doc})
-
-
-def number(default: float, valid: Range, doc: str) -> Any:
-    """A fixed number of the model (not a tensor, not learnable)."""
-    return dataclasses.field(default=default, metadata={"kind": "number", "range": valid, "doc": doc})
-
-
-def option(default: str, choices: Sequence[str], label: str, doc: str) -> Any:
-    """One of ``choices``; ``label`` names what it is in the error message (``a reset mode``)."""
-    meta = {"kind": "option", "choices": tuple(choices), "label": label, "doc": doc}
-    return dataclasses.field(default=default, metadata=meta)
+__all__ = [  # the declaration helpers live in nmsnn.core.settings; a model file imports them from here
+    "AUTO", "NeuronModel", "NeuronState", "Range", "RecurrenceOutput", "check_number", "number",
+    "option", "param", "reference_recurrence", "zero_state",
+]  # fmt: skip
 
 
 class NeuronState(NamedTuple):
@@ -119,14 +83,9 @@ class NeuronModel:
     learnable: bool = False
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value, meta = getattr(self, f.name), f.metadata
-            if "range" in meta:
-                check_number(f.name, value, meta["range"])
-            elif meta.get("kind") == "option" and value not in meta["choices"]:
-                raise ConfigError(f"{f.name}={value!r} is not {meta['label']}; use one of {meta['choices']}.")
-            elif f.name == "learnable" and not isinstance(value, bool):
-                raise ConfigError(f"learnable must be true or false, got {value!r}.")
+        check_fields(self)
+        if not isinstance(self.learnable, bool):
+            raise ConfigError(f"learnable must be true or false, got {self.learnable!r}.")
 
     def step(self, current: Tensor, state: Any, values: Sequence[Tensor]) -> Any:
         """One time step: the state after step ``t`` from its input current ``[B, H]``."""
@@ -139,8 +98,15 @@ class NeuronModel:
 
     @classmethod
     def settings(cls) -> dict[str, Any]:
-        """Every setting and its default (``kind`` first): what a config file of this model holds."""
-        return {"kind": cls.kind, **{f.name: f.default for f in dataclasses.fields(cls)}}
+        """Every setting and its default (``kind`` first): what a config file of this model holds
+        (``auto`` for an option that picks its value per task)."""
+        return {"kind": cls.kind, **settings_of(cls)}
+
+    @classmethod
+    def resolve(cls, settings: Mapping[str, Any], task: str | None) -> dict[str, Any]:
+        """``settings`` with every ``auto`` option replaced by its value for ``task`` (``None``:
+        the option's plain default); a list (one value per layer) is resolved value by value."""
+        return resolve_auto(cls, settings, task)
 
     @classmethod
     def clamp(cls, name: str, value: Tensor) -> Tensor:
@@ -163,14 +129,6 @@ def _param_bounds(cls: type) -> dict[str, tuple[float | None, float | None]]:
         for f in dataclasses.fields(cls)
         if f.metadata.get("kind") == "param"
     }
-
-
-def check_number(name: str, value: Any, valid: Range) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is a number in ``valid``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ConfigError(f"{name} must be a number, got {value!r}.")
-    if not valid.contains(float(value)):
-        raise ConfigError(f"{name} must be {valid.describe()}, got {value}.")
 
 
 def zero_state(model: NeuronModel, like: Tensor) -> Any:

@@ -7,13 +7,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 
 from nmsnn.core.neuron import NeuronModel
 from nmsnn.core.neurons.alif import ALIF
 from nmsnn.core.neurons.lif import LIF
 from nmsnn.core.neurons.lif_hard import HardResetLIF
+from nmsnn.core.settings import setting_notes, yaml_value
 from nmsnn.errors import ConfigError
 
 NEURON_MODELS: dict[str, type[NeuronModel]] = {m.kind: m for m in (LIF, ALIF, HardResetLIF)}
@@ -56,21 +56,6 @@ def config_text(model: type[NeuronModel]) -> str:
         "# nmsnn.core.neurons.config_text: every setting, its default and valid range.",
         f"kind: {model.kind}",
     ]
-    for f in dataclasses.fields(model):
-        meta = f.metadata
-        if meta.get("kind") == "option":
-            note = f"{meta['doc']}"
-        elif "range" in meta:
-            note = f"{meta['doc']}; {meta['range'].describe()}"
-            if meta["kind"] == "param":
-                note += "; a list gives one value per layer"
-        else:
-            note = "train the model's parameters with the weights"
-        lines.append(f"{f'{f.name}: {_yaml(f.default)}':<24} # {note}")
+    for name, default, note in setting_notes(model):
+        lines.append(f"{f'{name}: {yaml_value(default)}':<24} # {note}")
     return "\n".join(lines) + "\n"
-
-
-def _yaml(value: object) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
