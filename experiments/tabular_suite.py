@@ -57,9 +57,14 @@ DEFAULT_CACHE = REPO / "experiments" / "results" / "tabular_suite_baselines.json
 QUICK_TABLES = ("birthwt", "chile", "titanic", "kyphosis", "cpus", "housing", "caschool")
 QUICK_SEEDS = (0, 1)
 # The default before the suite existed (60 epochs, batches of 64, the uniform-noise encoder,
-# weight decay 3, a constant learning rate, patience 15), kept to show what the suite changed.
+# weight decay 3, a constant learning rate, patience 15, one network of 128 graded-spike neurons
+# reading the scaled features alone), kept to show what the suite changed.
 OLD_DEFAULT = [
     "model.encoder=uniform_noise",
+    "model.hidden=[128]",
+    "model.ensemble=1",
+    "model.neuron.spike_fn=relu",
+    "data.bins=0",
     "model.optimizer.weight_decay=3.0",
     "model.scheduler=null",
     "callbacks.training_budget=null",

@@ -62,10 +62,12 @@ class _SpikingEstimator(BaseEstimator):
 
     def __init__(
         self,
-        hidden: Sequence[int] = (128,),
+        hidden: Sequence[int] | str = "auto",
         time_steps: int = 16,
-        ensemble: int = 1,
+        ensemble: int | str = "auto",
         encoder: str = "auto",
+        encoder_params: dict[str, Any] | None = None,
+        bins: int | str = "auto",
         neuron: str = "lif",
         decay: float | None = None,
         threshold: float | None = None,
@@ -94,6 +96,8 @@ class _SpikingEstimator(BaseEstimator):
         self.time_steps = time_steps
         self.ensemble = ensemble
         self.encoder = encoder
+        self.encoder_params = encoder_params
+        self.bins = bins
         self.neuron = neuron
         self.decay = decay
         self.threshold = threshold
@@ -118,13 +122,14 @@ class _SpikingEstimator(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _module(self, datamodule: TabularDataModule, hidden: list[int]) -> SpikingModule:
+    def _module(self, datamodule: TabularDataModule, hidden: list[int] | str) -> SpikingModule:
         """The untrained model these parameters describe, sized by ``datamodule``."""
         return SpikingModule(
             **datamodule.model_kwargs(),
             hidden=hidden,
             neuron=self._neuron_settings(),
             encoder=self.encoder,
+            encoder_params=self.encoder_params,
             time_steps=self.time_steps,
             ensemble=self.ensemble,
             burn_in=self.burn_in,
@@ -190,7 +195,10 @@ class _SpikingEstimator(BaseEstimator):
         return int(state)
 
     def _check_params(self) -> None:
-        sizes = [self.hidden] if isinstance(self.hidden, (int, np.integer, float, str)) else self.hidden
+        if isinstance(self.hidden, str) and self.hidden == "auto":
+            sizes = [1]
+        else:
+            sizes = [self.hidden] if isinstance(self.hidden, (int, np.integer, float, str)) else self.hidden
         try:
             whole = all(
                 isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1 for h in sizes
@@ -199,7 +207,8 @@ class _SpikingEstimator(BaseEstimator):
             whole = False
         if not whole:
             raise ValueError(
-                f"hidden must be a positive integer or a sequence of them, e.g. 128 or (64, 64); got {self.hidden!r}."
+                f"hidden must be auto, a positive integer or a sequence of them, e.g. 128 or (64, 64); "
+                f"got {self.hidden!r}."
             )
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, (int, np.integer)) or self.epochs < 1:
             raise ValueError(f"epochs must be a positive integer; got {self.epochs!r}.")
@@ -225,7 +234,10 @@ class _SpikingEstimator(BaseEstimator):
             raise ValueError(f"X has {len(frame)} rows but y has {len(target)}.")
         frame = frame.assign(**{TARGET: target})
         seed = self._seed()
-        hidden = [self.hidden] if isinstance(self.hidden, (int, np.integer)) else list(self.hidden)
+        if isinstance(self.hidden, str):
+            hidden = self.hidden  # auto
+        else:
+            hidden = [self.hidden] if isinstance(self.hidden, (int, np.integer)) else list(self.hidden)
         with quiet(self.verbose), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             datamodule = TabularDataModule(
@@ -237,6 +249,7 @@ class _SpikingEstimator(BaseEstimator):
                 split_seed=seed,
                 shuffle_seed=seed,
                 batch_size=self.batch_size,
+                bins=self.bins,
             )
             datamodule.setup("fit")
             module = self._module(datamodule, hidden)
@@ -280,7 +293,11 @@ class SpikingClassifier(ClassifierMixin, _SpikingEstimator):
     """A spiking neural network classifier (softmax over a time-averaged spiking readout).
 
     Parameters mirror ``nmsnn-train``'s model: ``hidden`` layer sizes, ``time_steps``,
-    ``ensemble`` (members trained together and averaged), ``encoder``, the ``neuron`` model (``lif``, ``alif``, ``lif_hard`` or an import path) and its
+    ``ensemble`` (members trained together and averaged), ``encoder`` (its settings in
+    ``encoder_params``, e.g. ``{"fields": 12}``), ``bins`` (piecewise-linear
+    bins per numeric column, as ``data.bins``) (``"auto"``, the default of these four and of
+    ``weight_decay``, picks the task's value as ``nmsnn-train`` does), the ``neuron`` model
+    (``lif``, ``alif``, ``lif_hard`` or an import path) and its
     ``decay``, ``threshold``, ``penalty``, ``reset``, ``spike_fn``, ``surrogate_slope`` and
     ``learnable`` (``None``: that model's default; a setting the model lacks is an error), any
     other setting of the model in ``neuron_params`` (e.g. ``{"adapt_gain": 0.3}``), the

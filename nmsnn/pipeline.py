@@ -48,11 +48,11 @@ def describe(model: SpikingModule) -> str:
     """One line for the log: layer sizes, time steps, neuron, encoder and parameter count."""
     h = model.hparams
     sizes = " -> ".join(str(n) for n in [h.num_inputs, *(h.hidden or []), h.num_outputs])
-    neuron = dict(h.neuron or {})
+    neuron = model.model.network.layers[0].neuron  # as built (an ``auto`` option resolved)
     params = sum(p.numel() for p in model.parameters())
-    kind = neuron.get("kind", "lif")
-    spikes = f"{neuron['spike_fn']} spikes" if "spike_fn" in neuron else "spikes"
-    reset = f", {neuron['reset']} reset" if "reset" in neuron else ""
+    kind = neuron.kind
+    spikes = f"{neuron.spike_fn} spikes" if hasattr(neuron, "spike_fn") else "spikes"
+    reset = f", {neuron.reset} reset" if hasattr(neuron, "reset") else ""
     members = f", an ensemble of {h.ensemble} such networks" if h.ensemble > 1 else ""
     return (
         f"{sizes} ({h.task}){members}, T={h.time_steps}, {kind} neuron ({spikes}{reset}), "

@@ -174,3 +174,25 @@ def test_auto_weight_decay_follows_the_task(tmp_path):
         num_outputs=1,
     )
     assert fixed.make_optimizer().param_groups[0]["weight_decay"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("task", "outputs", "hidden", "members", "spikes"),
+    [("classification", 3, [128], 1, "relu"), ("regression", 1, [64], 4, "heaviside")],
+)
+def test_the_default_model_is_chosen_per_task_and_saved_as_built(
+    tmp_path, task, outputs, hidden, members, spikes
+):
+    """model.hidden, model.ensemble and model.neuron.spike_fn default to auto: the module builds
+    the task's choice and records the sizes it built (the neuron settings as configured)."""
+    from nmsnn.lit.module import AUTO_ENSEMBLE, AUTO_HIDDEN, SpikingModule
+
+    cfg = compose_train(tmp_path, [])
+    assert cfg.model.hidden == "auto" and cfg.model.ensemble == "auto" and cfg.model.neuron.spike_fn == "auto"
+    settings = {k: v for k, v in cfg.model.items() if k not in ("_target_", "_recursive_")}
+    module = SpikingModule(task=task, num_inputs=4, num_outputs=outputs, **settings)
+    assert module.hparams.hidden == hidden == AUTO_HIDDEN[task]
+    assert module.hparams.ensemble == members == AUTO_ENSEMBLE[task]
+    assert module.model.network.layers[0].neuron.spike_fn == spikes
+    assert module.hparams.neuron["spike_fn"] == "auto"
+    assert SpikingModule(**module.hparams).hparams.hidden == hidden  # a checkpoint rebuilds it

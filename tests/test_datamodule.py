@@ -640,3 +640,69 @@ def test_log1p_target_transform_learns_the_log_and_reports_the_original_scale(ca
     assert plain.preprocessor.target_transform == "none"
     with pytest.raises(DataError, match=r"non-negative target.*'level'"):
         TabularDataModule(frame=frame.drop(columns="price"), target="level", target_transform="log1p").setup()
+
+
+def test_piecewise_linear_bins_follow_the_training_quantiles():
+    """data.bins: each numeric column with more than two values also feeds one input per quantile
+    bin of its training values, 0 below the bin, rising across it, 1 above (Gorishniy et al.)."""
+    from nmsnn.data.preprocessing import piecewise_linear, quantile_edges
+
+    edges = [0.0, 1.0, 3.0]
+    np.testing.assert_allclose(
+        piecewise_linear(np.array([-5.0, 0.0, 0.5, 1.0, 2.0, 3.0, 9.0]), edges),
+        [[0, 0], [0, 0], [0.5, 0], [1, 0], [1, 0.5], [1, 1], [1, 1]],
+    )
+    # a column of few values gets its distinct quantiles only (8 is three of them); a yes/no
+    # column none
+    few = np.array([[4.0, 0.0], [4, 1], [6, 0], [8, 1], [8, 1], [8, 0]])
+    assert quantile_edges(few, 4) == [[4.0, 4.5, 7.0, 8.0], []]
+    assert quantile_edges(few, 8)[0] == list(np.unique(np.quantile(few[:, 0], np.linspace(0, 1, 9))))
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "income": rng.lognormal(3, 1, 400),
+            "owner": rng.integers(0, 2, 400),
+            "city": rng.choice(["a", "b"], 400),
+            "y": rng.normal(size=400),
+        }
+    )
+    plain = TabularPreprocessor.fit(frame, "y", "regression", ["income", "owner"], ["city"])
+    pre = TabularPreprocessor.fit(frame, "y", "regression", ["income", "owner"], ["city"], bins=8)
+    assert len(pre.bin_edges[0]) == 9 and pre.bin_edges[1] == []
+    z = plain.transform(frame)[:, 0]
+    np.testing.assert_allclose(pre.bin_edges[0], np.quantile(z, np.linspace(0, 1, 9)), rtol=1e-5)
+    x = pre.transform(frame)
+    assert pre.feature_names == [
+        "income", "owner", *[f"income:bin{t}" for t in range(1, 9)], "city=a", "city=b",
+    ]  # fmt: skip
+    np.testing.assert_allclose(x[:, :2], plain.transform(frame)[:, :2], atol=1e-6)
+    np.testing.assert_allclose(x[:, 2:10], piecewise_linear(z.astype(float), pre.bin_edges[0]), atol=1e-6)
+    # each bin holds about an eighth of the training rows on its rising part
+    rising = ((x[:, 2:10] > 0) & (x[:, 2:10] < 1)).mean(0)
+    assert np.all(np.abs(rising - 1 / 8) < 0.02)
+    again = TabularPreprocessor.from_state_dict(torch_round_trip(pre.state_dict()))
+    np.testing.assert_array_equal(again.transform(frame), x)
+
+
+def test_bins_auto_bins_regression_features_and_a_bad_value_is_named(caplog):
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(size=200)})
+    frame["y"] = frame.a**2 + frame.b
+    frame["label"] = np.where(frame.y > 1, "high", "low")
+    with caplog.at_level(logging.INFO, logger="nmsnn"):
+        regression = TabularDataModule(frame=frame.drop(columns="label"), target="y")
+        regression.setup()
+    from nmsnn.data.datamodule import AUTO_BINS
+
+    assert regression.num_features == 2 + 2 * AUTO_BINS["regression"]
+    assert "piecewise-linear encoding" in caplog.text
+    classification = TabularDataModule(frame=frame.drop(columns="y"), target="label")
+    classification.setup()
+    assert classification.num_features == 2 + 2 * AUTO_BINS["classification"]
+    none = TabularDataModule(frame=frame.drop(columns="label"), target="y", bins=0)
+    none.setup()
+    assert none.num_features == 2
+    for bad in (1, -2, "many", 2.5, True):
+        with pytest.raises(DataError, match=r"data\.bins must be auto, 0 .* got"):
+            TabularDataModule(frame=frame, target="y", bins=bad)

@@ -54,6 +54,13 @@ def test_preprocessing_travels_as_json(exported):
     assert spec["feature_names"] == dm.preprocessor.feature_names
     raw = dm.split_frame("test")[spec["numeric"]].to_numpy(dtype=float)
     by_hand = (raw - np.asarray(spec["center"])) / np.asarray(spec["scale"])
+    # data.bins: each numeric column's piecewise-linear bins between its bin_edges, then
+    bins = [
+        np.clip((by_hand[:, [j]] - np.asarray(e[:-1])) / np.diff(e), 0, 1)
+        for j, e in enumerate(spec["bin_edges"])
+        if e
+    ]
+    by_hand = np.concatenate([by_hand, *bins], axis=1)
     np.testing.assert_allclose(by_hand, dm.tensors["test"].x.numpy(), rtol=1e-5, atol=1e-5)
     rebuilt = TabularPreprocessor.from_state_dict(spec)
     np.testing.assert_array_equal(rebuilt.transform(dm.split_frame("test")), dm.tensors["test"].x.numpy())

@@ -354,3 +354,23 @@ def test_population_launcher_sweeps_alif_parameters(tmp_path):
         for job in ("0", "1")
     ]
     assert [g["adapt_gain"] for g in gains] == [0.1, 0.5] and {g["kind"] for g in gains} == {"alif"}
+
+
+def test_an_option_may_pick_its_value_per_task():
+    """LIF's spike_fn is declared once with its per-task choice: configs say auto, the module
+    builds relu for classification and heaviside for regression, and a model cannot be built
+    with auto left unresolved."""
+    from nmsnn.core.layers import neuron_configs
+
+    assert LIF.settings()["spike_fn"] == "auto" and LIF().spike_fn == "relu"
+    assert LIF.resolve({"spike_fn": "auto", "decay": 0.8}, "regression") == {
+        "spike_fn": "heaviside",
+        "decay": 0.8,
+    }
+    assert LIF.resolve({"spike_fn": ["auto", "relu"]}, "regression") == {"spike_fn": ["heaviside", "relu"]}
+    assert LIF.resolve({"spike_fn": "auto"}, None) == {"spike_fn": "relu"}
+    with pytest.raises(ConfigError, match="spike_fn=auto picks a value per task"):
+        LIF(spike_fn="auto")
+    layers = neuron_configs({"kind": "lif", "spike_fn": "auto"}, 2, "regression")
+    assert [m.spike_fn for m in layers] == ["heaviside", "heaviside"]
+    assert "auto: relu for classification, heaviside for regression" in config_text(LIF)

@@ -20,7 +20,9 @@ from nmsnn.errors import ConfigError
 def check_members(members: object) -> int:
     """``members`` as the number of ensemble members (an integer >= 1)."""
     if isinstance(members, bool) or not isinstance(members, int) or members < 1:
-        raise ConfigError(f"model.ensemble must be an integer >= 1 (the number of members), got {members!r}.")
+        raise ConfigError(
+            f"model.ensemble must be an integer >= 1 (the number of members) or auto, got {members!r}."
+        )
     return members
 
 

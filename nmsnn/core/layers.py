@@ -314,14 +314,16 @@ class ModelOutput(NamedTuple):
     network: NetworkOutput
 
 
-def neuron_configs(neuron: Mapping[str, Any], n_layers: int) -> list[NeuronModel]:
+def neuron_configs(neuron: Mapping[str, Any], n_layers: int, task: str | None = None) -> list[NeuronModel]:
     """One neuron model per layer from a mapping of settings whose values are scalars or lists.
 
     ``kind`` names the model (default ``lif``); a list gives one value per spiking layer
-    (``decay: [0.9, 0.8]``); a scalar applies to all.
+    (``decay: [0.9, 0.8]``); a scalar applies to all; an option set to ``auto`` takes the value
+    the model declares for ``task`` (:meth:`~nmsnn.core.neuron.NeuronModel.resolve`).
     """
     neuron = dict(neuron)
     model = neuron_model(neuron.pop("kind", DEFAULT_KIND))
+    neuron = model.resolve(neuron, task)
     known = model.settings()
     unknown = set(neuron) - set(known)
     if unknown:

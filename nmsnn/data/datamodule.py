@@ -36,6 +36,8 @@ from nmsnn.errors import DataError
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+# data.bins=auto, per task (measured on the tabular suite, experiments/results/tabular_suite.md)
+AUTO_BINS = {"classification": 0, "regression": 8}
 
 
 def check_settings(
@@ -47,6 +49,7 @@ def check_settings(
     max_categories: Any,
     batch_size: Any,
     eval_batch_size: Any,
+    bins: Any = 0,
 ) -> None:
     """One data source, split fractions in [0, 1), and positive sizes: one message each."""
     given = [name for name, v in (("dataset", dataset), ("path", path), ("frame", frame)) if v is not None]
@@ -63,6 +66,35 @@ def check_settings(
         raise DataError(f"data.batch_size must be a positive integer, auto or null, got {batch_size!r}.")
     if isinstance(eval_batch_size, (bool, str, float)) or int(eval_batch_size) < 1:
         raise DataError(f"data.eval_batch_size must be a positive integer, got {eval_batch_size!r}.")
+    if bins != "auto" and (isinstance(bins, (bool, str, float)) or int(bins) < 0 or int(bins) == 1):
+        raise DataError(f"data.bins must be auto, 0 (no bins) or an integer >= 2, got {bins!r}.")
+
+
+def plain_settings(given: dict[str, Any]) -> dict[str, Any]:
+    """The DataModule's (checked) arguments as the plain values its checkpoints record."""
+    whole = {"eval_batch_size", "max_categories"}
+    text = {"drop", "categorical", "numeric", "parse_dates"}
+    auto = {"batch_size": (None, "auto"), "bins": ("auto",)}
+    out: dict[str, Any] = {}
+    for key, value in given.items():
+        if key in whole:
+            value = int(value)
+        elif key in text:
+            value = [str(c) for c in value]
+        elif key in auto:
+            value = value if value in auto[key] else int(value)
+        elif key in ("test_size", "val_size"):
+            value = float(value)
+        elif key in ("split_seed", "shuffle_seed"):
+            value = int(value or 0)
+        elif key == "val_split_seed":
+            value = None if value is None else int(value)
+        elif key in ("path", "target_transform"):
+            value = None if value is None else str(value)
+        elif key == "stratify":
+            value = bool(value)
+        out[key] = value
+    return out
 
 
 class TabularDataModule(L.LightningDataModule):
@@ -106,6 +138,9 @@ class TabularDataModule(L.LightningDataModule):
             since 1970 (UTC); a value that is not a date is an error. Text columns of ISO-8601
             dates (``2024-01-31``, ``2024-01-31T12:00:00+01:00``) are read as dates anyway.
         shuffle_seed: seed of the training batch order (``None``: 0, for the same reason).
+        bins: piecewise-linear bins per numeric column (quantiles of its training values, see
+            :func:`~nmsnn.data.preprocessing.piecewise_linear`), fed beside its scaled value; 0:
+            the scaled value alone; ``auto``: the task's entry of :data:`AUTO_BINS`.
     """
 
     def __init__(
@@ -131,34 +166,15 @@ class TabularDataModule(L.LightningDataModule):
         numeric: Sequence[str] = (),
         parse_dates: Sequence[str] = (),
         target_transform: str = "none",
+        bins: int | str = "auto",
     ) -> None:
         super().__init__()
-        check_settings(dataset, path, frame, test_size, val_size, max_categories, batch_size, eval_batch_size)
-        # Plain values only: checkpoints must load with torch.load(weights_only=True).
-        self.save_hyperparameters(
-            {
-                "dataset": dataset,
-                "path": None if path is None else str(path),
-                "target": target,
-                "task": task,
-                "test_size": float(test_size),
-                "val_size": float(val_size),
-                "split_seed": int(split_seed or 0),
-                "val_split_seed": None if val_split_seed is None else int(val_split_seed),
-                "stratify": bool(stratify),
-                "scaler": scaler,
-                "target_scaler": target_scaler,
-                "batch_size": batch_size if batch_size in (None, "auto") else int(batch_size),
-                "eval_batch_size": int(eval_batch_size),
-                "drop": [str(c) for c in drop],
-                "max_categories": int(max_categories),
-                "shuffle_seed": int(shuffle_seed or 0),
-                "categorical": [str(c) for c in categorical],
-                "numeric": [str(c) for c in numeric],
-                "parse_dates": [str(c) for c in parse_dates],
-                "target_transform": str(target_transform),
-            }
+        check_settings(
+            dataset, path, frame, test_size, val_size, max_categories, batch_size, eval_batch_size, bins
         )
+        # Plain values only: checkpoints must load with torch.load(weights_only=True).
+        given = {k: v for k, v in locals().items() if k not in ("self", "frame", "__class__")}
+        self.save_hyperparameters(plain_settings(given))
         self.frame = frame
         self.preprocessor: TabularPreprocessor | None = None
         self.tensors: dict[str, TensorRows] = {}
@@ -313,7 +329,8 @@ class TabularDataModule(L.LightningDataModule):
         numeric, categorical = split_columns(
             frame, target, list(h.drop), h.max_categories, where, **overrides
         )
-        return TabularPreprocessor.fit(
+        bins = AUTO_BINS[task] if h.get("bins", 0) == "auto" else h.get("bins", 0)
+        pre = TabularPreprocessor.fit(
             train,
             target,
             task,
@@ -330,7 +347,20 @@ class TabularDataModule(L.LightningDataModule):
             max_categories=h.max_categories,
             where=where,
             target_transform=h.get("target_transform", "none"),
+            bins=bins,
         )
+        binned = [c for c, edges in zip(pre.numeric, pre.bin_edges) if edges]
+        if binned:
+            log.info(
+                "%s: %d numeric column(s) each feed a piecewise-linear encoding over up to %d "
+                "quantile bins (data.bins=%s): %d inputs beside their scaled values",
+                where,
+                len(binned),
+                bins,
+                h.bins,
+                sum(len(e) - 1 for e in pre.bin_edges),
+            )
+        return pre
 
     # --------------------------------------------------------------------- loaders
     def _loader(self, split: str, shuffle: bool) -> DataLoader | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -507,6 +508,9 @@ class TabularPreprocessor:
     target_mean: float = 0.0
     target_std: float = 1.0
     target_transform: str = "none"  # none | log1p: the model learns log(1 + y) (standardized)
+    # data.bins: per numeric column, the distinct quantiles of its scaled training values that
+    # bound its piecewise-linear bins (empty: the column feeds its scaled value alone)
+    bin_edges: list[list[float]] = field(default_factory=list)
 
     # ------------------------------------------------------------------------ fitting
     @classmethod
@@ -527,6 +531,7 @@ class TabularPreprocessor:
         max_categories: int | None = None,
         where: str = "training rows",
         target_transform: str = "none",
+        bins: int = 0,
     ) -> TabularPreprocessor:
         """Fit imputation, scaling, one-hot categories and target encoding on ``train`` only.
 
@@ -538,7 +543,10 @@ class TabularPreprocessor:
         text column keeps its ``max_categories - 1`` most frequent values as one-hot columns and
         groups the rest into ``column=<other>`` (``None``: every value its own column).
         ``target_transform`` (regression): ``log1p`` learns ``log(1 + y)``, ``auto`` does so for
-        a non-negative target whose training skewness exceeds :data:`SKEWED`."""
+        a non-negative target whose training skewness exceeds :data:`SKEWED`. ``bins``: each
+        numeric column with more than two distinct values also feeds a piecewise-linear
+        encoding over (at most) this many quantile bins of its training values (see
+        :func:`piecewise_linear`)."""
         if target_transform not in TARGET_TRANSFORMS:
             raise DataError(f"target_transform={target_transform!r} is not one of {TARGET_TRANSFORMS}.")
         _check_scalers(scaler, target_scaler)
@@ -550,22 +558,28 @@ class TabularPreprocessor:
         train = _forced_numbers(train, pre.coerce, pre.dates, pre.date_formats, where, warn=False)
         if numeric:
             pre._fit_numbers(train, scaler, where)
+            if bins:
+                pre.bin_edges = quantile_edges(pre._scaled_numbers(train, where)[0], bins)
         if categorical:
             pre._fit_categories(train, max_categories, where)
         y = train[target]
         if task == "classification":
             pre.classes = _native(LabelEncoder().fit(_labels(y if labels is None else labels)).classes_)
-            return pre
-        pre.target_transform = _target_transform(y, target, target_transform, where)
-        y = pd.Series(pre._forward_target(y.to_numpy(dtype=float), where), index=y.index)
+        else:
+            pre._fit_target(y, target_scaler, target_transform, where)
+        return pre
+
+    def _fit_target(self, y: pd.Series, target_scaler: str, target_transform: str, where: str) -> None:
+        """The regression target's transform and scaling, fitted on the training rows ``y``."""
+        self.target_transform = _target_transform(y, self.target, target_transform, where)
+        y = pd.Series(self._forward_target(y.to_numpy(dtype=float), where), index=y.index)
         if target_scaler == "standard":
             fitted = StandardScaler().fit(y.to_numpy(dtype=float).reshape(-1, 1))
-            pre.target_mean, pre.target_std = float(fitted.mean_[0]), float(fitted.scale_[0])
+            self.target_mean, self.target_std = float(fitted.mean_[0]), float(fitted.scale_[0])
         elif target_scaler == "minmax":
             fitted = MinMaxScaler().fit(y.to_numpy(dtype=float).reshape(-1, 1))
-            pre.target_mean = float(fitted.data_min_[0])
-            pre.target_std = float(fitted.data_range_[0]) or 1.0
-        return pre
+            self.target_mean = float(fitted.data_min_[0])
+            self.target_std = float(fitted.data_range_[0]) or 1.0
 
     def _fit_numbers(self, train: pd.DataFrame, scaler: str, where: str) -> None:
         """Median imputation and ``scaler`` for the numeric columns, fitted on ``train``."""
@@ -643,7 +657,8 @@ class TabularPreprocessor:
             for c, cats, other in zip(self.categorical, self.categories, grouped)
             for v in [*cats, *([OTHER] if other else [])]
         ]
-        return [*self.numeric, *onehot]
+        bins = [f"{c}:bin{t}" for c, edges in zip(self.numeric, self.bin_edges) for t in range(1, len(edges))]
+        return [*self.numeric, *bins, *onehot]
 
     @property
     def num_outputs(self) -> int:
@@ -665,22 +680,9 @@ class TabularPreprocessor:
         parts = []
         filled: dict[str, tuple[int, str]] = {}  # column -> values imputed, and with what
         if self.numeric:
-            x = np.column_stack([_numbers(frame[c], c, where) for c in self.numeric])
-            for j, column in enumerate(self.numeric):
-                _check_finite(pd.Series(x[:, j], index=frame.index), column, where)
-            holes = np.isnan(x)
-            if holes.any():
-                filled.update(
-                    {
-                        c: (int(n), f"median {m:.4g}")
-                        for c, n, m in zip(self.numeric, holes.sum(0), self.impute)
-                        if n
-                    }
-                )
-                x = np.where(holes, np.asarray(self.impute), x)
-            if self.quantiles:
-                x = self._quantile_transformer().transform(x)
-            parts.append((x - np.asarray(self.center)) / np.asarray(self.scale))
+            scaled, filled = self._scaled_numbers(frame, where)
+            parts.append(scaled)
+            parts += [piecewise_linear(scaled[:, j], edges) for j, edges in enumerate(self.bin_edges)]
         grouped = self.grouped or [False] * len(self.categorical)
         for j, column in enumerate(self.categorical):
             missing = int(frame[column].isna().sum())
@@ -706,6 +708,24 @@ class TabularPreprocessor:
                 f"once scaled ({features[row, j]:.3g} in row {frame.index[row]}); check that row."
             )
         return x32
+
+    def _scaled_numbers(
+        self, frame: pd.DataFrame, where: str
+    ) -> tuple[np.ndarray, dict[str, tuple[int, str]]]:
+        """The numeric columns imputed and scaled ``[N, len(numeric)]``, and what was imputed:
+        ``{column: (count, with what)}``."""
+        x = np.column_stack([_numbers(frame[c], c, where) for c in self.numeric])
+        for j, column in enumerate(self.numeric):
+            _check_finite(pd.Series(x[:, j], index=frame.index), column, where)
+        holes = np.isnan(x)
+        filled = {
+            c: (int(n), f"median {m:.4g}") for c, n, m in zip(self.numeric, holes.sum(0), self.impute) if n
+        }
+        x = np.where(holes, np.asarray(self.impute), x)
+        if self.quantiles:
+            x = self._quantile_transformer().transform(x)
+        scaled = (x - np.asarray(self.center)) / np.asarray(self.scale)
+        return scaled, filled
 
     def _quantile_transformer(self) -> QuantileTransformer:
         """The fitted quantile scaler, rebuilt from the quantiles this preprocessor holds."""
@@ -788,6 +808,32 @@ class TabularPreprocessor:
     def from_state_dict(cls, state: dict[str, Any]) -> TabularPreprocessor:
         """Rebuild from :meth:`state_dict` (or an exported ``preprocessing.json``)."""
         return cls(**{k: v for k, v in state.items() if k in cls.__dataclass_fields__})
+
+
+def quantile_edges(scaled: np.ndarray, bins: int) -> list[list[float]]:
+    """Per column of ``scaled [N, F]``: the distinct values among its ``bins + 1`` evenly spaced
+    quantiles, the edges of its piecewise-linear bins; a column of at most two distinct values
+    (a yes/no column) gets none (its scaled value says everything)."""
+    levels = np.linspace(0.0, 1.0, bins + 1)
+    edges = []
+    for column in scaled.T:
+        if len(np.unique(column)) <= 2:
+            edges.append([])
+            continue
+        edges.append(_native(np.unique(np.quantile(column, levels))))
+    return edges
+
+
+def piecewise_linear(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
+    r"""The piecewise-linear encoding of one column (Gorishniy et al., 2022): one input per bin
+    :math:`[e_{t-1}, e_t]`, :math:`\mathrm{clip}((x - e_{t-1}) / (e_t - e_{t-1}), 0, 1)`: 0 below
+    the bin, rising across it, 1 above, so the first layer sees where in its training
+    distribution a value lies (``[N, len(edges) - 1]``; values beyond the outer edges reach the
+    network through the scaled value itself)."""
+    e = np.asarray(edges, dtype=float)
+    if len(e) < 2:
+        return np.zeros((len(values), 0))
+    return np.clip((values[:, None] - e[:-1]) / (e[1:] - e[:-1]), 0.0, 1.0)
 
 
 def _category_text(value: Any, known: set[str]) -> str:

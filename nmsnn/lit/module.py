@@ -21,7 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
 from torchmetrics import MeanMetric
 
-from nmsnn.core.encoders import build_encoder
+from nmsnn.core.encoders import build_encoder, resolve_encoder
 from nmsnn.core.layers import (
     ModelOutput,
     NetworkOutput,
@@ -45,14 +45,15 @@ warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer
 TASKS = ("classification", "regression")
 
 DEFAULT_OPTIMIZER: dict[str, Any] = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 3e-3}
-# optimizer.weight_decay=auto, per task (measured on the tabular suite): strong shrinkage keeps a
-# classifier's logits from chasing the last training rows; a regressor's output must reach the
-# standardized target's scale, which strong decay prevents (its hidden units fall silent)
+# The module's settings that default to ``auto``, per task, each measured on the tabular suite
+# (README, "Why these defaults"). optimizer.weight_decay: strong shrinkage keeps a classifier's
+# logits from chasing the last training rows; a regressor's output must reach the standardized
+# target's scale, which strong decay prevents (its hidden units fall silent). ensemble and hidden:
+# a regressor averages four networks of 64 (the small tables' variance falls; four of 128 gained
+# no more for twice the work), a classifier gained nothing from members and keeps one of 128.
 AUTO_WEIGHT_DECAY = {"classification": 3.0, "regression": 0.1}
-# encoder=auto, per task (measured on the tabular suite): receptive fields let a classifier's
-# first layer split a feature's range where a class boundary lies; a regressor with them fits
-# its small tables' noise (the suite's regression gap grew), so it reads the values directly
-AUTO_ENCODER = {"classification": "receptive_field", "regression": "direct"}
+AUTO_ENSEMBLE = {"classification": 1, "regression": 4}
+AUTO_HIDDEN = {"classification": [128], "regression": [64]}
 # model.scheduler by name: the built-in schedules (any other value is a Hydra scheduler config)
 SCHEDULES: dict[str, dict[str, Any]] = {
     "warmup_cosine": {"_target_": "nmsnn.lit.schedules.warmup_cosine", "interval": "step"},
@@ -75,9 +76,9 @@ def neuron_settings(given: Mapping[str, Any]) -> dict[str, Any]:
 
 def build_model(h: Mapping[str, Any]) -> SpikingModel:
     """Encoder, spiking network and head from a module's (checked) hyperparameters."""
-    encoder = build_encoder(h["encoder"], h["time_steps"])
+    encoder = build_encoder(h["encoder"], h["time_steps"], settings=h.get("encoder_params"))
     sizes = [h["num_inputs"] * encoder.expansion, *h["hidden"], h["num_outputs"]]
-    neurons = neuron_configs(h["neuron"], len(sizes) - 1)
+    neurons = neuron_configs(h["neuron"], len(sizes) - 1, h["task"])
     network = SpikingNetwork(
         sizes, neurons, readout=h["readout"], backend=h["backend"], init=h["init"], ensemble=h["ensemble"]
     )
@@ -100,7 +101,7 @@ def hidden_sizes(hidden: Any) -> list[int]:
     hidden = [hidden] if isinstance(hidden, int) and not isinstance(hidden, bool) else list(hidden)
     if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
         raise ConfigError(
-            f"model.hidden must list positive layer sizes, e.g. [128] or [64,64]; got {hidden}."
+            f"model.hidden must list positive layer sizes, e.g. [128] or [64,64] (or be auto); got {hidden}."
         )
     if not hidden:
         log.warning(
@@ -177,19 +178,24 @@ class SpikingModule(L.LightningModule):
             standardized target).
         num_inputs: number of input features after preprocessing.
         num_outputs: number of classes, or 1 for regression.
-        hidden: sizes of the hidden spiking layers (any depth and width; one int: one layer).
+        hidden: sizes of the hidden spiking layers (any depth and width; one int: one layer), or
+            ``auto``: the task's entry of :data:`AUTO_HIDDEN` (what is saved is what was built).
         neuron: neuron model settings: ``kind`` (``lif``, ``alif``, ``lif_hard``, see
             :mod:`nmsnn.core.neurons`) and that model's fields; a list value
             gives one value per layer, output layer included.
         encoder: ``direct`` | ``receptive_field`` | ``uniform_noise`` | ``bernoulli``, or ``auto``:
-            the task's entry of :data:`AUTO_ENCODER` (the chosen one is what is saved).
+            the task's entry of :data:`nmsnn.core.encoders.BY_TASK` (the chosen one is what is
+            saved); or a config mapping ``{kind: ..., <setting>: ...}`` (``conf/model/encoder/``).
+        encoder_params: the encoder's settings (``fields``, ``span`` of ``receptive_field``); the
+            checkpoint records all of them.
         time_steps: number of simulated steps T.
         burn_in: steps ignored by the time-averaging head.
         readout: ``integrator`` | ``membrane`` | ``spikes`` (see :class:`SpikingNetwork`).
         reduce: ``mean`` or ``sum`` over the kept steps.
         init: ``calibrated`` (every layer fires at any depth) or ``torch`` (PyTorch's default).
         ensemble: K networks of these sizes trained together as one (each on its own loss) and
-            averaged at prediction (see :mod:`nmsnn.core.ensemble`); 1: a single network.
+            averaged at prediction (see :mod:`nmsnn.core.ensemble`); 1: a single network; ``auto``:
+            the task's entry of :data:`AUTO_ENSEMBLE`.
         backend: recurrence implementation (``auto``, ``reference``, ...).
         optimizer: Hydra config of a partial optimizer (``_target_``, ``_partial_: true``, ...).
         scheduler: optional LR scheduler: a name of :data:`SCHEDULES` (``warmup_cosine``) or a
@@ -205,15 +211,16 @@ class SpikingModule(L.LightningModule):
         task: str,
         num_inputs: int,
         num_outputs: int,
-        hidden: Sequence[int] = (128,),
+        hidden: Sequence[int] | str = (128,),
         neuron: Mapping[str, Any] | None = None,
-        encoder: str = "uniform_noise",
+        encoder: str | Mapping[str, Any] = "uniform_noise",
+        encoder_params: Mapping[str, Any] | None = None,
         time_steps: int = 16,
         burn_in: int = 0,
         readout: str = "integrator",
         reduce: str = "mean",
         init: str = "calibrated",
-        ensemble: int = 1,
+        ensemble: int | str = 1,
         backend: str = "auto",
         optimizer: Mapping[str, Any] | None = None,
         scheduler: str | Mapping[str, Any] | None = None,
@@ -223,9 +230,10 @@ class SpikingModule(L.LightningModule):
     ) -> None:
         super().__init__()
         check_task(task, num_outputs)
-        hidden = hidden_sizes(hidden)
+        hidden = hidden_sizes(AUTO_HIDDEN[task] if hidden == "auto" else hidden)
+        ensemble = AUTO_ENSEMBLE[task] if ensemble == "auto" else ensemble
         neuron = neuron_settings(plain(neuron) or {})
-        encoder = AUTO_ENCODER[task] if encoder == "auto" else encoder
+        encoder, encoder_params = resolve_encoder(plain(encoder), plain(encoder_params), task)
         optimizer = plain(optimizer) or dict(DEFAULT_OPTIMIZER)
         check_optimizer_numbers(optimizer)
         scheduler = plain(scheduler)

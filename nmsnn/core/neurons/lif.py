@@ -64,7 +64,8 @@ class LIF(NeuronModel):
         threshold: firing threshold, > 0 (``inf`` makes a non-firing leaky integrator).
         penalty: refractory penalty subtracted on firing, >= 0.
         reset: ``"subtract"`` (documented rule) or ``"scale"`` (the pynmsnn 0.0.3 release).
-        spike_fn: ``"relu"`` (graded spikes) or ``"heaviside"`` (binary spikes, surrogate gradient).
+        spike_fn: ``"relu"`` (graded spikes) or ``"heaviside"`` (binary spikes, surrogate gradient);
+            configs default to ``auto``: relu for classification, heaviside for regression.
         surrogate_slope: steepness of the heaviside surrogate gradient, > 0.
         learnable: train decay, threshold and penalty along with the weights.
     """
@@ -74,7 +75,15 @@ class LIF(NeuronModel):
     threshold: float = param(1.0, THRESHOLD, "firing threshold")
     penalty: float = param(1.5, NON_NEGATIVE, "refractory penalty subtracted on firing")
     reset: str = option("subtract", RESET_MODES, "a reset mode", "subtract | scale (pynmsnn 0.0.3)")
-    spike_fn: str = option("relu", SPIKE_FUNCTIONS, "a spike function", "relu (graded) | heaviside (binary)")
+    # per task, as measured on the tabular suite: graded spikes classify better, binary spikes
+    # regress better (experiments/results/tabular_suite.md)
+    spike_fn: str = option(
+        "relu",
+        SPIKE_FUNCTIONS,
+        "a spike function",
+        "relu (graded) | heaviside (binary)",
+        by_task={"classification": "relu", "regression": "heaviside"},
+    )
     surrogate_slope: float = number(5.0, SLOPE, "steepness of the heaviside surrogate gradient")
 
     def step(self, current: Tensor, state: NeuronState, values) -> NeuronState:
