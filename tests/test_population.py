@@ -113,6 +113,29 @@ def test_unsupported_settings_are_named(tmp_path):
     assert unsupported(compose_train(tmp_path, [])) is None
     reason = unsupported(compose_train(tmp_path, ["+trainer.gradient_clip_val=1.0"]))
     assert "trainer.gradient_clip_val" in reason
+    reason = unsupported(compose_train(tmp_path, ["+callbacks.early_stopping.stopping_threshold=0.1"]))
+    assert "callbacks.early_stopping.stopping_threshold" in reason
+
+
+@pytest.mark.parametrize(("mode", "min_delta"), [("min", 0.0), ("min", 0.05), ("max", 0.05)])
+def test_a_members_early_stopping_decides_as_the_lightning_callback_does(mode, min_delta):
+    """should_stop drives the member's own EarlyStopping object; on any sequence of values it stops
+    at the same epoch, with the same best score, as the callback's own rule."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from nmsnn.population.training import should_stop
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        values = rng.normal(size=30).round(2).tolist()
+        ours = EarlyStopping(monitor="val/loss", mode=mode, patience=3, min_delta=min_delta)
+        theirs = EarlyStopping(monitor="val/loss", mode=mode, patience=3, min_delta=min_delta)
+        for value in values:
+            stop_ours = should_stop(ours, value)
+            stop_theirs, _ = theirs._evaluate_stopping_criteria(torch.tensor(value))
+            assert stop_ours == stop_theirs and float(ours.best_score) == float(theirs.best_score)
+            if stop_ours:
+                break
 
 
 @pytest.mark.slow

@@ -8,9 +8,9 @@ would alone:
 * its own optimizer, so its own learning rate and weight decay (Adam-type optimizers are
   elementwise: nothing is shared between members);
 * the loss is the sum of the members' losses, so each member's gradient is its own;
-* its own validation metrics, early stopping (patience, ``min_delta``), best and last checkpoint,
-  with the rules of Lightning's ``EarlyStopping`` and ``ModelCheckpoint``; a stopped member leaves
-  the batched pass, the others go on;
+* its own validation metrics, early stopping (its own Lightning ``EarlyStopping`` object, built
+  from its config as alone, decides: see :func:`should_stop`), best and last checkpoint (by
+  ``ModelCheckpoint``'s rule); a stopped member leaves the batched pass, the others go on;
 * a member whose loss or weights stop being finite fails alone, with the message the single run
   would give.
 
@@ -30,6 +30,8 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import DictConfig
 from torch import Tensor
 
@@ -65,8 +67,7 @@ class Member:
     best_score: float | None = None
     best_checkpoint: dict[str, Any] | None = None
     last_checkpoint: dict[str, Any] | None = None
-    wait: int = 0
-    stop_best: float | None = None
+    stopping: EarlyStopping | None = None  # its early-stopping rule and state (see should_stop)
     error: Exception | None = None
     stopped: bool = False
 
@@ -91,6 +92,9 @@ def unsupported(cfg: DictConfig) -> str | None:
         "trainer.fast_dev_run": bool(trainer.get("fast_dev_run", False)),
         "test_ckpt": cfg.get("test_ckpt", "best") != "best",
     }
+    stopping = (cfg.get("callbacks") or {}).get("early_stopping") or {}
+    for key in ("stopping_threshold", "divergence_threshold"):
+        checks[f"callbacks.early_stopping.{key}"] = stopping.get(key) is not None
     bad = [key for key, failed in checks.items() if failed]
     if bad:
         return f"population training does not support {', '.join(bad)} as set"
@@ -139,12 +143,24 @@ def device_for(cfg: DictConfig) -> torch.device:
     return torch.device("cpu")
 
 
-def _better(current: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
+def improves(current: float, best: float | None, mode: str) -> bool:
+    """ModelCheckpoint's rule (``save_top_k=1``): strictly better by ``mode``; NaN never is."""
     if best is None:
         return not math.isnan(current)
-    if mode == "min":  # an improvement must exceed min_delta (Lightning's EarlyStopping rule)
-        return current + min_delta < best
-    return current - min_delta > best
+    return current < best if mode == "min" else current > best
+
+
+def should_stop(stopping: EarlyStopping, current: float) -> bool:
+    """One epoch's early-stopping decision for one member, on the member's own ``EarlyStopping``
+    object (the one its single run would build from the same config): its ``monitor_op``,
+    signed ``min_delta`` and ``patience`` decide, and its ``best_score`` and ``wait_count`` keep
+    the member's state, as the callback does after each validation."""
+    value = torch.tensor(float(current))
+    if stopping.monitor_op(value - stopping.min_delta, stopping.best_score):
+        stopping.best_score, stopping.wait_count = value, 0
+        return False
+    stopping.wait_count += 1
+    return stopping.wait_count >= stopping.patience
 
 
 class PopulationTrainer:
@@ -158,14 +174,14 @@ class PopulationTrainer:
         if self.max_epochs in (None, -1):
             self.max_epochs = 1000 if self.max_epochs is None else 10**9  # Lightning's defaults
         self.val_every = int(cfg.trainer.get("check_val_every_n_epoch") or 1)
-        self.monitor = cfg.get("monitor")
-        self.mode = cfg.get("monitor_mode", "min")
         callbacks = cfg.get("callbacks") or {}
-        stopping = callbacks.get("early_stopping")
-        self.patience = None if stopping is None else int(stopping.get("patience", 3))
-        self.min_delta = 0.0 if stopping is None else abs(float(stopping.get("min_delta", 0.0)))
-        self.stop_monitor = None if stopping is None else stopping.get("monitor", self.monitor)
-        self.checkpointing = callbacks.get("model_checkpoint") is not None
+        checkpoint = callbacks.get("model_checkpoint")
+        self.checkpointing = checkpoint is not None
+        self.monitor = checkpoint.get("monitor") if self.checkpointing else cfg.get("monitor")
+        self.mode = checkpoint.get("mode", "min") if self.checkpointing else cfg.get("monitor_mode", "min")
+        for m in members:  # each member's own EarlyStopping, built from its config as alone
+            node = (m.cfg.get("callbacks") or {}).get("early_stopping")
+            m.stopping = None if node is None else instantiate(node)
         spike_statistics = callbacks.get("spike_statistics")
         self.spike_every = 0 if spike_statistics is None else int(spike_statistics.get("every_n_epochs", 1))
         progress = callbacks.get("progress")
@@ -278,53 +294,71 @@ class PopulationTrainer:
 
     # ------------------------------------------------------------------------------- training
     def _train_epoch(self, epoch: int, active: list[int]) -> None:
+        batches = self._epoch_batches(epoch, active)
+        sums = {k: [0.0, 0] for k in active}
+        seen: dict[int, list[tuple[Tensor, Tensor]]] = {k: [] for k in active}
+        for step in range(len(batches[active[0]])):
+            if not self.train_step(epoch, step, batches, sums, seen):
+                break
+        if self.scheduler is not None and self.scheduler_interval == "epoch":
+            self.scheduler.step()
+        self._end_train_epoch(epoch, active, sums, seen)
+
+    def _epoch_batches(self, epoch: int, active: list[int]) -> dict[int, list]:
+        """Each active member's batches of this epoch (its own sampler, seeded by the epoch)."""
         batches = {}
         for k in active:
             sampler = self.data[k]["train"][2]
             sampler.set_epoch(epoch)
             batches[k] = list(sampler)
-        steps = {len(b) for b in batches.values()}
-        if len(steps) != 1:
+        if len({len(b) for b in batches.values()}) != 1:
             raise RuntimeError("population members have different numbers of training batches")
-        sums = {k: [0.0, 0] for k in active}
-        seen: dict[int, list[tuple[Tensor, Tensor]]] = {k: [] for k in active}
-        for step in range(steps.pop()):
-            running = [k for k in active if not self.members[k].stopped]
-            if not running:
-                break
-            inputs, targets = [], []
-            for k in running:
-                x, y, _ = self.data[k]["train"]
-                index = torch.as_tensor(batches[k][step], device=self.device)
-                inputs.append(self.members[k].module.encode(x[index]))
-                targets.append(y[index])
-            self.optimizer.zero_grad(set_to_none=True)
-            predictions = self.network(inputs, running)
-            losses = [self.members[k].module.loss(predictions[i], targets[i]) for i, k in enumerate(running)]
-            stacked = torch.stack(losses)
-            stacked.sum().backward()
-            values = stacked.detach().tolist()  # every member's loss in one transfer
-            finite = [math.isfinite(value) for value in values]
-            for i, k in enumerate(running):
-                if not finite[i]:
-                    self._fail(k, f"the training loss became {values[i]:g}", epoch, f"batch {step}")
-                    for p in self.members[k].module.parameters():
-                        p.grad = None  # a failed member is not updated
-            self.optimizer.step()
-            if self.scheduler is not None and self.scheduler_interval == "step":
-                self.scheduler.step()
-            for i, k in enumerate(running):
-                member = self.members[k]
-                if not finite[i]:
-                    continue
-                member.global_step += 1
-                batch = targets[i].shape[0]
-                sums[k][0] += values[i] * batch
-                sums[k][1] += batch
-                seen[k].append((predictions[i].detach(), targets[i]))
-        if self.scheduler is not None and self.scheduler_interval == "epoch":
+        return batches
+
+    def train_step(
+        self,
+        epoch: int,
+        step: int,
+        batches: dict[int, list],
+        sums: dict[int, list],
+        seen: dict[int, list[tuple[Tensor, Tensor]]],
+    ) -> bool:
+        """One optimizer step of every running member on its ``step``-th batch, adding each one's
+        loss and outputs to ``sums`` and ``seen``; ``False`` when no member is running."""
+        running = [k for k in batches if not self.members[k].stopped]
+        if not running:
+            return False
+        inputs, targets = [], []
+        for k in running:
+            x, y, _ = self.data[k]["train"]
+            index = torch.as_tensor(batches[k][step], device=self.device)
+            inputs.append(self.members[k].module.encode(x[index]))
+            targets.append(y[index])
+        self.optimizer.zero_grad(set_to_none=True)
+        predictions = self.network(inputs, running)
+        losses = [self.members[k].module.loss(predictions[i], targets[i]) for i, k in enumerate(running)]
+        stacked = torch.stack(losses)
+        stacked.sum().backward()
+        values = stacked.detach().tolist()  # every member's loss in one transfer
+        finite = [math.isfinite(value) for value in values]
+        for i, k in enumerate(running):
+            if not finite[i]:
+                self._fail(k, f"the training loss became {values[i]:g}", epoch, f"batch {step}")
+                for p in self.members[k].module.parameters():
+                    p.grad = None  # a failed member is not updated
+        self.optimizer.step()
+        if self.scheduler is not None and self.scheduler_interval == "step":
             self.scheduler.step()
-        self._end_train_epoch(epoch, active, sums, seen)
+        for i, k in enumerate(running):
+            member = self.members[k]
+            if not finite[i]:
+                continue
+            member.global_step += 1
+            batch = targets[i].shape[0]
+            sums[k][0] += values[i] * batch
+            sums[k][1] += batch
+            seen[k].append((predictions[i].detach(), targets[i]))
+        return True
 
     def _end_train_epoch(
         self,
@@ -454,21 +488,14 @@ class PopulationTrainer:
         if self.checkpointing and self.monitor is not None:
             current = logs[self.monitor]
             current = (math.inf if self.mode == "min" else -math.inf) if math.isnan(current) else current
-            if member.best_checkpoint is None or _better(current, member.best_score, self.mode):
+            if member.best_checkpoint is None or improves(current, member.best_score, self.mode):
                 member.best_score = current
                 member.best_checkpoint = self._checkpoint(member, epoch)
-        if self.patience is not None and self.stop_monitor is not None:
-            current = logs[self.stop_monitor]
-            if _better(current, member.stop_best, self.mode, self.min_delta):
-                member.stop_best = current
-                member.wait = 0
-            else:
-                member.wait += 1
-                if member.wait >= self.patience:
-                    member.epochs = epoch + 1
-                    if self.checkpointing:
-                        member.last_checkpoint = self._checkpoint(member, epoch)
-                    member.stopped = True
+        if member.stopping is not None and should_stop(member.stopping, logs[member.stopping.monitor]):
+            member.epochs = epoch + 1
+            if self.checkpointing:
+                member.last_checkpoint = self._checkpoint(member, epoch)
+            member.stopped = True
 
     # ------------------------------------------------------------------------------- output
     def _log(self, member: Member, logs: dict[str, float]) -> None:
