@@ -99,7 +99,9 @@ def load_split(cfg: Any) -> dict[str, Any]:
     """The split and preprocessed arrays the run configured by ``cfg`` trains and tests on."""
     from hydra.utils import instantiate
 
-    dm = instantiate(cfg.data)  # the same TabularDataModule settings nmsnn-train uses
+    # the same TabularDataModule settings nmsnn-train uses, without data.bins' piecewise-linear
+    # columns: an input encoding of the spiking model, not of the data the baselines see
+    dm = instantiate(cfg.data, bins=0)
     dm.setup()
     arrays = {split: (rows.x.numpy(), rows.y.numpy()) for split, rows in dm.tensors.items()}
     return {

@@ -233,6 +233,7 @@ def load_split(path: Path, target: str, seed: int) -> tuple[Any, Any]:
         shuffle_seed=seed,
         scaler="standard",
         target_scaler="standard",
+        bins=0,  # the baselines get the scaled columns, not the spiking model's input encoding
     )
     datamodule.setup("fit")
     return split_rows(datamodule), datamodule.preprocessor

@@ -92,35 +92,10 @@ class _SpikingEstimator(BaseEstimator):
         random_state: int | None = 0,
         verbose: bool = False,
     ) -> None:
-        self.hidden = hidden
-        self.time_steps = time_steps
-        self.ensemble = ensemble
-        self.encoder = encoder
-        self.encoder_params = encoder_params
-        self.bins = bins
-        self.neuron = neuron
-        self.decay = decay
-        self.threshold = threshold
-        self.penalty = penalty
-        self.reset = reset
-        self.spike_fn = spike_fn
-        self.surrogate_slope = surrogate_slope
-        self.learnable = learnable
-        self.neuron_params = neuron_params
-        self.readout = readout
-        self.burn_in = burn_in
-        self.epochs = epochs
-        self.steps = steps
-        self.batch_size = batch_size
-        self.threads = threads
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.backend = backend
-        self.random_state = random_state
-        self.verbose = verbose
+        # scikit-learn's contract: __init__ stores every parameter unchanged, under its own name
+        for name, value in locals().items():
+            if name != "self":
+                setattr(self, name, value)
 
     def _module(self, datamodule: TabularDataModule, hidden: list[int] | str) -> SpikingModule:
         """The untrained model these parameters describe, sized by ``datamodule``."""

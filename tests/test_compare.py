@@ -36,3 +36,23 @@ def test_compare_iris_writes_table_and_chart(tmp_path):
     markdown = (tmp_path / "comparison.md").read_text()
     assert "nmsnn-compare data=iris" in markdown and "multipl" in markdown
     assert (tmp_path / "spiking" / "checkpoints" / "best.ckpt").is_file()
+    assert spiking["model"].startswith("spiking [128]")  # hidden=auto, as built for classification
+
+
+def test_the_baselines_get_the_scaled_columns_without_the_spiking_models_bins():
+    """data.bins encodes the spiking model's inputs; the classical models get the same split and
+    scaling without those columns (a Ridge on them would be another model)."""
+    from nmsnn.data.datamodule import TabularDataModule
+    from nmsnn.tools.compare import classical_rows, split_rows
+
+    binned = TabularDataModule(dataset="diabetes", bins=8)
+    binned.setup("fit")
+    plain = TabularDataModule(dataset="diabetes", bins=0)
+    plain.setup("fit")
+    rows, pre = classical_rows(binned)
+    want = split_rows(plain)
+    assert binned.preprocessor.bin_edges and not pre.bin_edges
+    assert split_rows(binned).x_fit.shape[1] > rows.x_fit.shape[1] == plain.num_features
+    for got, expected in ((rows.x_fit, want.x_fit), (rows.y_fit, want.y_fit), (rows.x_test, want.x_test)):
+        assert (got == expected).all()
+    assert pre.target_mean == plain.preprocessor.target_mean

@@ -258,7 +258,9 @@ def test_the_estimators_refuse_multiindex_columns_and_name_a_bad_hidden():
     nested.columns = pd.MultiIndex.from_tuples([("leaf", c) for c in X.columns])
     with pytest.raises(ValueError, match="X has MultiIndex columns"):
         SpikingClassifier(epochs=1).fit(nested, y)
-    with pytest.raises(ValueError, match=r"hidden must be a positive integer or a sequence of them.*got 8.0"):
+    with pytest.raises(
+        ValueError, match=r"hidden must be auto, a positive integer or a sequence of them.*got 8.0"
+    ):
         SpikingClassifier(epochs=1).set_params(hidden=8.0).fit(X, y)
     # no hidden layer at all is a valid (single-layer) network
     model = SpikingClassifier(epochs=1, steps=1, hidden=[]).fit(X, y)

@@ -95,9 +95,11 @@ def check_task(task: str, num_outputs: int) -> None:
         raise ConfigError(f"classification needs at least 2 classes; got {num_outputs}.")
 
 
-def hidden_sizes(hidden: Any) -> list[int]:
-    """``model.hidden`` as a list of positive layer sizes (one int is one layer)."""
+def hidden_sizes(hidden: Any, task: str) -> list[int]:
+    """``model.hidden`` as a list of positive layer sizes (one int is one layer; ``auto`` is the
+    task's entry of :data:`AUTO_HIDDEN`)."""
     hidden = plain(hidden)
+    hidden = AUTO_HIDDEN[task] if hidden == "auto" else hidden
     hidden = [hidden] if isinstance(hidden, int) and not isinstance(hidden, bool) else list(hidden)
     if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
         raise ConfigError(
@@ -230,7 +232,7 @@ class SpikingModule(L.LightningModule):
     ) -> None:
         super().__init__()
         check_task(task, num_outputs)
-        hidden = hidden_sizes(AUTO_HIDDEN[task] if hidden == "auto" else hidden)
+        hidden = hidden_sizes(hidden, task)
         ensemble = AUTO_ENSEMBLE[task] if ensemble == "auto" else ensemble
         neuron = neuron_settings(plain(neuron) or {})
         encoder, encoder_params = resolve_encoder(plain(encoder), plain(encoder_params), task)

@@ -2,8 +2,8 @@
 
 :func:`compare` trains the configured spiking model exactly as ``nmsnn-train`` does (into
 ``<run dir>/spiking/``), then fits a non-spiking MLP of the same shape, a linear model,
-scikit-learn's HistGradientBoosting and, when installed, XGBoost on the same preprocessed rows,
-scores every model on the same test rows with the same metric code, and writes
+scikit-learn's HistGradientBoosting and, when installed, XGBoost on the same preprocessed rows
+(less the spiking model's piecewise-linear bins, see :func:`classical_rows`), scores every model on the same test rows with the same metric code, and writes
 ``comparison.csv``, ``comparison.md`` and ``comparison.png`` to the run directory.
 """
 
@@ -29,7 +29,7 @@ from nmsnn.checkpoint import load_checkpoint
 from nmsnn.data.preprocessing import TabularPreprocessor
 from nmsnn.errors import ConfigError
 from nmsnn.files import write_csv, write_text
-from nmsnn.lit.module import target_values
+from nmsnn.lit.module import hidden_sizes, target_values
 from nmsnn.sweeps import markdown_table
 
 CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "auroc")
@@ -94,6 +94,17 @@ def split_rows(datamodule: Any) -> Rows:
         y_test=tensors["test"].y.numpy(),
         sizes={s: len(tensors[s].y) if s in tensors else 0 for s in ("train", "val", "test")},
     )
+
+
+def classical_rows(datamodule: Any) -> tuple[Rows, TabularPreprocessor]:
+    """The rows of ``datamodule``'s split as the classical models get them: the same split and
+    scaling, without ``data.bins``' piecewise-linear columns (an input encoding of the spiking
+    model: Ridge or an MLP given them would be other models)."""
+    if not datamodule.preprocessor.bin_edges:
+        return split_rows(datamodule), datamodule.preprocessor
+    plain = datamodule.with_settings(bins=0)
+    plain.setup("fit")
+    return split_rows(plain), plain.preprocessor
 
 
 def score(pre: TabularPreprocessor, y_true: np.ndarray, values: np.ndarray) -> dict[str, float]:
@@ -226,7 +237,7 @@ def run_spiking(cfg: DictConfig, out_dir: Path, repeats: int) -> tuple[dict[str,
     x_test = torch.from_numpy(rows.x_test)
     with torch.inference_mode():
         values, infer_s = best_time(lambda: loaded.module.predict_rows(x_test).numpy(), repeats)
-    hidden = list(cfg.model.hidden)
+    hidden = hidden_sizes(cfg.model.hidden, loaded.preprocessor.task)
     row = {
         "model": f"spiking {hidden} (T={cfg.model.time_steps})",
         **score(loaded.preprocessor, rows.y_test, values),
@@ -295,7 +306,8 @@ def comparison_markdown(
         f"The spiking model trains on the train rows and uses the val rows for checkpoint selection "
         f"and early stopping; the baselines fit on train + val ({sizes['train'] + sizes['val']} rows; "
         f"the MLP holds out 10% of them for its own early stopping). Every model is scored on the "
-        f"same {sizes['test']} test rows with the same preprocessing"
+        f"same {sizes['test']} test rows with the same preprocessing (the baselines get the scaled "
+        f"columns, without the spiking model's piecewise-linear bins, data.bins)"
         + ("; regression metrics are on the original target scale." if task == "regression" else "."),
         "",
         markdown_table(table),
@@ -401,13 +413,14 @@ def compare(cfg: DictConfig, command: str | None = None) -> pd.DataFrame:
     out_dir = Path(cfg.paths.output_dir)
     repeats = int(cfg.get("timing_repeats", 5))
     spiking_row, spiking_metrics, datamodule = run_spiking(cfg, out_dir / "spiking", repeats)
-    rows = split_rows(datamodule)
-    pre = datamodule.preprocessor
+    rows, pre = classical_rows(datamodule)
     seed = cfg.get("seed")
     records = [spiking_row]
     threads = cfg.get("baseline_omp_threads")
     with openmp_threads(None if threads is None else int(threads)):
-        for model in baselines(pre.task, list(cfg.model.hidden), None if seed is None else int(seed)):
+        for model in baselines(
+            pre.task, hidden_sizes(cfg.model.hidden, pre.task), None if seed is None else int(seed)
+        ):
             records.append(run_baseline(model, rows, pre, repeats))
     metrics = CLASSIFICATION_METRICS if pre.task == "classification" else REGRESSION_METRICS
     table = pd.DataFrame(records, columns=["model", *metrics, "fit_s", "infer_ms", "ops_per_row", "op_kind"])
