@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -108,6 +108,15 @@ def _apply_threads(members: list[Any]) -> None:
 
 class _NotPopulationAble(Exception):
     pass
+
+
+def _prepare_or_error(cfg: DictConfig, tables: dict[str, Any]) -> Any:
+    """:func:`_prepare`'s member, or the exception that keeps this job out of the population,
+    returned rather than raised: the job then runs on its own, which records its own error."""
+    try:
+        return _prepare(cfg, tables)
+    except Exception as err:
+        return err
 
 
 def _finish(cfg: DictConfig, member: Any, seconds: float, size: int, first_job: int) -> float:
@@ -205,16 +214,16 @@ class PopulationLaunch:
                 results[i] = self._run(self.task_function, overrides, idx)
                 continue
             configs[i] = self._job_config(overrides, idx)
-            ret = self._run(lambda cfg: _prepare(cfg, tables), overrides, idx, configs[i])
-            if ret.status == JobStatus.COMPLETED:
-                prepared[i] = ret.return_value
+            value = self._run(
+                lambda cfg: _prepare_or_error(cfg, tables), overrides, idx, configs[i]
+            ).return_value
+            if not isinstance(value, Exception):
+                prepared[i] = value
                 continue
-            # not through ret.return_value, which would print "Error executing job" for a job
-            # that is about to run on its own (and record its own error if it has one)
-            if isinstance(ret._return_value, _NotPopulationAble):
-                log.info("\t#%d runs on its own: %s", idx, ret._return_value)
+            if isinstance(value, _NotPopulationAble):
+                log.info("\t#%d runs on its own: %s", idx, value)
             else:  # its own run records the error, if it is the job's own
-                log.info("\t#%d runs on its own after an error in its set-up: %s", idx, ret._return_value)
+                log.info("\t#%d runs on its own after an error in its set-up: %s", idx, value)
             results[i] = self._run(self.task_function, overrides, idx)
         if not prepared:
             return results
