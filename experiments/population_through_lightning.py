@@ -4,14 +4,16 @@ Builds the members of a sweep as the population launcher does (the bundled defau
 per configuration of ``--grid``), then trains them twice for the same epochs, each time from the
 same initial weights and optimizer state:
 
-* ``own loop``: :class:`~nmsnn.population.training.PopulationTrainer`'s training epochs, as the
-  launcher runs them (no validation, so both sides do the same work);
+* ``own loop``: a plain Python loop over epochs and batches, as the population launcher ran its
+  members before it trained them through Lightning (no validation, so both sides do the same
+  work);
 * ``Lightning``: the same step (the stacked forward, the members' summed loss, one optimizer
   step) as the ``training_step`` of a manual-optimization ``LightningModule`` driven by
   ``L.Trainer.fit`` (no logger, checkpointing, progress bar or validation: Lightning's loop and
   hooks only).
 
-It reports milliseconds per optimizer step, fastest of ``--repeats`` alternated rounds (the
+Its result decided that the population trains in Lightning's fit loop
+(:class:`~nmsnn.population.training.PopulationLoop`). It reports milliseconds per optimizer step, fastest of ``--repeats`` alternated rounds (the
 machine is shared).
 
     python experiments/population_through_lightning.py [--members 16] [--epochs 10] [--repeats 3]
@@ -68,8 +70,14 @@ def members(count: int, workdir: Path) -> list[Member]:
 def own_loop(trainer: PopulationTrainer, epochs: int) -> float:
     """Seconds for ``epochs`` training epochs of the population's own loop."""
     start = time.perf_counter()
-    for epoch in range(epochs):
-        trainer._train_epoch(epoch, trainer.active())
+    for epoch in range(epochs):  # the loop nmsnn's population ran before it ran in Lightning's
+        active = trainer.active()
+        batches = trainer.epoch_batches(epoch, active)
+        sums, seen = {k: [0.0, 0] for k in active}, {k: [] for k in active}
+        for step in range(len(batches[active[0]])):
+            if not trainer.train_step(epoch, step, batches, sums, seen):
+                break
+        trainer.end_train_epoch(epoch, active, sums, seen)
     return time.perf_counter() - start
 
 
@@ -85,7 +93,7 @@ class LightningPopulation(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self.active = self.population.active()
-        self.batches = self.population._epoch_batches(self.current_epoch, self.active)
+        self.batches = self.population.epoch_batches(self.current_epoch, self.active)
         self.sums = {k: [0.0, 0] for k in self.active}
         self.seen = {k: [] for k in self.active}
 
@@ -93,7 +101,7 @@ class LightningPopulation(L.LightningModule):
         self.population.train_step(self.current_epoch, batch_idx, self.batches, self.sums, self.seen)
 
     def on_train_epoch_end(self) -> None:
-        self.population._end_train_epoch(self.current_epoch, self.active, self.sums, self.seen)
+        self.population.end_train_epoch(self.current_epoch, self.active, self.sums, self.seen)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.population.optimizer
@@ -104,16 +112,7 @@ def lightning_loop(trainer: PopulationTrainer, epochs: int) -> float:
     steps = len(trainer.data[0]["train"][2])
     loader = torch.utils.data.DataLoader(torch.arange(steps), batch_size=None)
     module = LightningPopulation(trainer)
-    fit = L.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-    )
+    fit = trainer.loop_trainer(epochs)
     start = time.perf_counter()
     fit.fit(module, train_dataloaders=loader)
     return time.perf_counter() - start

@@ -1,4 +1,5 @@
-"""Train a population: K ordinary models that share every forward and backward pass.
+"""Train a population: K ordinary models that share every forward and backward pass, in
+Lightning's fit loop (:class:`PopulationLoop`, manual optimization).
 
 Each member is exactly what ``nmsnn-train`` would build for its configuration (same seed, same
 data split and preprocessing, same initial weights, same training-noise stream) and trains as it
@@ -238,29 +239,35 @@ class PopulationTrainer:
     def active(self) -> list[int]:
         return [k for k, m in enumerate(self.members) if not m.stopped]
 
+    def loop_trainer(self, max_epochs: int) -> L.Trainer:
+        """Lightning's Trainer as the population's fit loop alone: each member's logs,
+        checkpoints, validation and stopping are its own (see :meth:`end_epoch`)."""
+        cuda = self.device.type == "cuda"
+        return L.Trainer(
+            accelerator="gpu" if cuda else "cpu",
+            devices=[self.device.index or 0] if cuda else 1,
+            max_epochs=max_epochs,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            default_root_dir=str(self.members[0].out_dir),
+        )
+
     def fit(self) -> None:
+        """Train every member to its end, in Lightning's fit loop (see :class:`PopulationLoop`)."""
         start = time.perf_counter()
-        for epoch in range(self.max_epochs):
-            active = self.active()
-            if not active:
-                break
-            self._train_epoch(epoch, active)
-            active = self.active()
-            validate = (epoch + 1) % self.val_every == 0 and "val" in self.data[0]
-            if validate and active:
-                self._validate(epoch, active)
-            for k in active:
-                member = self.members[k]
-                if member.stopped:
-                    continue
-                member.epochs = epoch + 1
-                if not validate:
-                    self._log(member, self._epoch_logs.get(k, {}))
-                if self.checkpointing:
-                    member.last_checkpoint = self._checkpoint(member, epoch)
-                    if not validate or self.monitor is None:
-                        member.best_checkpoint = member.last_checkpoint
-            self._progress(epoch, time.perf_counter() - start)
+        trainer = self.loop_trainer(self.max_epochs)
+        # Lightning's "`Trainer.fit` stopped: ..." says what the line below says, per member
+        lightning_info = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+        level = lightning_info.level
+        lightning_info.setLevel(logging.WARNING)
+        try:
+            trainer.fit(PopulationLoop(self))
+        finally:
+            lightning_info.setLevel(level)
         for member in self.members:
             member.stopped = True
         log.info(
@@ -269,6 +276,26 @@ class PopulationTrainer:
             time.perf_counter() - start,
             [m.epochs for m in self.members],
         )
+
+    def end_epoch(self, epoch: int, seconds: float) -> None:
+        """After an epoch's training: validation (its epoch), each running member's logs,
+        checkpoints and stopping rules, and the progress line."""
+        active = self.active()
+        validate = (epoch + 1) % self.val_every == 0 and "val" in self.data[0]
+        if validate and active:
+            self._validate(epoch, active)
+        for k in active:
+            member = self.members[k]
+            if member.stopped:
+                continue
+            member.epochs = epoch + 1
+            if not validate:
+                self._log(member, self._epoch_logs.get(k, {}))
+            if self.checkpointing:
+                member.last_checkpoint = self._checkpoint(member, epoch)
+                if not validate or self.monitor is None:
+                    member.best_checkpoint = member.last_checkpoint
+        self._progress(epoch, seconds)
 
     def _progress(self, epoch: int, seconds: float) -> None:
         """The population's line for ``callbacks.progress``: at most every ``every_s`` seconds (and
@@ -293,18 +320,7 @@ class PopulationTrainer:
         log.info(" · ".join(parts))
 
     # ------------------------------------------------------------------------------- training
-    def _train_epoch(self, epoch: int, active: list[int]) -> None:
-        batches = self._epoch_batches(epoch, active)
-        sums = {k: [0.0, 0] for k in active}
-        seen: dict[int, list[tuple[Tensor, Tensor]]] = {k: [] for k in active}
-        for step in range(len(batches[active[0]])):
-            if not self.train_step(epoch, step, batches, sums, seen):
-                break
-        if self.scheduler is not None and self.scheduler_interval == "epoch":
-            self.scheduler.step()
-        self._end_train_epoch(epoch, active, sums, seen)
-
-    def _epoch_batches(self, epoch: int, active: list[int]) -> dict[int, list]:
+    def epoch_batches(self, epoch: int, active: list[int]) -> dict[int, list]:
         """Each active member's batches of this epoch (its own sampler, seeded by the epoch)."""
         batches = {}
         for k in active:
@@ -360,7 +376,7 @@ class PopulationTrainer:
             seen[k].append((predictions[i].detach(), targets[i]))
         return True
 
-    def _end_train_epoch(
+    def end_train_epoch(
         self,
         epoch: int,
         active: list[int],
@@ -368,7 +384,9 @@ class PopulationTrainer:
         seen: dict[int, list[tuple[Tensor, Tensor]]],
     ) -> None:
         """Each running member's epoch logs (its loss and training metrics), after checking that
-        its parameters stayed finite."""
+        its parameters stayed finite; the scheduler's step if it steps per epoch."""
+        if self.scheduler is not None and self.scheduler_interval == "epoch":
+            self.scheduler.step()
         self._epoch_logs = {}
         not_finite = self._not_finite_parameters(active)
         for k in active:
@@ -514,6 +532,48 @@ class PopulationTrainer:
         }
         module.on_save_checkpoint(snapshot)
         return snapshot
+
+
+class PopulationLoop(L.LightningModule):
+    """A population inside Lightning's fit loop, with manual optimization: each batch index is
+    one optimizer step of every running member (:meth:`PopulationTrainer.train_step`, on each
+    member's own batch of that epoch); an epoch's end runs the members' training metrics,
+    validation, checkpoint and early-stopping rules (:meth:`PopulationTrainer.end_epoch`), and
+    the fit stops when no member is left running. The members' modules stay the population's:
+    this module holds no parameters of its own."""
+
+    def __init__(self, population: PopulationTrainer) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.population = population
+        self.epoch_state: tuple[list[int], dict[int, list], dict[int, list], dict[int, list]] | None = None
+        self.start = time.perf_counter()
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        steps = len(self.population.data[0]["train"][2])
+        return torch.utils.data.DataLoader(range(steps), batch_size=None)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.population.optimizer
+
+    def on_train_epoch_start(self) -> None:
+        active = self.population.active()
+        batches = self.population.epoch_batches(self.current_epoch, active)
+        self.epoch_state = (active, batches, {k: [0.0, 0] for k in active}, {k: [] for k in active})
+
+    def on_train_batch_start(self, batch: int, batch_idx: int) -> int | None:
+        members = self.population.members
+        return None if any(not members[k].stopped for k in self.epoch_state[0]) else -1  # -1: epoch over
+
+    def training_step(self, batch: int, batch_idx: int) -> None:
+        _, batches, sums, seen = self.epoch_state
+        self.population.train_step(self.current_epoch, int(batch), batches, sums, seen)
+
+    def on_train_epoch_end(self) -> None:
+        active, _, sums, seen = self.epoch_state
+        self.population.end_train_epoch(self.current_epoch, active, sums, seen)
+        self.population.end_epoch(self.current_epoch, time.perf_counter() - self.start)
+        self.trainer.should_stop = not self.population.active()
 
 
 def checkpoint_dict(member: Member, snapshot: dict[str, Any]) -> dict[str, Any]:
