@@ -41,6 +41,8 @@ def _scheduler_answers() -> str | None:
 
 pytestmark = [
     pytest.mark.slurm,
+    # one scheduler with two CPUs: its jobs queue one after another, so its tests do too
+    pytest.mark.xdist_group("slurm"),
     pytest.mark.skipif(_scheduler_answers() is not None, reason=str(_scheduler_answers())),
 ]
 
