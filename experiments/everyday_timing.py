@@ -12,9 +12,10 @@ neighbour (a Python busy loop on one core, as another user's job or a browser ta
 * the 8-configuration sweep (4 decays x 2 thresholds, 5 epochs) and the 16-configuration one
   (4 decays x 4 thresholds, 60 epochs), each with the basic launcher and with
   ``hydra/launcher=population``; their ``summary.csv`` files are compared job by job. A sweep's
-  per-job overhead is (sweep wall time - the jobs' fit seconds) / jobs.
+  per-job overhead is (sweep wall time - the jobs' fit seconds) / jobs;
+* with ``--tests``, the test suite (``pytest`` from the repository root, as the README runs it).
 
-    python experiments/everyday_timing.py [--skip-long-sweeps] [--out experiments/results/everyday_timing]
+    python experiments/everyday_timing.py [--skip-long-sweeps] [--tests] [--out experiments/results/everyday_timing]
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ SWEEP_16 = [
     "model.neuron.threshold=0.5,0.75,1.0,1.25",
     "trainer.max_epochs=60",
 ]
+TESTS = ["-q", "-p", "no:cacheprovider"]
 # epochs fixed by trainer.max_epochs alone (the step budget would otherwise set them)
 FIXED_EPOCHS = ["callbacks.training_budget=null", "callbacks.early_stopping=null"]
 
@@ -53,9 +55,11 @@ def command(name: str, *args: str) -> list[str]:
     return [str(exe) if exe.exists() else name, *args]
 
 
-def timed(cmd: list[str], env: dict[str, str], expect_fail: bool = False) -> tuple[float, str]:
+def timed(
+    cmd: list[str], env: dict[str, str], expect_fail: bool = False, cwd: Path | None = None
+) -> tuple[float, str]:
     start = time.perf_counter()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=cwd)
     wall = time.perf_counter() - start
     failed = done.returncode != 0
     if failed != expect_fail:
@@ -110,10 +114,12 @@ def same_summaries(a: pd.DataFrame, b: pd.DataFrame) -> str:
     return "yes" if worst[0] <= 1e-4 else f"no: {worst[1]} differs by up to {worst[0]:.3g}"
 
 
-def run_cases(work: Path, busy: bool, long_sweeps: bool) -> dict:
+def run_cases(work: Path, busy: bool, long_sweeps: bool, tests: bool) -> dict:
     env = {**os.environ, "NMSNN_LOG_DIR": str(work / "logs")}
     results: dict = {}
     with BusyNeighbour(busy):
+        if tests:  # the README's test command, once its install is done
+            results["test suite (pytest)"], _ = timed(command("pytest", *TESTS), env, cwd=REPO)
         results["train"], _ = timed(command("nmsnn-train", *QUIET, f"run_name=plain-{busy}"), env)
         cores = os.cpu_count() or 1
         old_env = {**env, "OMP_WAIT_POLICY": ""}
@@ -213,6 +219,9 @@ def markdown(data: dict) -> str:
         f"- `--help` {wall(quiet['--help']):.2f} s, bad key {wall(quiet['bad key']):.2f} s, overwrite "
         f"refusal {wall(quiet['predict, overwrite refused']):.2f} s (quiet).",
     ]
+    if "test suite (pytest)" in quiet:
+        q, b = wall(quiet["test suite (pytest)"]), wall(busy["test suite (pytest)"])
+        lines.append(f"- the test suite: {q / 60:.1f} min quiet, {b / 60:.1f} min beside a busy process.")
     lines += ["", "Commands:", "", "```bash", *data["commands"], "```", ""]
     return "\n".join(lines)
 
@@ -224,6 +233,9 @@ def main() -> int:
     parser.add_argument(
         "--skip-long-sweeps", action="store_true", help="leave out the 16-job, 60-epoch sweep"
     )
+    parser.add_argument(
+        "--tests", action="store_true", help="also time the test suite (pytest), quiet and busy"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "experiments" / "results" / "everyday_timing")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="nmsnn-everyday-"))
@@ -234,7 +246,7 @@ def main() -> int:
         frame.to_csv(work / "rows.csv", index=False)
         data = {"date": now(), "machine": f"{platform.machine()}, {os.cpu_count()} cores ({cpu_name()})"}
         for label in ("quiet", "busy"):
-            data[label] = run_cases(work, label == "busy", not args.skip_long_sweeps)
+            data[label] = run_cases(work, label == "busy", not args.skip_long_sweeps, args.tests)
             print(label, json.dumps(data[label], indent=1), flush=True)
         data["commands"] = [
             "nmsnn-train logger=none",
@@ -249,6 +261,8 @@ def main() -> int:
             + " ".join(FIXED_EPOCHS + SWEEP_16)
             + " [hydra/launcher=population]",
         ]
+        if args.tests:
+            data["commands"].append(f"pytest {' '.join(TESTS)}   # from the repository root")
         Path(f"{args.out}.json").write_text(json.dumps(data, indent=1))
         Path(f"{args.out}.md").write_text(markdown(data))
         print(f"wrote {args.out}.json and {args.out}.md")
