@@ -201,6 +201,7 @@ class PopulationLaunch:
     ) -> dict[int, JobReturn]:
         from nmsnn.population.training import PopulationTrainer
 
+        tidy_third_party_output()  # Lightning's lines once, from the members' set-up on
         assert self.task_function is not None
         results: dict[int, JobReturn] = {}
         prepared: dict[int, Any] = {}
@@ -228,7 +229,6 @@ class PopulationLaunch:
         if not prepared:
             return results
         members = [prepared[i] for i in sorted(prepared)]
-        tidy_third_party_output()  # the launcher runs inside nmsnn-train only
         _apply_threads(members)
         start = time.perf_counter()
         try:
