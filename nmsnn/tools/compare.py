@@ -3,8 +3,9 @@
 :func:`compare` trains the configured spiking model exactly as ``nmsnn-train`` does (into
 ``<run dir>/spiking/``), then fits a non-spiking MLP of the same shape, a linear model,
 scikit-learn's HistGradientBoosting and, when installed, XGBoost on the same preprocessed rows
-(less the spiking model's piecewise-linear bins, see :func:`classical_rows`), scores every model on the same test rows with the same metric code, and writes
-``comparison.csv``, ``comparison.md`` and ``comparison.png`` to the run directory.
+(less the spiking model's piecewise-linear bins, see :func:`classical_rows`), scores every model
+on the same test rows with the same metric code, and writes ``comparison.csv``,
+``comparison.md`` and ``comparison.png`` to the run directory.
 """
 
 from __future__ import annotations
