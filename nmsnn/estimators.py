@@ -171,7 +171,7 @@ class _SpikingEstimator(BaseEstimator):
 
     def _check_params(self) -> None:
         if isinstance(self.hidden, str) and self.hidden == "auto":
-            sizes = [1]
+            sizes = []  # the task's sizes, chosen when the model is built
         else:
             sizes = [self.hidden] if isinstance(self.hidden, (int, np.integer, float, str)) else self.hidden
         try:

@@ -26,7 +26,6 @@ in and however often it is seen, on any device, and the table is a constant in a
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -35,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from nmsnn.core.backends.noise import counter_noise
-from nmsnn.core.settings import Range, check_fields, number, setting_notes, yaml_value
+from nmsnn.core.settings import AUTO, Range, check_fields, number, setting_notes, settings_of, yaml_value
 from nmsnn.errors import ConfigError
 
 _MASK32 = 0xFFFFFFFF
@@ -194,7 +193,6 @@ ENCODER_CLASSES: dict[str, type[Encoder]] = {
     cls.kind: cls for cls in (UniformNoiseEncoder, BernoulliEncoder, DirectEncoder, ReceptiveFieldEncoder)
 }
 ENCODERS = tuple(ENCODER_CLASSES)
-AUTO = "auto"
 # encoder=auto, per task (measured on the tabular suite): receptive fields let a classifier's
 # first layer split a feature's range where a class boundary lies; a regressor reads the values
 # directly (its numeric columns' piecewise-linear bins, data.bins, do that job there)
@@ -212,7 +210,7 @@ def encoder_settings(kind: str, given: Mapping[str, Any] | None = None) -> dict[
     """Every setting of encoder ``kind``: its defaults, with those ``given`` (an unknown one is
     an error naming the known ones)."""
     cls = encoder_class(kind)
-    known = {f.name: f.default for f in dataclasses.fields(cls.Settings)}
+    known = settings_of(cls.Settings)
     unknown = sorted(set(given or {}) - set(known))
     if unknown:
         raise ConfigError(

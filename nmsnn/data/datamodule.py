@@ -247,15 +247,6 @@ class TabularDataModule(L.LightningDataModule):
             target = h.target or default_target
         return frame.reset_index(drop=True), target
 
-    def with_settings(self, **changes: Any) -> TabularDataModule:
-        """A DataModule of the same rows with some settings changed (e.g. ``bins=0``); a pipe
-        already read is not read again."""
-        settings = {**self.hparams, **changes}
-        frame = self.frame if self.frame is not None else self._piped
-        if frame is not None:
-            settings.update(dataset=None, path=None)
-        return TabularDataModule(**settings, frame=frame)
-
     def setup(self, stage: str | None = None) -> None:
         if self.tensors:
             return

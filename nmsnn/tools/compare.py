@@ -11,6 +11,7 @@ on the same test rows with the same metric code, and writes ``comparison.csv``,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.metadata
 import platform
 import time
@@ -100,12 +101,16 @@ def split_rows(datamodule: Any) -> Rows:
 def classical_rows(datamodule: Any) -> tuple[Rows, TabularPreprocessor]:
     """The rows of ``datamodule``'s split as the classical models get them: the same split and
     scaling, without ``data.bins``' piecewise-linear columns (an input encoding of the spiking
-    model: Ridge or an MLP given them would be other models)."""
-    if not datamodule.preprocessor.bin_edges:
-        return split_rows(datamodule), datamodule.preprocessor
-    plain = datamodule.with_settings(bins=0)
-    plain.setup("fit")
-    return split_rows(plain), plain.preprocessor
+    model: Ridge or an MLP given them would be other models), and the preprocessor that makes
+    them."""
+    rows, pre = split_rows(datamodule), datamodule.preprocessor
+    binned = sum(max(len(edges) - 1, 0) for edges in pre.bin_edges)
+    if not binned:
+        return rows, pre
+    # the bin columns follow the scaled numeric ones (TabularPreprocessor.feature_names)
+    keep = np.r_[0 : len(pre.numeric), len(pre.numeric) + binned : rows.x_fit.shape[1]]
+    plain = dataclasses.replace(rows, x_fit=rows.x_fit[:, keep], x_test=rows.x_test[:, keep])
+    return plain, dataclasses.replace(pre, bin_edges=[])
 
 
 def score(pre: TabularPreprocessor, y_true: np.ndarray, values: np.ndarray) -> dict[str, float]:
