@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -12,6 +13,14 @@ from nmsnn.threads import set_wait_policy
 # what nmsnn's commands do before torch is imported: the tests (in this process and the commands
 # they start) run under the same wait policy as users' runs
 set_wait_policy()
+
+# Triton's kernels are tested on CPU in its interpreter, a mode fixed when triton and nmsnn's
+# kernels are first imported (``triton.jit`` reads TRITON_INTERPRET as it decorates them).
+# Importing them here, before any test, fixes it for the whole test process (or xdist worker): a
+# test that sets TRITON_INTERPRET=0 for its own check must not be the first to import them.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+if importlib.util.find_spec("triton") is not None:
+    import nmsnn.core.backends.triton_cuda  # noqa: F401
 
 import pytest  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402

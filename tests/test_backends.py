@@ -1,9 +1,9 @@
 """Fast recurrence backends: agreement with the reference, saved memory, ``auto``'s choices.
 
 Triton's kernels run here in its CPU interpreter, which needs ``TRITON_INTERPRET=1`` before triton
-is first imported (importing lightning imports it). This module sets it when triton is not
-imported yet; otherwise ``test_triton_in_a_fresh_interpreter`` reruns the Triton cases in a
-subprocess.
+is first imported (importing lightning imports it). ``conftest.py`` sets it and imports triton
+and the kernels first; where triton still runs without it (``TRITON_INTERPRET=0`` in the environment),
+``test_triton_in_a_fresh_interpreter`` reruns the Triton cases in a subprocess.
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-
-if "triton" not in sys.modules:
-    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest
 import torch
