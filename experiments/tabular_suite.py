@@ -348,10 +348,14 @@ def timed_run(command: list[str], work: Path, timeout_s: float, record: dict[str
     return failure
 
 
-def run_sweep(job: dict[str, Any], name: str, overrides: list[str], work: Path, timeout_s: float) -> dict:
-    """One ``nmsnn-train --multirun`` over ``overrides`` with the population launcher: its record
-    holds the test metrics of the job with the lowest ``val/loss`` (picked on validation rows
-    only), the number of jobs, the pick's overrides and the wall time of the whole sweep."""
+def run_sweep(
+    job: dict[str, Any], name: str, overrides: list[str], work: Path, timeout_s: float
+) -> list[dict]:
+    """One ``nmsnn-train --multirun`` over ``overrides`` with the population launcher: two
+    records, ``name`` for the job its summary picks (``sweep_pick``, the one-standard-error rule)
+    and ``<name>-lowest`` for the job with the lowest ``val/loss``, both picked on validation rows
+    only; each holds that job's test metrics, the number of jobs, its overrides and the wall time
+    of the whole sweep."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     sweep_dir = work / "sweeps" / f"{job['table']}-s{job['seed']}-{name}-{stamp}"
     command = nmsnn_command(
@@ -361,26 +365,31 @@ def run_sweep(job: dict[str, Any], name: str, overrides: list[str], work: Path, 
     record = {**job["base"], "kind": "nmsnn", "name": name, "overrides": overrides, "split": job["split"]}
     record["sweep"] = True
     failure = timed_run(command, work, timeout_s, record)
+    lowest = {**record, "name": f"{name}-lowest", "pick_rule": "lowest val/loss"}
+    record["pick_rule"] = "the summary's pick (one-standard-error rule)"
     summary = sweep_dir / "summary.csv"
     if failure or not summary.is_file():
-        return {**record, "status": "failed", "error": failure or f"no {summary}"}
+        error = failure or f"no {summary}"
+        return [{**r, "status": "failed", "error": error} for r in (record, lowest)]
     import pandas as pd
 
     frame = pd.read_csv(summary)
     ok = frame[frame["status"] == "ok"]
-    if ok.empty or "val/loss" not in ok:
-        return {**record, "status": "failed", "error": "no finished job with a val/loss"}
-    pick = ok.loc[ok["val/loss"].idxmin()]
-    metrics = {k.removeprefix("test/"): float(v) for k, v in pick.items() if str(k).startswith("test/")}
-    record.update(
-        status="ok",
-        metrics=metrics,
-        epochs=int(pick.get("epochs", 0)),
-        synops_per_row=metrics.get("synops_per_row"),
-        jobs=len(frame),
-        picked=str(pick["overrides"]),
-    )
-    return record
+    if ok.empty or "val/loss" not in ok or not frame["pick"].any():
+        error = "no finished job with a val/loss"
+        return [{**r, "status": "failed", "error": error} for r in (record, lowest)]
+    for out, pick in ((record, frame[frame["pick"]].iloc[0]), (lowest, ok.loc[ok["val/loss"].idxmin()])):
+        metrics = {k.removeprefix("test/"): float(v) for k, v in pick.items() if str(k).startswith("test/")}
+        out.update(
+            status="ok",
+            metrics=metrics,
+            epochs=int(pick.get("epochs", 0)),
+            synops_per_row=metrics.get("synops_per_row"),
+            jobs=len(frame),
+            picked=str(pick["overrides"]),
+            picked_job=int(pick["job"]),
+        )
+    return [record, lowest]
 
 
 def run_nmsnn(job: dict[str, Any], variant: str, overrides: list[str], work: Path, timeout_s: float) -> dict:
@@ -472,9 +481,10 @@ def run_suite(args: argparse.Namespace, suite: dict, store: dict, save) -> None:
             for name, overrides in ({} if args.only_baselines else dict(args.sweep)).items()
         ]
         for future in as_completed(futures):
-            record = future.result()
-            progress(record, record["wall_s"])
-            put(store, record)
+            result = future.result()
+            for record in result if isinstance(result, list) else [result]:
+                progress(record, record["wall_s"])
+                put(store, record)
             save()
 
 
@@ -698,10 +708,13 @@ def variant_lines(records: list[dict[str, Any]], variants: list[str]) -> list[st
         sweeps = [r for r in records if r["kind"] == "nmsnn" and r["name"] == v and r.get("sweep")]
         if sweeps:
             jobs = sorted({r.get("jobs") for r in sweeps if r.get("jobs")})
+            rules = sorted({r.get("pick_rule", "lowest val/loss") for r in sweeps})
+            rules = [f"the job with the {x}" if x.startswith("lowest") else x for x in rules]
             lines.append(
                 f"- `{v}`: a sweep, `nmsnn-train --multirun hydra/launcher=population ... {shown}`"
-                f" ({', '.join(map(str, jobs))} jobs per table and seed){note}; its result is the job "
-                "with the lowest val/loss (picked on validation rows only), its time the whole sweep's"
+                f" ({', '.join(map(str, jobs))} jobs per table and seed){note}; its result is "
+                f"{rules[0] if len(rules) == 1 else ' / '.join(rules)}, picked on validation rows "
+                "only; its time the whole sweep's"
             )
             continue
         lines.append(
@@ -770,7 +783,10 @@ def sweep_section(store: dict[str, Any]) -> list[str]:
     sweep = load_json(path, {"records": []})
     names = list(dict.fromkeys(r["name"] for r in sweep["records"] if r.get("sweep")))
     seeds = sorted({r["seed"] for r in sweep["records"] if r.get("sweep")})
-    default = [
+    # the default's runs of the sweep's own run where it made them (the same code and machine
+    # state), else those of Table 1 on the same seeds
+    own = [r for r in sweep["records"] if r["kind"] == "nmsnn" and r["name"] == "default"]
+    default = own or [
         r for r in store["records"] if r["kind"] == "nmsnn" and r["name"] == "default" and r["seed"] in seeds
     ]
     records = default + [r for r in sweep["records"] if r["kind"] == "baseline" or r.get("sweep")]
@@ -789,7 +805,12 @@ def sweep_section(store: dict[str, Any]) -> list[str]:
         "```",
         "",
         *variant_lines(records, [v for v in variants if v != "default"]),
-        "- `default`: the default's runs of Table 1 on the same seeds",
+        "- `default`: "
+        + (
+            "the default's runs made with the sweep"
+            if own
+            else "the default's runs of Table 1 on the same seeds"
+        ),
         "",
         *main_table(store, tables, variants, baselines, ref),
         "",

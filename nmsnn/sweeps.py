@@ -275,6 +275,55 @@ def rank_jobs(frame: pd.DataFrame, metric: str | None, direction: str) -> pd.Dat
     return frame
 
 
+PICK_RULES = ("one_se", "best")
+
+
+def pick_job(frame: pd.DataFrame, metric: str | None, direction: str, rule: str = "one_se") -> pd.DataFrame:
+    """Mark the job a sweep recommends in a ``pick`` column of the ranked ``frame``.
+
+    ``best``: the best job by ``metric``. ``one_se`` (the one-standard-error rule): the sweep's
+    first finished job, its anchor (list each swept value's default first, and the anchor is the
+    untuned run), unless the best job beats it by more than the best job's standard error
+    (``<metric>_se``, e.g. ``val/loss_se``); else the best. On a small validation split most
+    differences between jobs are noise, and the best of many noisy scores flatters its job; the
+    rule moves off the default only on evidence. Without a ``<metric>_se`` column: the best.
+    """
+    if rule not in PICK_RULES:
+        raise ValueError(f"sweep_pick={rule!r} must be one of {', '.join(PICK_RULES)}.")
+    frame = frame.copy()
+    frame["pick"] = frame["best"]
+    error = f"{metric}_se"
+    if rule == "best" or not frame["best"].any() or error not in frame.columns:
+        return frame
+    finished = frame[(frame["status"] == "ok") & frame[metric].notna()]
+    anchor, best = finished.loc[finished["job"].idxmin()], frame.iloc[0]
+    margin = float(best[error])
+    if not math.isfinite(margin) or anchor.name == best.name:
+        return frame
+    gain = (anchor[metric] - best[metric]) if direction == "min" else (best[metric] - anchor[metric])
+    if gain <= margin:
+        frame["pick"] = frame.index == anchor.name
+    return frame
+
+
+def pick_note(frame: pd.DataFrame, metric: str, rule: str) -> str:
+    """One sentence: which job the sweep picks, and why."""
+    pick, best = frame[frame["pick"]].iloc[0], frame.iloc[0]
+    if rule == "best" or f"{metric}_se" not in frame.columns:
+        return f"Pick: the best job, {pick['job']}."
+    margin = float(best[f"{metric}_se"])
+    if pick.name == best.name:
+        return (
+            f"Pick (one-standard-error rule): the best job, {pick['job']}: it beats the first job by "
+            f"more than its standard error ({margin:.4g})."
+        )
+    return (
+        f"Pick (one-standard-error rule): job {pick['job']}, the first job: its {metric} "
+        f"{pick[metric]:.4g} is within the best job's standard error ({margin:.4g}) of the best's "
+        f"{best[metric]:.4g}, a difference this validation split cannot tell from noise."
+    )
+
+
 def summary_view(frame: pd.DataFrame, metric: str | None, rows: int | None = None) -> pd.DataFrame:
     """What the Markdown summary and the console show: rank, job, status, the varying overrides,
     the optimized metric, the other non-spike metrics, seconds, error; floats to 4 digits."""
@@ -291,7 +340,11 @@ def summary_view(frame: pd.DataFrame, metric: str | None, rows: int | None = Non
     )
     if frame["error"].notna().any():
         view["error"] = frame["error"]
-    view["rank"] = [f"{r} (best)" if b else str(r) for r, b in zip(frame["rank"], frame["best"], strict=True)]
+    picks = frame["pick"] if "pick" in frame.columns else frame["best"]
+    view["rank"] = [
+        str(r) + (" (best)" if b else "") + (" (pick)" if p and not b else "")
+        for r, b, p in zip(frame["rank"], frame["best"], picks, strict=True)
+    ]
     view = view.head(rows) if rows else view
     return view.map(lambda v: float(f"{v:.4g}") if isinstance(v, float) else v)
 
@@ -322,13 +375,16 @@ def sweep_figure(frame: pd.DataFrame, metric: str, path: Path) -> Path | None:
     return path
 
 
-def write_summary(sweep_dir: Path, metric: str | None = None, direction: str = "min") -> pd.DataFrame:
-    """Write ``summary.csv`` (every column, full precision, best job first), ``summary.md`` (the
-    readable view) and ``sweep.png`` for the sweep in ``sweep_dir``; return the ranked jobs."""
+def write_summary(
+    sweep_dir: Path, metric: str | None = None, direction: str = "min", rule: str = "one_se"
+) -> pd.DataFrame:
+    """Write ``summary.csv`` (every column, full precision, best job first, the ``pick`` of
+    ``rule`` marked: :func:`pick_job`), ``summary.md`` (the readable view) and ``sweep.png`` for
+    the sweep in ``sweep_dir``; return the ranked jobs."""
     frame = collect(sweep_dir)
     if frame.empty:
         return frame
-    frame = rank_jobs(frame, metric, direction)
+    frame = pick_job(rank_jobs(frame, metric, direction), metric, direction, rule)
     write_csv(frame, sweep_dir / "summary.csv", True)
     failed = int((frame["status"] != "ok").sum())
     head = [f"# Sweep {sweep_dir.name}", ""]
@@ -341,6 +397,7 @@ def write_summary(sweep_dir: Path, metric: str | None = None, direction: str = "
             f"Best ({'lowest' if direction == 'min' else 'highest'} `{metric}`): job {best['job']}, "
             f"`{chosen}`, {metric} = {best[metric]:.6g}."
         )
+        head.append(pick_note(frame, str(metric), rule))
     figure = sweep_figure(frame, metric, sweep_dir / "sweep.png") if metric else None
     lines = [
         *head,
@@ -365,14 +422,18 @@ class SweepSummary(Callback):
             return
         metric = config.get("optimized_metric")
         direction = metric_direction(metric, config) if metric else "min"
-        frame = write_summary(sweep_dir, metric, direction)
+        frame = write_summary(sweep_dir, metric, direction, str(config.get("sweep_pick", "one_se")))
         if frame.empty:
             return
         failed = frame[frame["status"] != "ok"]
         view = summary_view(frame, metric, rows=10)
-        keep = [c for c in view.columns if not c.startswith("val/") or c == metric]  # narrow enough
+        keep = [  # narrow enough for a console
+            c for c in view.columns if (not c.startswith("val/") or c == metric) and not c.endswith("_se")
+        ]
         more = f" (best 10 of {len(frame)})" if len(frame) > 10 else ""
         print(f"\nsweep {sweep_dir}{more}:\n{markdown_table(view[keep])}\n")
+        if metric and frame["pick"].any():
+            print(pick_note(frame, str(metric), str(config.get("sweep_pick", "one_se"))) + "\n")
         log.info("sweep summary: %s (%d jobs)", sweep_dir / "summary.md", len(frame))
         if len(failed):
             log.warning("%d of %d jobs failed: %s", len(failed), len(frame), failed["job"].tolist())

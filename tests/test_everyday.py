@@ -141,6 +141,15 @@ def test_a_sweep_summary_ranks_its_jobs_and_nmsnn_runs_tabulates_them(tmp_path):
     assert summary.loc[0, "val/loss"] == ok["val/loss"].min() and summary.loc[2, "status"] == "failed"
     markdown = (sweep / "summary.md").read_text()
     assert "Best (lowest `val/loss`): job" in markdown and "| 1 (best) |" in markdown
+    # the one-standard-error pick: the first job unless the best beats it by its val/loss_se
+    first, best = summary[summary["job"] == 0].iloc[0], summary.iloc[0]
+    keeps_first = first["val/loss"] - best["val/loss"] <= best["val/loss_se"]
+    assert (
+        summary["pick"].sum() == 1 and bool(summary.loc[summary["job"] == 0, "pick"].iloc[0]) == keeps_first
+    )
+    assert (
+        "Pick (one-standard-error rule):" in markdown and "Pick (one-standard-error rule):" in result.stdout
+    )
     assert "model.neuron.decay" in markdown and "trainer.max_epochs" not in markdown.split("|", 1)[1]
     assert (sweep / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     console = result.stdout + result.stderr

@@ -244,3 +244,60 @@ def test_a_sweep_composes_each_job_once(monkeypatch):
         assert launched.model.neuron.decay == 0.8 and checked.model == launched.model
         loader.load_sweep_config(master, job)
         assert len(calls) == 2
+
+
+def test_mean_standard_error_matches_numpy_over_several_updates():
+    import numpy as np
+    import torch
+
+    from nmsnn.lit.metrics import MeanStandardError
+
+    values = np.random.default_rng(0).gamma(2.0, size=101)
+    metric = MeanStandardError()
+    for part in np.array_split(values, 4):
+        metric.update(torch.tensor(part, dtype=torch.float32))
+    expected = values.std(ddof=1) / np.sqrt(len(values))
+    assert float(metric.compute()) == pytest.approx(expected, rel=1e-5)
+    metric.reset()
+    metric.update(torch.tensor([1.0]))
+    assert torch.isnan(metric.compute())  # one row: no spread to measure
+
+
+def _ranked(losses, errors, statuses=None):
+    from nmsnn.sweeps import rank_jobs
+
+    frame = pd.DataFrame(
+        {
+            "job": range(len(losses)),
+            "status": statuses or ["ok"] * len(losses),
+            "overrides": [f"model.optimizer.lr={i}" for i in range(len(losses))],
+            "val/loss": losses,
+            "val/loss_se": errors,
+            "error": None,
+        }
+    )
+    return rank_jobs(frame, "val/loss", "min")
+
+
+def test_one_se_pick_keeps_the_first_job_unless_the_best_beats_it_by_a_standard_error():
+    from nmsnn.sweeps import pick_job, pick_note
+
+    def picked(frame, rule="one_se"):
+        out = pick_job(frame, "val/loss", "min", rule)
+        assert out["pick"].sum() == 1
+        return int(out.loc[out["pick"], "job"].iloc[0]), pick_note(out, "val/loss", rule)
+
+    # job 2 is best by 0.05, its standard error 0.1: noise, the first job stays
+    job, note = picked(_ranked([0.50, 0.60, 0.45], [0.1, 0.1, 0.1]))
+    assert job == 0 and "job 0, the first job" in note and "0.1" in note
+    # the same gain with a standard error of 0.01: the best job
+    job, note = picked(_ranked([0.50, 0.60, 0.45], [0.01, 0.01, 0.01]))
+    assert job == 2 and "the best job, 2" in note
+    assert picked(_ranked([0.50, 0.60, 0.45], [0.1, 0.1, 0.1]), "best")[0] == 2
+    # the anchor is the first job that finished
+    assert picked(_ranked([float("nan"), 0.47, 0.45], [0.1, 0.1, 0.1], ["failed", "ok", "ok"]))[0] == 1
+    # without a standard error column the rule has nothing to weigh: the best job
+    frame = _ranked([0.50, 0.45], [0.1, 0.1]).drop(columns="val/loss_se")
+    assert picked(frame)[0] == 1
+    with pytest.raises(ValueError, match="sweep_pick='median' must be one of one_se, best"):
+        pick_job(_ranked([0.5], [0.1]), "val/loss", "min", "median")

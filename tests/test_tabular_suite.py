@@ -55,12 +55,24 @@ def test_tabular_suite_runs_nmsnn_and_baselines_on_the_same_rows(tmp_path):
     assert set(records) == {
         (t, k, n)
         for t in ("toy_class", "toy_reg")
-        for k, n in (("nmsnn", "fast"), ("nmsnn", "pick"), ("baseline", "linear"), ("baseline", "hgb"))
+        for k, n in (
+            ("nmsnn", "fast"),
+            ("nmsnn", "pick"),
+            ("nmsnn", "pick-lowest"),
+            ("baseline", "linear"),
+            ("baseline", "hgb"),
+        )
     }
-    for table in ("toy_class", "toy_reg"):  # the sweep's result is one of its 2 jobs, by val/loss
-        sweep = records[(table, "nmsnn", "pick")]
-        assert sweep["status"] == "ok" and sweep["jobs"] == 2, sweep.get("error")
-        assert "model.neuron.decay=0.8" in sweep["picked"] or "model.neuron.decay=0.9" in sweep["picked"]
+    for table in ("toy_class", "toy_reg"):  # the summary's pick and the lowest val/loss, of 2 jobs
+        sweep, lowest = records[(table, "nmsnn", "pick")], records[(table, "nmsnn", "pick-lowest")]
+        assert sweep["status"] == lowest["status"] == "ok" and sweep["jobs"] == 2, sweep.get("error")
+        frame = pd.read_csv(next((tmp_path / "logs" / "sweeps").glob(f"{table}-s0-pick-*")) / "summary.csv")
+        assert sweep["picked_job"] == int(frame.loc[frame["pick"], "job"].iloc[0])
+        assert lowest["picked_job"] == int(frame.loc[frame["val/loss"].idxmin(), "job"])
+        for record in (sweep, lowest):
+            assert (
+                "model.neuron.decay=0.8" in record["picked"] or "model.neuron.decay=0.9" in record["picked"]
+            )
     for table in ("toy_class", "toy_reg"):
         run = records[(table, "nmsnn", "fast")]
         assert run["status"] == "ok", run.get("error")

@@ -33,7 +33,7 @@ from nmsnn.core.layers import (
 from nmsnn.core.neurons import DEFAULT_KIND, neuron_model
 from nmsnn.errors import ConfigError
 from nmsnn.lit.distributed import destroy_process_group_at_exit
-from nmsnn.lit.metrics import build_metrics
+from nmsnn.lit.metrics import MeanStandardError, build_metrics
 from nmsnn.lit.targets import check_checkpoint_targets
 
 log = logging.getLogger(__name__)
@@ -255,6 +255,9 @@ class SpikingModule(L.LightningModule):
         # the evaluation loss as a row-weighted mean that syncs its sums across DDP ranks
         # (Lightning's own sync_dist mean came out wrong when ranks held different row counts)
         self.eval_losses = torch.nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
+        # and its standard error over rows ({stage}/loss_se: how much of a difference in val/loss
+        # between two runs is noise; a sweep's one-standard-error pick reads it)
+        self.eval_loss_errors = torch.nn.ModuleDict({stage: MeanStandardError() for stage in ("val", "test")})
         self._seed_noise()
         self._train_loss: list = []  # (loss * rows, rows) pairs of this epoch's steps
 
@@ -317,15 +320,23 @@ class SpikingModule(L.LightningModule):
 
     # ----------------------------------------------------------------------------- steps
     def loss(self, prediction: Tensor, y: Tensor) -> Tensor:
-        """Cross-entropy or MSE; an ensemble's ``[B, K, O]``: the mean of its members' losses
-        (each member learns on its own, as TabM's members do)."""
+        """Cross-entropy or MSE, the mean over rows; an ensemble's ``[B, K, O]``: the mean of
+        its members' losses (each member learns on its own, as TabM's members do)."""
+        return self._losses(prediction, y, "mean")
+
+    def row_losses(self, prediction: Tensor, y: Tensor) -> Tensor:
+        """Each row's term of :meth:`loss`, ``[B]`` (an ensemble's: the mean over its members)."""
+        rows = self._losses(prediction, y, "none")
+        return rows.reshape(prediction.shape[0], -1).mean(1) if prediction.dim() == 3 else rows
+
+    def _losses(self, prediction: Tensor, y: Tensor, reduction: str) -> Tensor:
         if prediction.dim() == 3:
             y = y.unsqueeze(1).expand(-1, prediction.shape[1])
             if self.task == "classification":
                 prediction, y = prediction.flatten(0, 1), y.flatten()
         if self.task == "classification":
-            return F.cross_entropy(prediction.float(), y)
-        return F.mse_loss(prediction.float().squeeze(-1), y)
+            return F.cross_entropy(prediction.float(), y, reduction=reduction)
+        return F.mse_loss(prediction.float().squeeze(-1), y, reduction=reduction)
 
     def _step(self, batch: dict[str, Tensor], stage: str) -> dict[str, Any]:
         out = self(batch["x"])
@@ -338,6 +349,8 @@ class SpikingModule(L.LightningModule):
         else:  # the loss and the metrics sync themselves across ranks
             self.eval_losses[stage].update(loss.detach(), weight=batch_size)
             self.log(f"{stage}/loss", self.eval_losses[stage], on_step=False, on_epoch=True, prog_bar=True)
+            self.eval_loss_errors[stage].update(self.row_losses(out.prediction, batch["y"]))
+            self.log(f"{stage}/loss_se", self.eval_loss_errors[stage], on_step=False, on_epoch=True)
             self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
         # the activity goes to callbacks (spike statistics) without a second forward pass
         return {"loss": loss, "activity": StepActivity(batch["x"], out.network)}
@@ -362,6 +375,7 @@ class SpikingModule(L.LightningModule):
         a later validate() in new workers added them to its own and reported wrong values."""
         self.metrics[stage].reset()
         self.eval_losses[stage].reset()
+        self.eval_loss_errors[stage].reset()
 
     def on_validation_epoch_start(self) -> None:
         self._reset_evaluation("val")

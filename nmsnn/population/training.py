@@ -465,6 +465,7 @@ class PopulationTrainer:
                 batch = targets[i].shape[0]
                 sums[k][0] += values[i] * batch
                 sums[k][1] += batch
+                module.eval_loss_errors["val"].update(module.row_losses(predictions[i], targets[i]))
                 module.metrics["val"].update(
                     module.predict_values(predictions[i]), module.metric_target(targets[i])
                 )
@@ -481,6 +482,8 @@ class PopulationTrainer:
             module.model.train()
             logs = dict(self._epoch_logs.get(k, {}))
             logs["val/loss"] = sums[k][0] / max(sums[k][1], 1)
+            logs["val/loss_se"] = float(module.eval_loss_errors["val"].compute())
+            module.eval_loss_errors["val"].reset()
             logs.update({n: float(v) for n, v in module.metrics["val"].compute().items()})
             module.metrics["val"].reset()
             self._log(member, logs)
