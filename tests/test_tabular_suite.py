@@ -113,3 +113,20 @@ def test_tabular_suite_runs_nmsnn_and_baselines_on_the_same_rows(tmp_path):
     assert abs(default - records[("toy_reg", "nmsnn", "fast")]["metrics"]["r2"]) <= 5e-4
     assert abs(picked - records[("toy_reg", "nmsnn", "pick")]["metrics"]["r2"]) <= 5e-4
     assert json.loads(Path(f"{tmp_path / 'main'}.json").read_text())["sweep_results"] == f"{out}.json"
+
+
+def test_float32_and_float64_scores_of_the_same_rows_tie():
+    """28 of 38 rows right: torchmetrics' float32 accuracy and scikit-learn's float64 one tie."""
+    suite = load_suite_module()
+    assert 0.7368420958518982 < 28 / 38 and suite.gap(0.7368420958518982, 28 / 38) == 0.0
+    assert suite.gap(0.74, 28 / 38) > 0 and suite.gap(27 / 38, 28 / 38) < 0
+    run = {"status": "ok", "metrics": {"acc": 0.7368420958518982}}
+    entry = {
+        "task": "classification",
+        "models": {
+            ("nmsnn", "default"): [run],
+            ("baseline", "linear"): [{"status": "ok", "metrics": {"acc": 28 / 38}, "fit_s": 0.1}],
+        },
+    }
+    stats = suite.table_stats(entry, "default", ["linear"])
+    assert stats["rank"] == 1 and stats["gap_best"] == 0.0 and stats["gap_linear"] == 0.0
