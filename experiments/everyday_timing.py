@@ -7,6 +7,8 @@ neighbour (a Python busy loop on one core, as another user's job or a browser ta
 * ``train``: bare ``nmsnn-train`` (the bundled breast-cancer set, every default);
 * ``train, old threads``: the same without the thread settings nmsnn now applies by itself
   (``OMP_WAIT_POLICY`` set empty, i.e. libgomp's spinning default, and ``threads`` = all cores);
+* the imports of a training run (torch, Lightning, nmsnn's pipeline and population), which both
+  launchers pay once per sweep;
 * ``--help``, a bad key (``model.no_such_key=1``), ``nmsnn-predict`` of 20 rows, and
   ``nmsnn-predict`` refusing to overwrite an existing file;
 * the 8-configuration sweep (4 decays x 2 thresholds, 5 epochs) and the 16-configuration one
@@ -46,6 +48,7 @@ SWEEP_16 = [
     "trainer.max_epochs=60",
 ]
 TESTS = ["-q", "-p", "no:cacheprovider"]
+IMPORTS = "import torch, lightning, nmsnn.pipeline, nmsnn.population.training"
 # epochs fixed by trainer.max_epochs alone (the step budget would otherwise set them)
 FIXED_EPOCHS = ["callbacks.training_budget=null", "callbacks.early_stopping=null"]
 
@@ -127,6 +130,8 @@ def run_cases(work: Path, busy: bool, long_sweeps: bool, tests: bool) -> dict:
             command("nmsnn-train", *QUIET, f"threads={cores}", f"run_name=old-{busy}"), old_env
         )
         results["--help"], _ = timed(command("nmsnn-train", "--help"), env)
+        # what every training process, and so every sweep with either launcher, imports first
+        results["imports of a training run"], _ = timed([sys.executable, "-c", IMPORTS], env)
         results["bad key"], _ = timed(command("nmsnn-train", "model.no_such_key=1"), env, expect_fail=True)
         ckpt = work / "logs" / "train" / "runs" / f"plain-{busy}" / "checkpoints" / "best.ckpt"
         rows = work / "rows.csv"
@@ -219,6 +224,16 @@ def markdown(data: dict) -> str:
         f"- `--help` {wall(quiet['--help']):.2f} s, bad key {wall(quiet['bad key']):.2f} s, overwrite "
         f"refusal {wall(quiet['predict, overwrite refused']):.2f} s (quiet).",
     ]
+    for name, target in (("8 jobs x 5 epochs", 3), ("16 jobs x 60 epochs", 5)):
+        if f"sweep {name}, basic" not in quiet or "imports of a training run" not in quiet:
+            continue
+        basic, population = quiet[f"sweep {name}, basic"], quiet[f"sweep {name}, population"]
+        lines.append(
+            f"- sweep {name}: a {target}x speed-up needs the population within "
+            f"{basic['wall_s'] / target:.1f} s (quiet); its training alone took {population['fit_s']:.1f} s, "
+            f"everything else {population['wall_s'] - population['fit_s']:.1f} s, of which "
+            f"{wall(quiet['imports of a training run']):.1f} s are the imports both launchers pay once."
+        )
     if "test suite (pytest)" in quiet:
         q, b = wall(quiet["test suite (pytest)"]), wall(busy["test suite (pytest)"])
         lines.append(f"- the test suite: {q / 60:.1f} min quiet, {b / 60:.1f} min beside a busy process.")
@@ -252,6 +267,7 @@ def main() -> int:
             "nmsnn-train logger=none",
             "OMP_WAIT_POLICY= nmsnn-train logger=none threads=<cores>   # old threads",
             "nmsnn-train --help",
+            f'python -c "{IMPORTS}"',
             "nmsnn-train model.no_such_key=1",
             "nmsnn-predict ckpt_path=<run>/checkpoints/best.ckpt input_path=rows.csv output_path=p.csv  # twice",
             "nmsnn-train --multirun logger=none "
