@@ -278,8 +278,11 @@ def rank_jobs(frame: pd.DataFrame, metric: str | None, direction: str) -> pd.Dat
 PICK_RULES = ("one_se", "best")
 
 
-def pick_job(frame: pd.DataFrame, metric: str | None, direction: str, rule: str = "one_se") -> pd.DataFrame:
-    """Mark the job a sweep recommends in a ``pick`` column of the ranked ``frame``.
+def pick_job(
+    frame: pd.DataFrame, metric: str | None, direction: str, rule: str = "one_se"
+) -> tuple[pd.DataFrame, str | None]:
+    """Mark the job a sweep recommends in a ``pick`` column of the ranked ``frame``; return it
+    and one sentence saying which job that is and why (``None`` when no job has a score).
 
     ``best``: the best job by ``metric``. ``one_se`` (the one-standard-error rule): the sweep's
     first finished job, its anchor (list each swept value's default first, and the anchor is the
@@ -292,35 +295,29 @@ def pick_job(frame: pd.DataFrame, metric: str | None, direction: str, rule: str 
         raise ValueError(f"sweep_pick={rule!r} must be one of {', '.join(PICK_RULES)}.")
     frame = frame.copy()
     frame["pick"] = frame["best"]
-    error = f"{metric}_se"
-    if rule == "best" or not frame["best"].any() or error not in frame.columns:
-        return frame
+    if not frame["best"].any():
+        return frame, None
+    best, error = frame.iloc[0], f"{metric}_se"
+    if rule == "best" or error not in frame.columns:
+        return frame, f"Pick: the best job, {best['job']}."
+    label = "Pick (one-standard-error rule)"
     finished = frame[(frame["status"] == "ok") & frame[metric].notna()]
-    anchor, best = finished.loc[finished["job"].idxmin()], frame.iloc[0]
-    margin = float(best[error])
-    if not math.isfinite(margin) or anchor.name == best.name:
-        return frame
+    anchor, margin = finished.loc[finished["job"].idxmin()], float(best[error])
+    if anchor.name == best.name:
+        return frame, f"{label}: the best job, {best['job']}, which is also the first job."
+    if not math.isfinite(margin):
+        return frame, f"{label}: the best job, {best['job']} (no {error} to weigh the difference by)."
     gain = (anchor[metric] - best[metric]) if direction == "min" else (best[metric] - anchor[metric])
-    if gain <= margin:
-        frame["pick"] = frame.index == anchor.name
-    return frame
-
-
-def pick_note(frame: pd.DataFrame, metric: str, rule: str) -> str:
-    """One sentence: which job the sweep picks, and why."""
-    pick, best = frame[frame["pick"]].iloc[0], frame.iloc[0]
-    if rule == "best" or f"{metric}_se" not in frame.columns:
-        return f"Pick: the best job, {pick['job']}."
-    margin = float(best[f"{metric}_se"])
-    if pick.name == best.name:
-        return (
-            f"Pick (one-standard-error rule): the best job, {pick['job']}: it beats the first job by "
-            f"more than its standard error ({margin:.4g})."
+    if gain > margin:
+        return frame, (
+            f"{label}: the best job, {best['job']}: it beats the first job by more than its "
+            f"standard error ({margin:.4g})."
         )
-    return (
-        f"Pick (one-standard-error rule): job {pick['job']}, the first job: its {metric} "
-        f"{pick[metric]:.4g} is within the best job's standard error ({margin:.4g}) of the best's "
-        f"{best[metric]:.4g}, a difference this validation split cannot tell from noise."
+    frame["pick"] = frame.index == anchor.name
+    return frame, (
+        f"{label}: job {anchor['job']}, the first job: its {metric} {anchor[metric]:.4g} is within "
+        f"the best job's standard error ({margin:.4g}) of the best's {best[metric]:.4g}, a "
+        "difference this validation split cannot tell from noise."
     )
 
 
@@ -340,10 +337,9 @@ def summary_view(frame: pd.DataFrame, metric: str | None, rows: int | None = Non
     )
     if frame["error"].notna().any():
         view["error"] = frame["error"]
-    picks = frame["pick"] if "pick" in frame.columns else frame["best"]
     view["rank"] = [
         str(r) + (" (best)" if b else "") + (" (pick)" if p and not b else "")
-        for r, b, p in zip(frame["rank"], frame["best"], picks, strict=True)
+        for r, b, p in zip(frame["rank"], frame["best"], frame["pick"], strict=True)
     ]
     view = view.head(rows) if rows else view
     return view.map(lambda v: float(f"{v:.4g}") if isinstance(v, float) else v)
@@ -377,14 +373,14 @@ def sweep_figure(frame: pd.DataFrame, metric: str, path: Path) -> Path | None:
 
 def write_summary(
     sweep_dir: Path, metric: str | None = None, direction: str = "min", rule: str = "one_se"
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, str | None]:
     """Write ``summary.csv`` (every column, full precision, best job first, the ``pick`` of
     ``rule`` marked: :func:`pick_job`), ``summary.md`` (the readable view) and ``sweep.png`` for
-    the sweep in ``sweep_dir``; return the ranked jobs."""
+    the sweep in ``sweep_dir``; return the ranked jobs and the sentence on the pick."""
     frame = collect(sweep_dir)
     if frame.empty:
-        return frame
-    frame = pick_job(rank_jobs(frame, metric, direction), metric, direction, rule)
+        return frame, None
+    frame, note = pick_job(rank_jobs(frame, metric, direction), metric, direction, rule)
     write_csv(frame, sweep_dir / "summary.csv", True)
     failed = int((frame["status"] != "ok").sum())
     head = [f"# Sweep {sweep_dir.name}", ""]
@@ -397,7 +393,7 @@ def write_summary(
             f"Best ({'lowest' if direction == 'min' else 'highest'} `{metric}`): job {best['job']}, "
             f"`{chosen}`, {metric} = {best[metric]:.6g}."
         )
-        head.append(pick_note(frame, str(metric), rule))
+        head.append(str(note))
     figure = sweep_figure(frame, metric, sweep_dir / "sweep.png") if metric else None
     lines = [
         *head,
@@ -410,7 +406,7 @@ def write_summary(
         "",
     ]
     write_text("\n".join(lines), sweep_dir / "summary.md", True)
-    return frame
+    return frame, note
 
 
 class SweepSummary(Callback):
@@ -422,7 +418,7 @@ class SweepSummary(Callback):
             return
         metric = config.get("optimized_metric")
         direction = metric_direction(metric, config) if metric else "min"
-        frame = write_summary(sweep_dir, metric, direction, str(config.get("sweep_pick", "one_se")))
+        frame, note = write_summary(sweep_dir, metric, direction, str(config.get("sweep_pick", "one_se")))
         if frame.empty:
             return
         failed = frame[frame["status"] != "ok"]
@@ -432,8 +428,8 @@ class SweepSummary(Callback):
         ]
         more = f" (best 10 of {len(frame)})" if len(frame) > 10 else ""
         print(f"\nsweep {sweep_dir}{more}:\n{markdown_table(view[keep])}\n")
-        if metric and frame["pick"].any():
-            print(pick_note(frame, str(metric), str(config.get("sweep_pick", "one_se"))) + "\n")
+        if note:
+            print(note + "\n")
         log.info("sweep summary: %s (%d jobs)", sweep_dir / "summary.md", len(frame))
         if len(failed):
             log.warning("%d of %d jobs failed: %s", len(failed), len(frame), failed["job"].tolist())

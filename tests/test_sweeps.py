@@ -280,12 +280,12 @@ def _ranked(losses, errors, statuses=None):
 
 
 def test_one_se_pick_keeps_the_first_job_unless_the_best_beats_it_by_a_standard_error():
-    from nmsnn.sweeps import pick_job, pick_note
+    from nmsnn.sweeps import pick_job
 
     def picked(frame, rule="one_se"):
-        out = pick_job(frame, "val/loss", "min", rule)
+        out, note = pick_job(frame, "val/loss", "min", rule)
         assert out["pick"].sum() == 1
-        return int(out.loc[out["pick"], "job"].iloc[0]), pick_note(out, "val/loss", rule)
+        return int(out.loc[out["pick"], "job"].iloc[0]), note
 
     # job 2 is best by 0.05, its standard error 0.1: noise, the first job stays
     job, note = picked(_ranked([0.50, 0.60, 0.45], [0.1, 0.1, 0.1]))
@@ -294,6 +294,8 @@ def test_one_se_pick_keeps_the_first_job_unless_the_best_beats_it_by_a_standard_
     job, note = picked(_ranked([0.50, 0.60, 0.45], [0.01, 0.01, 0.01]))
     assert job == 2 and "the best job, 2" in note
     assert picked(_ranked([0.50, 0.60, 0.45], [0.1, 0.1, 0.1]), "best")[0] == 2
+    job, note = picked(_ranked([0.40, 0.60, 0.45], [0.1, 0.1, 0.1]))  # the first job is the best
+    assert job == 0 and "also the first job" in note and "beats" not in note
     # the anchor is the first job that finished
     assert picked(_ranked([float("nan"), 0.47, 0.45], [0.1, 0.1, 0.1], ["failed", "ok", "ok"]))[0] == 1
     # without a standard error column the rule has nothing to weigh: the best job

@@ -349,6 +349,8 @@ class SpikingModule(L.LightningModule):
         else:  # the loss and the metrics sync themselves across ranks
             self.eval_losses[stage].update(loss.detach(), weight=batch_size)
             self.log(f"{stage}/loss", self.eval_losses[stage], on_step=False, on_epoch=True, prog_bar=True)
+            # the rows' terms again rather than the loss as their mean: a mean of the terms may
+            # round apart from the reduced loss, and val/loss picks the checkpoint
             self.eval_loss_errors[stage].update(self.row_losses(out.prediction, batch["y"]))
             self.log(f"{stage}/loss_se", self.eval_loss_errors[stage], on_step=False, on_epoch=True)
             self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
