@@ -9,14 +9,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "tabular_suite.py"
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
 
-def load_suite_module():
-    spec = importlib.util.spec_from_file_location("tabular_suite", SCRIPT)
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_suite_module():
+    return load_script("tabular_suite")
 
 
 def write_suite(folder: Path) -> None:
@@ -94,6 +98,30 @@ def test_tabular_suite_runs_nmsnn_and_baselines_on_the_same_rows(tmp_path):
         if task == "classification":
             assert all(v >= 0 for v in numbers), row
     assert "fast" in markdown and "`pick`: a sweep" in markdown and "failed" not in markdown
+
+    # The sweeps read back (experiments/sweep_picks.py): its picks are the harness's; its paired
+    # rule's row losses, recomputed from each job's checkpoint, are the terms of its val/loss
+    sweep_picks = load_script("sweep_picks")
+    for sweep_dir in (tmp_path / "logs" / "sweeps").iterdir():
+        frame = pd.read_csv(sweep_dir / "summary.csv").set_index("job")
+        for job in frame.index:
+            losses = sweep_picks.validation_losses(sweep_dir / str(job))
+            assert len(losses) == 10 and abs(losses.mean() - frame.loc[job, "val/loss"]) < 1e-5
+    picks_out = tmp_path / "picks"
+    argv = ["--sweeps", str(tmp_path / "logs" / "sweeps"), "--out", str(picks_out)]
+    argv += ["--suite-dir", str(tmp_path), "--cache", str(tmp_path / "cache.json")]
+    assert sweep_picks.main(argv) == 0
+    for read in json.loads(picks_out.with_suffix(".json").read_text()):
+        sweep, lowest = (records[(read["table"], "nmsnn", n)] for n in ("pick", "pick-lowest"))
+        assert read["jobs"]["one-SE pick"] == sweep["picked_job"] and read["finished"] == 2
+        assert read["jobs"]["lowest val/loss"] == lowest["picked_job"]
+        assert read["jobs"]["paired one-SE"] in (0, lowest["picked_job"])
+        assert read["scores"]["best on test"] == max(read["scores"].values())
+        metric = "acc" if read["table"] == "toy_class" else "r2"
+        baselines = (records[(read["table"], "baseline", b)]["metrics"][metric] for b in ("linear", "hgb"))
+        assert read["bar"] == max(baselines)
+    picks = picks_out.with_suffix(".md").read_text()
+    assert "| toy_class | 0 |" in picks and "- best on test:" in picks
 
     Path(f"{out}.md").unlink()
     assert suite.main(["--report-only", "--out", str(out)]) == 0

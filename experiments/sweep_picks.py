@@ -1,0 +1,204 @@
+"""How a suite sweep's job is picked, and what the sweep's grid held: read back a Table 3 run.
+
+``tabular_suite.py --sweep`` records two validation-only picks per table (the summary's
+one-standard-error pick and the lowest ``val/loss``). This script reads the sweeps it left in its
+work folder (``<work-dir>/sweeps/<table>-s<seed>-<name>-<stamp>/``: every job's ``summary.csv``
+row, its best checkpoint and its test predictions) and scores, against the best baseline of the
+same table and seed (the suite's baseline cache), each of:
+
+* ``first job``: the sweep's job 0, the default as a population member;
+* ``one-SE pick``: what ``summary.csv`` marks as ``pick`` (``sweep_pick=one_se``): job 0 unless
+  the best job beats it by more than the best job's ``val/loss_se``;
+* ``paired one-SE``: the same rule with the standard error of the mean *difference* between the
+  two jobs' per-row validation losses (both jobs score the same rows, so the paired error is far
+  smaller): computed here from each job's ``best.ckpt`` on its validation rows, with the model's
+  own ``row_losses``. A candidate rule, not the product's;
+* ``lowest val/loss``: the best job on validation rows;
+* ``best on test``: the job with the highest test score. Not a pick (it looks at the test rows):
+  what the grid holds, the most any validation-only rule could reach.
+
+It also counts how many of the grid's jobs reach the best baseline on each table. Writes
+``<out>.md`` and ``<out>.json``.
+
+    python experiments/sweep_picks.py --sweeps /tmp/nmsnn-sweep2/sweeps --out experiments/results/sweep_picks
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "experiments"))
+
+from tabular_suite import BASELINE_LABELS, DEFAULT_CACHE, DEFAULT_SUITE, MAIN_METRIC, gap  # noqa: E402
+
+SWEEP_DIR = re.compile(r"^(?P<table>.+)-s(?P<seed>\d+)-(?P<name>.+)-(?P<stamp>\d{8}-\d{6}-\d+)$")
+RULES = ("first job", "one-SE pick", "paired one-SE", "lowest val/loss", "best on test")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sweeps", type=Path, required=True, help="<work-dir>/sweeps of a --sweep run")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="the suite's baseline cache")
+    parser.add_argument("--suite-dir", type=Path, default=DEFAULT_SUITE, help="folder with suite.json")
+    parser.add_argument("--out", type=Path, required=True, help="writes <out>.md and <out>.json")
+    return parser.parse_args(argv)
+
+
+def latest_sweeps(root: Path) -> dict[tuple[str, int, str], Path]:
+    """The newest sweep folder per (table, seed, sweep name)."""
+    found: dict[tuple[str, int, str], Path] = {}
+    for path in sorted(root.iterdir()):
+        match = SWEEP_DIR.match(path.name)
+        if match and (path / "summary.csv").is_file():
+            found[(match["table"], int(match["seed"]), match["name"])] = path  # sorted: newest last
+    return found
+
+
+def validation_losses(job_dir: Path) -> pd.Series:
+    """Each validation row's loss under the job's tested checkpoint, by row number: the terms
+    whose mean is the job's ``val/loss`` (the model's own ``row_losses``, in evaluation mode)."""
+    import torch
+
+    from nmsnn.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(job_dir / "checkpoints" / "best.ckpt")
+    datamodule = loaded.datamodule()
+    datamodule.setup("fit")
+    rows, module = datamodule.tensors["val"], loaded.module.eval()
+    with torch.no_grad():
+        losses = torch.cat(
+            [
+                module.row_losses(module(x).prediction, y)
+                for x, y in zip(rows.x.split(4096), rows.y.split(4096), strict=True)
+            ]
+        )
+    return pd.Series(losses.double().numpy(), index=datamodule.split_frame("val").index)
+
+
+def paired_pick(frame: pd.DataFrame, sweep: Path) -> tuple[int, float, float]:
+    """The paired one-standard-error rule: job 0 unless the lowest-``val/loss`` job beats it by
+    more than the standard error of their per-row loss differences. Returns (job, gain, error)."""
+    ok = frame[frame["status"] == "ok"]
+    first, best = int(ok["job"].min()), int(ok.loc[ok["val/loss"].idxmin(), "job"])
+    if first == best:
+        return first, 0.0, 0.0
+    a, b = validation_losses(sweep / str(first)), validation_losses(sweep / str(best))
+    recorded = ok.set_index("job")["val/loss"]
+    for job, losses in ((first, a), (best, b)):  # the rows' terms are the recorded val/loss
+        assert abs(losses.mean() - recorded[job]) < 1e-4, (sweep, job, losses.mean(), recorded[job])
+    difference = a - b
+    error = float(difference.std(ddof=1) / math.sqrt(len(difference)))
+    gain = float(recorded[first] - recorded[best])
+    return (best if gain > error else first), gain, error
+
+
+def analyse(sweep: Path, task: str, bar: float) -> dict[str, Any]:
+    """Each rule's job and test score on one sweep, and how many jobs reach ``bar``."""
+    frame = pd.read_csv(sweep / "summary.csv")
+    metric = f"test/{MAIN_METRIC[task]}"
+    ok = frame[frame["status"] == "ok"].set_index("job")
+    paired, gain, error = paired_pick(frame, sweep)
+    jobs = {
+        "first job": int(ok.index.min()),
+        "one-SE pick": int(frame.loc[frame["pick"], "job"].iloc[0]),
+        "paired one-SE": paired,
+        "lowest val/loss": int(ok["val/loss"].idxmin()),
+        "best on test": int(ok[metric].idxmax()),
+    }
+    return {
+        "jobs": jobs,
+        "scores": {rule: float(ok.loc[job, metric]) for rule, job in jobs.items()},
+        "paired": {"gain": gain, "error": error},
+        "at_bar": int(sum(gap(float(s), bar) >= 0 for s in ok[metric])),
+        "finished": len(ok),
+    }
+
+
+def report(records: list[dict[str, Any]], command: str) -> str:
+    lines = [
+        "# Picking a sweep's job: the suite's Table 3 sweep read back",
+        "",
+        "Generated by `experiments/sweep_picks.py`; do not edit by hand.",
+        "",
+        f"```bash\n{command}\n```",
+        "",
+        f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC. Each cell: the test accuracy / R² of "
+        "the job a rule picks (its job number in brackets), and in the last columns how many of the "
+        "grid's jobs reach the best baseline on the test rows. **Bold**: at or above the best "
+        "baseline. `best on test` looks at the test rows: not a pick, but the most any "
+        "validation-only rule could reach with this grid.",
+        "",
+        "| table | seed | best baseline | " + " | ".join(RULES) + " | jobs ≥ best baseline |",
+        "|---|---|---|" + "---|" * (len(RULES) + 1),
+    ]
+    for r in records:
+        cells = []
+        for rule in RULES:
+            score = r["scores"][rule]
+            text = f"{score:.3f} ({r['jobs'][rule]})"
+            cells.append(f"**{text}**" if gap(score, r["bar"]) >= 0 else text)
+        lines.append(
+            f"| {r['table']} | {r['seed']} | {r['bar']:.3f} ({r['bar_name']}) | "
+            + " | ".join(cells)
+            + f" | {r['at_bar']} of {r['finished']} |"
+        )
+    lines += ["", "Tables at or above the best baseline, per rule:", ""]
+    for rule in RULES:
+        wins = sum(gap(r["scores"][rule], r["bar"]) >= 0 for r in records)
+        lines.append(f"- {rule}: {wins} of {len(records)}")
+    moved = [r for r in records if r["jobs"]["paired one-SE"] != r["jobs"]["first job"]]
+    if moved:
+        gains = ", ".join(
+            f"{r['table']} (gain {r['paired']['gain']:.4g} > error {r['paired']['error']:.4g})" for r in moved
+        )
+        lines += ["", f"`paired one-SE` moved off the first job on {gains}."]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    suite = json.loads((args.suite_dir / "suite.json").read_text())
+    cache = json.loads(args.cache.read_text())
+    records = []
+    for (table, seed, name), sweep in sorted(
+        latest_sweeps(args.sweeps).items(), key=lambda kv: list(suite).index(kv[0][0])
+    ):
+        task = suite[table]["task"]
+        key = MAIN_METRIC[task]
+        baselines = {
+            k.split("|")[2]: v["metrics"][key] for k, v in cache.items() if k.startswith(f"{table}|{seed}|")
+        }
+        bar_name = max(baselines, key=baselines.get)
+        record = {"table": table, "seed": seed, "sweep": name, "bar": baselines[bar_name]}
+        record["bar_name"] = BASELINE_LABELS.get(bar_name, bar_name)
+        record.update(analyse(sweep, task, record["bar"]))
+        records.append(record)
+        print(table, seed, {k: round(v, 3) for k, v in record["scores"].items()}, flush=True)
+    command = "python " + " ".join(
+        [
+            str(Path(sys.argv[0]).relative_to(REPO)) if Path(sys.argv[0]).is_absolute() else sys.argv[0],
+            *sys.argv[1:],
+        ]
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(records, indent=1) + "\n")
+    args.out.with_suffix(".md").write_text(report(records, command))
+    print(f"wrote {args.out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
