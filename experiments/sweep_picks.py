@@ -21,6 +21,7 @@ It also counts how many of the grid's jobs reach the best baseline on each table
 ``<out>.md`` and ``<out>.json``.
 
     python experiments/sweep_picks.py --sweeps /tmp/nmsnn-sweep2/sweeps --out experiments/results/sweep_picks
+    python experiments/sweep_picks.py --sweeps RUN1/sweeps RUN2/sweeps --out ...   # several runs (seeds)
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sweeps", type=Path, required=True, help="<work-dir>/sweeps of a --sweep run")
+    parser.add_argument(
+        "--sweeps", type=Path, nargs="+", required=True, help="<work-dir>/sweeps of --sweep runs"
+    )
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="the suite's baseline cache")
     parser.add_argument("--suite-dir", type=Path, default=DEFAULT_SUITE, help="folder with suite.json")
     parser.add_argument("--out", type=Path, required=True, help="writes <out>.md and <out>.json")
@@ -154,14 +157,24 @@ def report(records: list[dict[str, Any]], command: str) -> str:
             + " | ".join(cells)
             + f" | {r['at_bar']} of {r['finished']} |"
         )
-    lines += ["", "Tables at or above the best baseline, per rule:", ""]
+    seeds = sorted({r["seed"] for r in records})
+    lines += [
+        "",
+        "Tables at or above the best baseline, per rule" + (", per seed:" if len(seeds) > 1 else ":"),
+        "",
+    ]
     for rule in RULES:
-        wins = sum(gap(r["scores"][rule], r["bar"]) >= 0 for r in records)
-        lines.append(f"- {rule}: {wins} of {len(records)}")
+        counts = []
+        for seed in seeds:
+            mine = [r for r in records if r["seed"] == seed]
+            wins = sum(gap(r["scores"][rule], r["bar"]) >= 0 for r in mine)
+            counts.append(f"{wins} of {len(mine)}" + (f" (seed {seed})" if len(seeds) > 1 else ""))
+        lines.append(f"- {rule}: {', '.join(counts)}")
     moved = [r for r in records if r["jobs"]["paired one-SE"] != r["jobs"]["first job"]]
     if moved:
         gains = ", ".join(
-            f"{r['table']} (gain {r['paired']['gain']:.4g} > error {r['paired']['error']:.4g})" for r in moved
+            f"{r['table']} seed {r['seed']} (gain {r['paired']['gain']:.4g} > error {r['paired']['error']:.4g})"
+            for r in moved
         )
         lines += ["", f"`paired one-SE` moved off the first job on {gains}."]
     lines.append("")
@@ -174,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     cache = json.loads(args.cache.read_text())
     records = []
     for (table, seed, name), sweep in sorted(
-        latest_sweeps(args.sweeps).items(), key=lambda kv: list(suite).index(kv[0][0])
+        {k: v for root in args.sweeps for k, v in latest_sweeps(root).items()}.items(),
+        key=lambda kv: (kv[0][1], list(suite).index(kv[0][0])),
     ):
         task = suite[table]["task"]
         key = MAIN_METRIC[task]
