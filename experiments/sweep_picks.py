@@ -80,30 +80,23 @@ def validation_losses(job_dir: Path) -> pd.Series:
     datamodule = loaded.datamodule()
     datamodule.setup("fit")
     rows, module = datamodule.tensors["val"], loaded.module.eval()
-    with torch.no_grad():
-        losses = torch.cat(
-            [
-                module.row_losses(module(x).prediction, y)
-                for x, y in zip(rows.x.split(4096), rows.y.split(4096), strict=True)
-            ]
-        )
+    with torch.no_grad():  # the validation split in one pass: at most a few thousand rows
+        losses = module.row_losses(module(rows.x).prediction, rows.y)
     return pd.Series(losses.double().numpy(), index=datamodule.split_frame("val").index)
 
 
-def paired_pick(frame: pd.DataFrame, sweep: Path) -> tuple[int, float, float]:
-    """The paired one-standard-error rule: job 0 unless the lowest-``val/loss`` job beats it by
-    more than the standard error of their per-row loss differences. Returns (job, gain, error)."""
-    ok = frame[frame["status"] == "ok"]
-    first, best = int(ok["job"].min()), int(ok.loc[ok["val/loss"].idxmin(), "job"])
+def paired_pick(sweep: Path, val_loss: pd.Series, first: int, best: int) -> tuple[int, float, float]:
+    """The paired one-standard-error rule: the ``first`` job unless the ``best`` one (lowest
+    ``val_loss``, by job) beats it by more than the standard error of their per-row loss
+    differences. Returns (job, gain, error)."""
     if first == best:
         return first, 0.0, 0.0
     a, b = validation_losses(sweep / str(first)), validation_losses(sweep / str(best))
-    recorded = ok.set_index("job")["val/loss"]
     for job, losses in ((first, a), (best, b)):  # the rows' terms are the recorded val/loss
-        assert abs(losses.mean() - recorded[job]) < 1e-4, (sweep, job, losses.mean(), recorded[job])
+        assert abs(losses.mean() - val_loss[job]) < 1e-4, (sweep, job, losses.mean(), val_loss[job])
     difference = a - b
     error = float(difference.std(ddof=1) / math.sqrt(len(difference)))
-    gain = float(recorded[first] - recorded[best])
+    gain = float(val_loss[first] - val_loss[best])
     return (best if gain > error else first), gain, error
 
 
@@ -112,12 +105,13 @@ def analyse(sweep: Path, task: str, bar: float) -> dict[str, Any]:
     frame = pd.read_csv(sweep / "summary.csv")
     metric = f"test/{MAIN_METRIC[task]}"
     ok = frame[frame["status"] == "ok"].set_index("job")
-    paired, gain, error = paired_pick(frame, sweep)
+    first, lowest = int(ok.index.min()), int(ok["val/loss"].idxmin())
+    paired, gain, error = paired_pick(sweep, ok["val/loss"], first, lowest)
     jobs = {
-        "first job": int(ok.index.min()),
+        "first job": first,
         "one-SE pick": int(frame.loc[frame["pick"], "job"].iloc[0]),
         "paired one-SE": paired,
-        "lowest val/loss": int(ok["val/loss"].idxmin()),
+        "lowest val/loss": lowest,
         "best on test": int(ok[metric].idxmax()),
     }
     return {
