@@ -14,8 +14,17 @@ same table and seed (the suite's baseline cache), each of:
   smaller): computed here from each job's ``best.ckpt`` on its validation rows, with the model's
   own ``row_losses``. A candidate rule, not the product's;
 * ``lowest val/loss``: the best job on validation rows;
-* ``best on test``: the job with the highest test score. Not a pick (it looks at the test rows):
-  what the grid holds, the most any validation-only rule could reach.
+* ``greedy ensemble``: ensemble selection with replacement (Caruana et al., 2004): 16 rounds, each
+  adds the job whose addition gives the lowest validation loss of the averaged prediction (class
+  probabilities, scored by the mean negative log probability of the true class; or values on the
+  original scale, by their squared error); the ensemble of the round with the lowest loss;
+* ``top-4 mean``: the average of the 4 jobs with the lowest ``val/loss``;
+* ``mean of all``: the average of every finished job (no selection; a reference);
+* ``best on test``: the single job with the highest test score. Not a pick (it looks at the test
+  rows): what the grid holds, the most any validation-only choice of one job could reach.
+
+An ensemble's prediction is the mean of its jobs' predictions (class probabilities, or values on
+the original scale), each job's from its ``best.ckpt``, on the validation and test rows.
 
 It also counts how many of the grid's jobs reach the best baseline on each table. Writes
 ``<out>.md`` and ``<out>.json``.
@@ -43,7 +52,11 @@ sys.path.insert(0, str(REPO / "experiments"))
 from tabular_suite import BASELINE_LABELS, DEFAULT_CACHE, DEFAULT_SUITE, MAIN_METRIC, gap  # noqa: E402
 
 SWEEP_DIR = re.compile(r"^(?P<table>.+)-s(?P<seed>\d+)-(?P<name>.+)-(?P<stamp>\d{8}-\d{6}-\d+)$")
-RULES = ("first job", "one-SE pick", "paired one-SE", "lowest val/loss", "best on test")
+SINGLE = ("first job", "one-SE pick", "paired one-SE", "lowest val/loss")
+ENSEMBLES = ("greedy ensemble", "top-4 mean", "mean of all")
+RULES = (*SINGLE, *ENSEMBLES, "best on test")
+GREEDY_ROUNDS = 16
+TOP_K = 4
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -69,31 +82,97 @@ def latest_sweeps(root: Path) -> dict[tuple[str, int, str], Path]:
     return found
 
 
+class JobOutputs:
+    """Each job's predictions on its validation and test rows, from its ``best.ckpt`` (loaded once).
+
+    ``values[split]``: class probabilities ``[N, C]`` or original-scale values ``[N]``;
+    ``targets[split]``: class indices or original-scale targets; ``row_losses``: each validation
+    row's term of the job's ``val/loss`` (the model's own ``row_losses``)."""
+
+    def __init__(self, job_dir: Path) -> None:
+        import torch
+
+        from nmsnn.checkpoint import load_checkpoint
+
+        loaded = load_checkpoint(job_dir / "checkpoints" / "best.ckpt")
+        datamodule = loaded.datamodule()
+        datamodule.setup("fit")
+        module = loaded.module.eval()
+        self.values: dict[str, Any] = {}
+        self.targets: dict[str, Any] = {}
+        with torch.no_grad():  # each split in one pass: at most a few thousand rows
+            for split in ("val", "test"):
+                rows = datamodule.tensors[split]
+                prediction = module(rows.x).prediction
+                if split == "val":
+                    losses = module.row_losses(prediction, rows.y).double().numpy()
+                    self.row_losses = pd.Series(losses, index=datamodule.split_frame("val").index)
+                self.values[split] = module.predict_values(prediction).double().numpy()
+                self.targets[split] = module.metric_target(rows.y).double().numpy()
+
+
 def validation_losses(job_dir: Path) -> pd.Series:
     """Each validation row's loss under the job's tested checkpoint, by row number: the terms
-    whose mean is the job's ``val/loss`` (the model's own ``row_losses``, in evaluation mode)."""
-    import torch
-
-    from nmsnn.checkpoint import load_checkpoint
-
-    loaded = load_checkpoint(job_dir / "checkpoints" / "best.ckpt")
-    datamodule = loaded.datamodule()
-    datamodule.setup("fit")
-    rows, module = datamodule.tensors["val"], loaded.module.eval()
-    with torch.no_grad():  # the validation split in one pass: at most a few thousand rows
-        losses = module.row_losses(module(rows.x).prediction, rows.y)
-    return pd.Series(losses.double().numpy(), index=datamodule.split_frame("val").index)
+    whose mean is the job's ``val/loss``."""
+    return JobOutputs(job_dir).row_losses
 
 
-def paired_pick(sweep: Path, val_loss: pd.Series, first: int, best: int) -> tuple[int, float, float]:
+def ensemble_loss(values: Any, targets: Any, task: str) -> float:
+    """The validation loss ensemble selection minimizes: the mean negative log probability of the
+    true class, or the mean squared error."""
+    import numpy as np
+
+    if task == "classification":
+        picked = values[np.arange(len(targets)), targets.astype(int)]
+        return float(-np.log(np.clip(picked, 1e-12, None)).mean())
+    return float(((values - targets) ** 2).mean())
+
+
+def score(values: Any, targets: Any, task: str) -> float:
+    """Accuracy of the most probable class, or R² (as the runs' metrics compute them)."""
+    if task == "classification":
+        return float((values.argmax(1) == targets).mean())
+    return float(1.0 - ((targets - values) ** 2).sum() / ((targets - targets.mean()) ** 2).sum())
+
+
+def greedy_selection(outputs: dict[int, JobOutputs], task: str, rounds: int = GREEDY_ROUNDS) -> list[int]:
+    """Ensemble selection with replacement: the jobs (repeated as chosen) of the round whose
+    averaged validation prediction has the lowest :func:`ensemble_loss`."""
+    targets = next(iter(outputs.values())).targets["val"]
+    chosen: list[int] = []
+    total: Any = 0.0  # the sum of the chosen jobs' validation predictions
+    best: tuple[float, list[int]] = (math.inf, [])
+    for _ in range(rounds):
+        trial = {
+            job: ensemble_loss((total + out.values["val"]) / (len(chosen) + 1), targets, task)
+            for job, out in outputs.items()
+        }
+        job = min(trial, key=lambda j: (trial[j], j))
+        chosen.append(job)
+        total = total + outputs[job].values["val"]
+        if trial[job] < best[0]:
+            best = (trial[job], list(chosen))
+    return best[1]
+
+
+def ensemble_score(outputs: dict[int, JobOutputs], jobs: list[int], task: str) -> float:
+    """The test score of the mean of ``jobs``' test predictions (a job listed twice counts twice)."""
+    first = outputs[jobs[0]]
+    mean = sum(outputs[j].values["test"] for j in jobs) / len(jobs)
+    return score(mean, first.targets["test"], task)
+
+
+def paired_pick(
+    outputs: dict[int, JobOutputs], val_loss: pd.Series, first: int, best: int
+) -> tuple[int, float, float]:
     """The paired one-standard-error rule: the ``first`` job unless the ``best`` one (lowest
     ``val_loss``, by job) beats it by more than the standard error of their per-row loss
     differences. Returns (job, gain, error)."""
     if first == best:
         return first, 0.0, 0.0
-    a, b = validation_losses(sweep / str(first)), validation_losses(sweep / str(best))
+    a, b = outputs[first].row_losses, outputs[best].row_losses
     for job, losses in ((first, a), (best, b)):  # the rows' terms are the recorded val/loss
-        assert abs(losses.mean() - val_loss[job]) < 1e-4, (sweep, job, losses.mean(), val_loss[job])
+        assert abs(losses.mean() - val_loss[job]) < 1e-4, (job, losses.mean(), val_loss[job])
     difference = a - b
     error = float(difference.std(ddof=1) / math.sqrt(len(difference)))
     gain = float(val_loss[first] - val_loss[best])
@@ -101,26 +180,51 @@ def paired_pick(sweep: Path, val_loss: pd.Series, first: int, best: int) -> tupl
 
 
 def analyse(sweep: Path, task: str, bar: float) -> dict[str, Any]:
-    """Each rule's job and test score on one sweep, and how many jobs reach ``bar``."""
+    """Each rule's job(s) and test score on one sweep, and how many jobs reach ``bar``."""
     frame = pd.read_csv(sweep / "summary.csv")
     metric = f"test/{MAIN_METRIC[task]}"
     ok = frame[frame["status"] == "ok"].set_index("job")
+    outputs = {int(job): JobOutputs(sweep / str(job)) for job in ok.index}
+    for job, out in outputs.items():  # the checkpoints' predictions are the runs' own test scores
+        recomputed = score(out.values["test"], out.targets["test"], task)
+        assert abs(recomputed - ok.loc[job, metric]) < 1e-4, (sweep, job, recomputed, ok.loc[job, metric])
     first, lowest = int(ok.index.min()), int(ok["val/loss"].idxmin())
-    paired, gain, error = paired_pick(sweep, ok["val/loss"], first, lowest)
-    jobs = {
-        "first job": first,
-        "one-SE pick": int(frame.loc[frame["pick"], "job"].iloc[0]),
-        "paired one-SE": paired,
-        "lowest val/loss": lowest,
-        "best on test": int(ok[metric].idxmax()),
+    paired, gain, error = paired_pick(outputs, ok["val/loss"], first, lowest)
+    jobs: dict[str, list[int]] = {
+        "first job": [first],
+        "one-SE pick": [int(frame.loc[frame["pick"], "job"].iloc[0])],
+        "paired one-SE": [paired],
+        "lowest val/loss": [lowest],
+        "greedy ensemble": sorted(greedy_selection(outputs, task)),
+        "top-4 mean": sorted(int(j) for j in ok["val/loss"].nsmallest(TOP_K).index),
+        "mean of all": sorted(outputs),
+        "best on test": [int(ok[metric].idxmax())],
     }
     return {
         "jobs": jobs,
-        "scores": {rule: float(ok.loc[job, metric]) for rule, job in jobs.items()},
+        "scores": {rule: ensemble_score(outputs, chosen, task) for rule, chosen in jobs.items()},
         "paired": {"gain": gain, "error": error},
         "at_bar": int(sum(gap(float(s), bar) >= 0 for s in ok[metric])),
         "finished": len(ok),
     }
+
+
+def jobs_text(jobs: list[int]) -> str:
+    """``3`` for one job; ``2, 5×3, 9`` for an ensemble (a job chosen three times: ×3)."""
+    from collections import Counter
+
+    return ", ".join(f"{j}×{n}" if n > 1 else str(j) for j, n in sorted(Counter(jobs).items()))
+
+
+def by_mean_count(records: list[dict[str, Any]], rule: str) -> int:
+    """The tables where ``rule``'s mean score over the seeds is at or above the best baseline's
+    mean (the baseline with the highest mean over the same seeds)."""
+    wins = 0
+    for table in dict.fromkeys(r["table"] for r in records):
+        mine = [r for r in records if r["table"] == table]
+        bar = max(sum(r["baselines"][name] for r in mine) / len(mine) for name in mine[0]["baselines"])
+        wins += gap(sum(r["scores"][rule] for r in mine) / len(mine), bar) >= 0
+    return wins
 
 
 def report(records: list[dict[str, Any]], command: str) -> str:
@@ -132,10 +236,11 @@ def report(records: list[dict[str, Any]], command: str) -> str:
         f"```bash\n{command}\n```",
         "",
         f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC. Each cell: the test accuracy / R² of "
-        "the job a rule picks (its job number in brackets), and in the last columns how many of the "
-        "grid's jobs reach the best baseline on the test rows. **Bold**: at or above the best "
-        "baseline. `best on test` looks at the test rows: not a pick, but the most any "
-        "validation-only rule could reach with this grid.",
+        "the job a rule picks, or of the mean of an ensemble's jobs (the job numbers in brackets; "
+        "`5×3`: job 5 chosen three times), and in the last column how many of the grid's jobs reach "
+        "the best baseline on the test rows. **Bold**: at or above the best baseline. `best on test` "
+        "looks at the test rows: not a pick, but the most any validation-only choice of one job "
+        "could reach with this grid.",
         "",
         "| table | seed | best baseline | " + " | ".join(RULES) + " | jobs ≥ best baseline |",
         "|---|---|---|" + "---|" * (len(RULES) + 1),
@@ -143,9 +248,9 @@ def report(records: list[dict[str, Any]], command: str) -> str:
     for r in records:
         cells = []
         for rule in RULES:
-            score = r["scores"][rule]
-            text = f"{score:.3f} ({r['jobs'][rule]})"
-            cells.append(f"**{text}**" if gap(score, r["bar"]) >= 0 else text)
+            value = r["scores"][rule]
+            text = f"{value:.3f} ({jobs_text(r['jobs'][rule])})"
+            cells.append(f"**{text}**" if gap(value, r["bar"]) >= 0 else text)
         lines.append(
             f"| {r['table']} | {r['seed']} | {r['bar']:.3f} ({r['bar_name']}) | "
             + " | ".join(cells)
@@ -164,6 +269,15 @@ def report(records: list[dict[str, Any]], command: str) -> str:
             wins = sum(gap(r["scores"][rule], r["bar"]) >= 0 for r in mine)
             counts.append(f"{wins} of {len(mine)}" + (f" (seed {seed})" if len(seeds) > 1 else ""))
         lines.append(f"- {rule}: {', '.join(counts)}")
+    if len(seeds) > 1:
+        lines += [
+            "",
+            f"By the mean over seeds {', '.join(map(str, seeds))} (the suite report's measure: each "
+            "table's mean score against the mean of its best baseline by mean):",
+            "",
+        ]
+        for rule in RULES:
+            lines.append(f"- {rule}: {by_mean_count(records, rule)} of {len({r['table'] for r in records})}")
     moved = [r for r in records if r["jobs"]["paired one-SE"] != r["jobs"]["first job"]]
     if moved:
         gains = ", ".join(
@@ -191,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         bar_name = max(baselines, key=baselines.get)
         record = {"table": table, "seed": seed, "sweep": name, "bar": baselines[bar_name]}
+        record["baselines"] = baselines
         record["bar_name"] = BASELINE_LABELS.get(bar_name, bar_name)
         record.update(analyse(sweep, task, record["bar"]))
         records.append(record)

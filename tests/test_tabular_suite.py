@@ -113,15 +113,18 @@ def test_tabular_suite_runs_nmsnn_and_baselines_on_the_same_rows(tmp_path):
     assert sweep_picks.main(argv) == 0
     for read in json.loads(picks_out.with_suffix(".json").read_text()):
         sweep, lowest = (records[(read["table"], "nmsnn", n)] for n in ("pick", "pick-lowest"))
-        assert read["jobs"]["one-SE pick"] == sweep["picked_job"] and read["finished"] == 2
-        assert read["jobs"]["lowest val/loss"] == lowest["picked_job"]
-        assert read["jobs"]["paired one-SE"] in (0, lowest["picked_job"])
-        assert read["scores"]["best on test"] == max(read["scores"].values())
+        assert read["jobs"]["one-SE pick"] == [sweep["picked_job"]] and read["finished"] == 2
+        assert read["jobs"]["lowest val/loss"] == [lowest["picked_job"]]
+        assert read["jobs"]["paired one-SE"] in ([0], [lowest["picked_job"]])
+        single = [read["scores"][rule] for rule in sweep_picks.SINGLE]
+        assert read["scores"]["best on test"] == max(single)
+        assert read["jobs"]["mean of all"] == [0, 1] and read["jobs"]["top-4 mean"] == [0, 1]
+        assert set(read["jobs"]["greedy ensemble"]) <= {0, 1} and read["jobs"]["greedy ensemble"]
         metric = "acc" if read["table"] == "toy_class" else "r2"
         baselines = (records[(read["table"], "baseline", b)]["metrics"][metric] for b in ("linear", "hgb"))
         assert read["bar"] == max(baselines)
     picks = picks_out.with_suffix(".md").read_text()
-    assert "| toy_class | 0 |" in picks and "- best on test:" in picks
+    assert "| toy_class | 0 |" in picks and "- best on test:" in picks and "- greedy ensemble:" in picks
 
     Path(f"{out}.md").unlink()
     assert suite.main(["--report-only", "--out", str(out)]) == 0
@@ -158,3 +161,46 @@ def test_float32_and_float64_scores_of_the_same_rows_tie():
     }
     stats = suite.table_stats(entry, "default", ["linear"])
     assert stats["rank"] == 1 and stats["gap_best"] == 0.0 and stats["gap_linear"] == 0.0
+
+
+def test_sweep_ensembles_average_predictions_and_select_on_validation_rows():
+    """sweep_picks' scores are scikit-learn's; ensemble selection keeps the jobs whose average
+    predicts the validation rows best, and an ensemble's test score is that of the averaged rows."""
+    from types import SimpleNamespace
+
+    from sklearn.metrics import accuracy_score, log_loss, r2_score
+
+    picks = load_script("sweep_picks")
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, size=50)
+    proba = rng.dirichlet(np.ones(3), size=50)
+    assert picks.score(proba, y, "classification") == accuracy_score(y, proba.argmax(1))
+    assert np.isclose(picks.ensemble_loss(proba, y, "classification"), log_loss(y, proba, labels=[0, 1, 2]))
+    t = rng.normal(size=50)
+    v = t + rng.normal(scale=0.5, size=50)
+    assert np.isclose(picks.score(v, t, "regression"), r2_score(t, v))
+    assert np.isclose(picks.ensemble_loss(v, t, "regression"), np.mean((v - t) ** 2))
+
+    # jobs 0 and 1 err in opposite directions on every row (their mean is nearly exact); job 2
+    # errs more than either, in job 0's direction
+    noise = rng.normal(scale=1.0, size=(2, 50))
+    targets = {"val": t, "test": t}
+
+    def job(val, test):
+        return SimpleNamespace(values={"val": val, "test": test}, targets=targets)
+
+    outputs = {
+        0: job(t + 1 + noise[0] * 0.1, t + 1),
+        1: job(t - 1 + noise[1] * 0.1, t - 1),
+        2: job(t + 1.5, t + 1.5),
+    }
+    chosen = picks.greedy_selection(outputs, "regression")
+    assert set(chosen) == {0, 1}  # job 2 adds error to any mix of them
+
+    def val_loss(jobs):
+        return picks.ensemble_loss(sum(outputs[j].values["val"] for j in jobs) / len(jobs), t, "regression")
+
+    assert val_loss(chosen) <= min(val_loss([0, 1]), *(val_loss([j]) for j in outputs))
+    assert picks.ensemble_score(outputs, [0, 1], "regression") == 1.0
+    assert np.isclose(picks.ensemble_score(outputs, [0, 2, 2], "regression"), r2_score(t, t + 4 / 3))
+    assert picks.jobs_text([3, 1, 3, 3]) == "1, 3×3"
