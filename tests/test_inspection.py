@@ -176,3 +176,28 @@ def test_synaptic_operations_count_events_times_fan_out():
     assert energy["synops_from_spikes_per_row"] == pytest.approx(hidden_events * 2 / 5)
     assert energy["synops_per_row"] == pytest.approx((float((inputs != 0).sum()) * 6 + hidden_events * 2) / 5)
     assert energy["ann_macs_per_row"] == 4 * 6 + 6 * 2
+
+
+def test_a_spike_statistic_can_be_the_monitor_and_unwatched_ones_are_skipped(tmp_path, monkeypatch):
+    """``monitor=val/spikes/...`` drives checkpoints and early stopping; with no logger and no
+    such monitor, training's validation epochs compute no statistics (testing still does)."""
+    started: list[str] = []
+    start = SpikeStatistics._start
+
+    def recording_start(self, pl_module):
+        started.append(pl_module.trainer.state.fn)
+        start(self, pl_module)
+
+    monkeypatch.setattr(SpikeStatistics, "_start", recording_start)
+    common = ["data=iris", "model.hidden=[16]", "trainer.max_epochs=3", "logger=none"]
+    watched = ["monitor=val/spikes/layer1/firing_rate", "monitor_mode=max"]
+    metrics = train(compose_train(tmp_path / "watched", [*common, *watched]))
+    assert started.count("fit") == 3 and 0 <= metrics["val/spikes/layer1/firing_rate"] <= 1
+    best = torch.load(tmp_path / "watched" / "checkpoints" / "best.ckpt", weights_only=False)
+    callbacks = best["callbacks"]
+    score = next(v["best_model_score"] for k, v in callbacks.items() if k.startswith("ModelCheckpoint"))
+    assert 0 <= float(score) <= 1  # a firing rate, not a loss
+
+    started.clear()
+    metrics = train(compose_train(tmp_path / "unwatched", common))
+    assert "fit" not in started and "test" in started and metrics["test/synops_per_row"] > 0

@@ -168,6 +168,11 @@ def tensorboard_writer(trainer: L.Trainer) -> Any | None:
     return None
 
 
+def watched_spike_statistics(trainer: L.Trainer) -> bool:
+    """Whether a callback of ``trainer`` watches a ``val/spikes/...`` statistic (its monitor)."""
+    return any(str(getattr(c, "monitor", None) or "").startswith("val/spikes/") for c in trainer.callbacks)
+
+
 class SpikeStatistics(L.Callback):
     """Spike statistics of every firing layer from the validation and test passes.
 
@@ -181,7 +186,9 @@ class SpikeStatistics(L.Callback):
     (rasters and membrane traces of ``sample_rows`` validation rows). After
     testing it logs the same statistics under ``test/spikes/...`` and the energy estimate
     ``test/synops_per_row``, ``test/ann_macs_per_row``, ``test/synops_per_mac``. Counts are
-    summed across DDP ranks; rank 0 writes histograms and figures.
+    summed across DDP ranks; rank 0 writes histograms and figures. The validation statistics are
+    also callback metrics (``monitor=val/spikes/layer1/firing_rate`` works); a training run with
+    no logger and no callback watching one of them skips them (its test statistics remain).
     """
 
     def __init__(
@@ -228,8 +235,11 @@ class SpikeStatistics(L.Callback):
 
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking and trainer.current_epoch % self.every_n_epochs == 0:
-            self._start(pl_module)
+        if trainer.sanity_checking or trainer.current_epoch % self.every_n_epochs:
+            return
+        if trainer.state.fn == "fit" and not (trainer.loggers or watched_spike_statistics(trainer)):
+            return  # no logger and no callback would read them: a sweep job's or suite run's epochs
+        self._start(pl_module)
 
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
@@ -249,6 +259,9 @@ class SpikeStatistics(L.Callback):
             step = max(trainer.global_step - 1, 0)
             for logger in trainer.loggers:
                 logger.log_metrics({**scalars, "epoch": float(trainer.current_epoch)}, step=step)
+            # and to the callbacks that run after this one (checkpoints and early stopping may
+            # watch monitor=val/spikes/<layer>/<statistic>)
+            trainer.callback_metrics.update({k: torch.tensor(v) for k, v in scalars.items()})
         else:  # a validate() call: return them with its results
             pl_module.log_dict(scalars, sync_dist=True)
         writer = tensorboard_writer(trainer)
