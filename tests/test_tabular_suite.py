@@ -204,3 +204,42 @@ def test_sweep_ensembles_average_predictions_and_select_on_validation_rows():
     assert picks.ensemble_score(outputs, [0, 1], "regression") == 1.0
     assert np.isclose(picks.ensemble_score(outputs, [0, 2, 2], "regression"), r2_score(t, t + 4 / 3))
     assert picks.jobs_text([3, 1, 3, 3]) == "1, 3×3"
+
+
+def test_wages_panel_recognises_people_on_a_row_split_and_holds_them_out_on_a_person_split(tmp_path):
+    """experiments/wages_panel.py on a toy panel whose target is mostly a person's own level:
+    the person mean wins the row split; the person split's models never see a held-out person."""
+    panel = load_script("wages_panel")
+    rng = np.random.default_rng(0)
+    people, years = 40, panel.ROWS_PER_PERSON
+    level = np.repeat(rng.normal(size=people), years)
+    frame = pd.DataFrame(
+        {
+            "exp": np.tile(np.arange(years), people) + np.repeat(rng.integers(1, 20, people), years),
+            "ed": np.repeat(rng.integers(8, 17, people), years),
+            "sex": np.repeat(rng.choice(["male", "female"], people), years),
+        }
+    )
+    frame["lwage"] = 5 + 2 * level + 0.02 * frame["exp"] + rng.normal(scale=0.05, size=len(frame))
+    frame.to_csv(tmp_path / "wages.csv", index=False)
+    cache = {f"wages|0|{name}": {"metrics": {"r2": 0.5}} for name in ("rf", "linear")}
+    (tmp_path / "cache.json").write_text(json.dumps(cache))
+    run = {
+        "table": "wages",
+        "kind": "nmsnn",
+        "name": "default",
+        "status": "ok",
+        "seed": 0,
+        "metrics": {"r2": 0.4},
+    }
+    (tmp_path / "suite.json").write_text(json.dumps({"records": [run]}))
+    out = tmp_path / "panel"
+    argv = ["--seeds", "0", "--suite-dir", str(tmp_path), "--cache", str(tmp_path / "cache.json")]
+    argv += ["--suite-results", str(tmp_path / "suite.json"), "--baselines", "linear,rf", "--out", str(out)]
+    assert panel.main(argv) == 0
+    (record,) = json.loads(out.with_suffix(".json").read_text())
+    assert record["row split"]["person mean"] > 0.9 and record["row split"]["nmsnn"] == 0.4
+    person = record["person split"]
+    assert set(person) == {"nmsnn", "linear", "rf"}
+    assert all(value < 0.9 for value in person.values())  # a new person's level is unknown
+    assert "| person mean (no model) |" in out.with_suffix(".md").read_text()
