@@ -49,7 +49,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "experiments"))
 
-from tabular_suite import BASELINE_LABELS, DEFAULT_CACHE, DEFAULT_SUITE, MAIN_METRIC, gap  # noqa: E402
+from tabular_suite import BASELINE_LABELS, DEFAULT_CACHE, DEFAULT_SUITE, MAIN_METRIC, gap, write_results  # noqa: E402
 
 SWEEP_DIR = re.compile(r"^(?P<table>.+)-s(?P<seed>\d+)-(?P<name>.+)-(?P<stamp>\d{8}-\d{6}-\d+)$")
 SINGLE = ("first job", "one-SE pick", "paired one-SE", "lowest val/loss")
@@ -316,10 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             *sys.argv[1:],
         ]
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(records, indent=1) + "\n")
-    args.out.with_suffix(".md").write_text(report(records, command))
-    print(f"wrote {args.out.with_suffix('.md')}")
+    write_results(args.out, records, report(records, command))
     return 0
 
 

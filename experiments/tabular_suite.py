@@ -500,6 +500,14 @@ def write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
+def write_results(out: Path, records: Any, markdown: str) -> None:
+    """``<out>.json`` (the records) and ``<out>.md`` (their report), for the scripts that read
+    this suite's runs back."""
+    write_json(out.with_suffix(".json"), records)
+    out.with_suffix(".md").write_text(markdown)
+    print(f"wrote {out.with_suffix('.md')}")
+
+
 def repo_relative(path: Path) -> str:
     """``path`` relative to the repository root when it lies inside it (stored in the JSON)."""
     path = Path(path).absolute()

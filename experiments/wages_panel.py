@@ -44,6 +44,7 @@ from tabular_suite import (  # noqa: E402
     load_split,
     make_baseline,
     mean_std,
+    write_results,
 )
 
 SUITE_RESULTS = REPO / "experiments" / "results" / "tabular_suite.json"
@@ -202,10 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(record), flush=True)
     given = sys.argv[1:] if argv is None else argv
     command = " ".join(["python", "experiments/wages_panel.py", *given])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(records, indent=1) + "\n")
-    args.out.with_suffix(".md").write_text(report(records, command))
-    print(f"wrote {args.out.with_suffix('.md')}")
+    write_results(args.out, records, report(records, command))
     return 0
 
 
