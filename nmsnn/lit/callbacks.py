@@ -238,7 +238,7 @@ class SpikeStatistics(L.Callback):
         if trainer.sanity_checking or trainer.current_epoch % self.every_n_epochs:
             return
         if trainer.state.fn == "fit" and not (trainer.loggers or watched_spike_statistics(trainer)):
-            return  # no logger and no callback would read them: a sweep job's or suite run's epochs
+            return  # no logger and no callback would read them (a logger=none run)
         self._start(pl_module)
 
     def on_validation_batch_end(
