@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from torch.utils.data import DataLoader
 
-from nmsnn.analysis.activity import ActivityAccumulator
+from nmsnn.analysis.activity import ActivityAccumulator, per_step_count
 from nmsnn.core.encoders import ReceptiveFieldSettings
 from nmsnn.data.batching import IndexBatchSampler, TensorRows
 from nmsnn.lit.callbacks import SpikeStatistics
@@ -161,6 +161,23 @@ def test_tiny_threshold_and_large_inputs_saturate(tmp_path):
         fixed_module(threshold=1e-3, weight=0.5), torch.rand(20, 4) * 100 + 1, tmp_path
     )
     assert logged["saturated_fraction"] == 1.0 and logged["dead_fraction"] == 0.0
+
+
+def test_firing_counts_equal_a_boolean_reduction():
+    """The accumulator's per-neuron counts (summed signs) equal counting ``spikes > 0`` directly,
+    over all steps and after the burn-in; in bfloat16 too, past the 256 its mantissa holds."""
+    module = fixed_module(threshold=0.5, burn_in=3)
+    x = torch.randn(300, 4) * 2
+    with torch.no_grad():
+        out = module(module.model.encoder(x)).network
+    acc = ActivityAccumulator(module.model.network, burn_in=3)
+    acc.update(module.model.encoder(x), out)
+    fired = out.layers[0].spikes > 0
+    assert 0 < fired.float().mean() < 1
+    assert torch.equal(acc.state["fired/0"], fired.sum((0, 1)).double())
+    assert torch.equal(acc.state["fired_late/0"], fired[3:].sum((0, 1)).double())
+    ones = torch.ones(2, 3000, 5, dtype=torch.bfloat16)
+    assert torch.equal(per_step_count(ones), torch.full((2, 5), 3000.0, dtype=torch.float64))
 
 
 def test_synaptic_operations_count_events_times_fan_out():
