@@ -130,9 +130,11 @@ def ensemble_loss(values: Any, targets: Any, task: str) -> float:
 
 def score(values: Any, targets: Any, task: str) -> float:
     """Accuracy of the most probable class, or R² (as the runs' metrics compute them)."""
+    from sklearn.metrics import accuracy_score, r2_score
+
     if task == "classification":
-        return float((values.argmax(1) == targets).mean())
-    return float(1.0 - ((targets - values) ** 2).sum() / ((targets - targets.mean()) ** 2).sum())
+        return float(accuracy_score(targets, values.argmax(1)))
+    return float(r2_score(targets, values))
 
 
 def greedy_selection(outputs: dict[int, JobOutputs], task: str, rounds: int = GREEDY_ROUNDS) -> list[int]:
