@@ -226,12 +226,25 @@ def test_training_without_a_validation_split_watches_the_training_loss(tmp_path,
         tmp_path,
         ["data=csv", f"data.path={csv}", "data.target=label", "data.val_size=0", "trainer.max_epochs=2"],
     )
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("INFO"):
         metrics = train(cfg)
     assert "watch train/loss instead of monitor=val/loss" in caplog.text
     assert cfg.callbacks.model_checkpoint.monitor == "train/loss"
     assert (tmp_path / "checkpoints" / "best.ckpt").exists() and "test/acc" in metrics
     assert not any(k.startswith("val/") for k in metrics)
+    progress = [r.getMessage() for r in caplog.records if r.name == "nmsnn.progress"]
+    assert progress and all(line.count("train/loss") == 1 for line in progress), progress
+
+    # trained for a number of optimizer steps instead (no epoch limit): the progress lines say
+    # neither "epoch 1/-1" nor "stopped early"
+    args = ["data=csv", f"data.path={csv}", "data.target=label", "data.val_size=0", "run_name=steps"]
+    args += ["trainer.max_epochs=-1", "+trainer.max_steps=3", "callbacks.training_budget=null"]
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        train(compose_train(tmp_path / "steps", args))
+    progress = [r.getMessage() for r in caplog.records if r.name == "nmsnn.progress"]
+    assert progress and progress[0].startswith("epoch 1 · train/loss"), progress
+    assert not any("/-1" in line or "stopped early" in line for line in progress), progress
 
 
 def test_predict_writes_parquet_keeps_permissions_and_never_replaces_its_input(trained_run, tmp_path):

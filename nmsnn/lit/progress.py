@@ -22,6 +22,12 @@ def _value(metrics: dict[str, Any], key: str) -> float | None:
     return None if value is None else float(value)
 
 
+def _stopped_early(trainer: L.Trainer, epoch: int) -> bool:
+    """Training ended before its epoch limit and not at its step limit (``trainer.max_steps``)."""
+    at_step_limit = trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps
+    return trainer.max_epochs not in (None, -1) and epoch + 1 < trainer.max_epochs and not at_step_limit
+
+
 class ProgressLog(L.Callback):
     """Log ``epoch E/N · train/loss · <monitor> (best so far, at epoch) · other val metrics · time``
     for the first epoch, then at most every ``every_s`` seconds, and for the last epoch."""
@@ -73,14 +79,15 @@ class ProgressLog(L.Callback):
     def _log(self, trainer: L.Trainer, epoch: int, now: float, end: bool = False) -> None:
         self.last, self.logged_epoch = now, epoch
         line = self.line(trainer, epoch, trainer.callback_metrics, now - self.start)
-        if end and epoch + 1 < trainer.max_epochs:
+        if end and _stopped_early(trainer, epoch):
             line += " · stopped early"
         log.info(line)
 
     def line(self, trainer: L.Trainer, epoch: int, metrics: dict[str, Any], seconds: float) -> str:
-        parts = [f"epoch {epoch + 1}/{trainer.max_epochs}"]
+        limit = trainer.max_epochs
+        parts = [f"epoch {epoch + 1}/{limit}" if limit not in (None, -1) else f"epoch {epoch + 1}"]
         loss = _value(metrics, "train/loss")
-        if loss is not None:
+        if loss is not None and self.monitor != "train/loss":  # else the monitor's part shows it
             parts.append(f"train/loss {loss:.4g}")
         if self.monitor and _value(metrics, self.monitor) is not None:
             text = f"{self.monitor} {_value(metrics, self.monitor):.4g}"
