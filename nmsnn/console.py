@@ -58,6 +58,7 @@ LIGHTNING_CHATTER = (
     "Loading `train_dataloader` to estimate number of stepping batches",
     "Restoring states from the checkpoint path",
     "Loaded model weights from the checkpoint",
+    "Found current_model_state in the checkpoint",  # callbacks.weight_average, testing a checkpoint
     "`weights_only` was not set, defaulting to `False`.",  # about saving a full checkpoint
 )
 # Warnings about Lightning's own internals or a setting nmsnn chose on purpose.

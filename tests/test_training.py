@@ -12,6 +12,7 @@ import torch
 from nmsnn.checkpoint import load_checkpoint
 from nmsnn.data.datamodule import TabularDataModule
 from nmsnn.errors import CheckpointError
+from nmsnn.lit.callbacks import WeightAverage
 from nmsnn.pipeline import train
 from nmsnn.predicting import predict_frame
 from tests.conftest import compose_train, run_cli
@@ -324,3 +325,25 @@ def test_readme_first_command_reaches_its_promise(tmp_path):
     """`nmsnn-train` with every default: breast cancer, seed 0, test accuracy >= 0.95."""
     metrics = train(compose_train(tmp_path, ["logger=none"]))
     assert metrics["test/acc"] >= 0.95
+
+
+def test_a_weight_average_is_what_a_run_validates_tests_saves_and_predicts_with(tmp_path, fixtures):
+    """callbacks.weight_average: best.ckpt holds the averaged weights (the raw ones beside them),
+    and the run's test metric is the one its test_predictions.csv (made from best.ckpt) gives."""
+    from sklearn.metrics import r2_score
+
+    csv = fixtures / "mixed_regression.csv"
+    args = ["data=csv", f"data.path={csv}", "data.target=price", "trainer.max_epochs=6"]
+    args += ["callbacks.weight_average={_target_:nmsnn.lit.callbacks.WeightAverage,decay:0.9}"]
+    metrics = train(compose_train(tmp_path, args))
+    saved = torch.load(tmp_path / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    raw, averaged = saved["current_model_state"], saved["state_dict"]
+    assert raw.keys() == averaged.keys()
+    assert any(not torch.equal(raw[k], averaged[k]) for k in raw if raw[k].is_floating_point())
+    datamodule = load_checkpoint(tmp_path / "checkpoints" / "best.ckpt").datamodule()
+    datamodule.setup("fit")
+    truth = datamodule.split_frame("test")["price"].to_numpy()
+    predicted = pd.read_csv(tmp_path / "test_predictions.csv")["prediction"].to_numpy()
+    assert metrics["test/r2"] == pytest.approx(r2_score(truth, predicted), abs=1e-5)
+    with pytest.raises(ValueError, match=r"decay=1\.0 must be in"):
+        WeightAverage(decay=1.0)

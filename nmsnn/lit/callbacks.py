@@ -1,4 +1,5 @@
-"""Callbacks: the training budget, spike statistics, a stop on divergence, a checkpoint on Ctrl-C."""
+"""Callbacks: the training budget, spike statistics, a stop on divergence, a checkpoint on Ctrl-C,
+an average of the weights."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
@@ -65,6 +66,29 @@ class StepBudget(L.Callback):
             batches,
             self._cap,
         )
+
+
+class WeightAverage(EMAWeightAveraging):
+    """An exponential moving average of the weights (``decay`` per optimizer step), used wherever
+    the model is judged: validation (so early stopping and ``best.ckpt`` follow it), the test, and
+    every checkpoint's weights (so ``nmsnn-predict``, ``nmsnn-eval`` and export use it too).
+
+    Lightning's ``EMAWeightAveraging`` validates and saves the average but tests the raw weights
+    restored beside it in the checkpoint; here the test swaps the average in as well, so a run's
+    test metrics and its ``test_predictions.csv`` come from the same weights."""
+
+    def __init__(self, decay: float = 0.99, **kwargs: Any) -> None:
+        if not 0.0 < float(decay) < 1.0:
+            raise ValueError(f"callbacks.weight_average.decay={decay!r} must be in (0, 1).")
+        super().__init__(decay=float(decay), **kwargs)
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._average_model is not None:
+            self._swap_models(pl_module)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._average_model is not None:
+            self._swap_models(pl_module)
 
 
 class DivergenceGuard(L.Callback):
