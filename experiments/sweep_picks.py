@@ -40,6 +40,7 @@ import json
 import math
 import re
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,15 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "experiments"))
 
-from tabular_suite import BASELINE_LABELS, DEFAULT_CACHE, DEFAULT_SUITE, MAIN_METRIC, gap, write_results  # noqa: E402
+from tabular_suite import (  # noqa: E402
+    BASELINE_LABELS,
+    DEFAULT_CACHE,
+    DEFAULT_SUITE,
+    MAIN_METRIC,
+    gap,
+    this_command,
+    write_results,
+)
 
 SWEEP_DIR = re.compile(r"^(?P<table>.+)-s(?P<seed>\d+)-(?P<name>.+)-(?P<stamp>\d{8}-\d{6}-\d+)$")
 SINGLE = ("first job", "one-SE pick", "paired one-SE", "lowest val/loss")
@@ -80,6 +89,28 @@ def latest_sweeps(root: Path) -> dict[tuple[str, int, str], Path]:
         if match and (path / "summary.csv").is_file():
             found[(match["table"], int(match["seed"]), match["name"])] = path  # sorted: newest last
     return found
+
+
+def suite_sweeps(roots: list[Path], suite_dir: Path, cache_path: Path) -> Iterator[tuple]:
+    """``((table, seed, sweep name), sweep folder, task, bar)`` for the newest sweep of each
+    table, seed and name under ``roots``, by seed then the suite's table order; ``bar``: the
+    seed's baseline scores (``baselines``), the best of them (``bar``) and its label (``bar_name``)."""
+    suite = json.loads((suite_dir / "suite.json").read_text())
+    cache = json.loads(cache_path.read_text())
+    found = {k: v for root in roots for k, v in latest_sweeps(root).items()}
+    for (table, seed, name), sweep in sorted(
+        found.items(), key=lambda kv: (kv[0][1], list(suite).index(kv[0][0]))
+    ):
+        task = suite[table]["task"]
+        prefix = f"{table}|{seed}|"
+        scores = {
+            k.removeprefix(prefix): v["metrics"][MAIN_METRIC[task]]
+            for k, v in cache.items()
+            if k.startswith(prefix)
+        }
+        best = max(scores, key=scores.get)
+        bar = {"bar": scores[best], "baselines": scores, "bar_name": BASELINE_LABELS.get(best, best)}
+        yield (table, seed, name), sweep, task, bar
 
 
 class JobOutputs:
@@ -293,32 +324,13 @@ def report(records: list[dict[str, Any]], command: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    suite = json.loads((args.suite_dir / "suite.json").read_text())
-    cache = json.loads(args.cache.read_text())
     records = []
-    for (table, seed, name), sweep in sorted(
-        {k: v for root in args.sweeps for k, v in latest_sweeps(root).items()}.items(),
-        key=lambda kv: (kv[0][1], list(suite).index(kv[0][0])),
-    ):
-        task = suite[table]["task"]
-        key = MAIN_METRIC[task]
-        baselines = {
-            k.split("|")[2]: v["metrics"][key] for k, v in cache.items() if k.startswith(f"{table}|{seed}|")
-        }
-        bar_name = max(baselines, key=baselines.get)
-        record = {"table": table, "seed": seed, "sweep": name, "bar": baselines[bar_name]}
-        record["baselines"] = baselines
-        record["bar_name"] = BASELINE_LABELS.get(bar_name, bar_name)
+    for (table, seed, name), sweep, task, bar in suite_sweeps(args.sweeps, args.suite_dir, args.cache):
+        record = {"table": table, "seed": seed, "sweep": name, **bar}
         record.update(analyse(sweep, task, record["bar"]))
         records.append(record)
         print(table, seed, {k: round(v, 3) for k, v in record["scores"].items()}, flush=True)
-    command = "python " + " ".join(
-        [
-            str(Path(sys.argv[0]).relative_to(REPO)) if Path(sys.argv[0]).is_absolute() else sys.argv[0],
-            *sys.argv[1:],
-        ]
-    )
-    write_results(args.out, records, report(records, command))
+    write_results(args.out, records, report(records, this_command()))
     return 0
 
 

@@ -315,9 +315,14 @@ def run_baselines(job: dict[str, Any], names: list[str], cache: dict[str, Any], 
     return records
 
 
-def nmsnn_command(job: dict[str, Any], variant: str, overrides: list[str], run_name: str) -> list[str]:
+def train_program() -> str:
+    """``nmsnn-train`` of this Python's environment (else the one on PATH)."""
     exe = Path(sys.executable).parent / "nmsnn-train"
-    program = str(exe) if exe.exists() else (shutil.which("nmsnn-train") or "nmsnn-train")
+    return str(exe) if exe.exists() else (shutil.which("nmsnn-train") or "nmsnn-train")
+
+
+def nmsnn_command(job: dict[str, Any], variant: str, overrides: list[str], run_name: str) -> list[str]:
+    program = train_program()
     return [
         program,
         "data=csv",
@@ -506,6 +511,12 @@ def write_results(out: Path, records: Any, markdown: str) -> None:
     write_json(out.with_suffix(".json"), records)
     out.with_suffix(".md").write_text(markdown)
     print(f"wrote {out.with_suffix('.md')}")
+
+
+def this_command() -> str:
+    """The command line that ran this script, its path relative to the repository (for a report)."""
+    script = repo_relative(Path(sys.argv[0])) if Path(sys.argv[0]).is_absolute() else sys.argv[0]
+    return "python " + " ".join([script, *sys.argv[1:]])
 
 
 def repo_relative(path: Path) -> str:

@@ -126,6 +126,33 @@ def test_tabular_suite_runs_nmsnn_and_baselines_on_the_same_rows(tmp_path):
     picks = picks_out.with_suffix(".md").read_text()
     assert "| toy_class | 0 |" in picks and "- best on test:" in picks and "- greedy ensemble:" in picks
 
+    # Each pick refitted on its training and validation rows (experiments/sweep_refit.py): real
+    # nmsnn-train runs with no validation split, as long as the pick trained, on the same test rows
+    sweep_refit = load_script("sweep_refit")
+    refit_out = tmp_path / "refit"
+    argv = ["--sweeps", str(tmp_path / "logs" / "sweeps"), "--out", str(refit_out), "--jobs", "2"]
+    argv += ["--suite-dir", str(tmp_path), "--cache", str(tmp_path / "cache.json")]
+    assert sweep_refit.main([*argv, "--work-dir", str(tmp_path / "refits")]) == 0
+    for read in json.loads(refit_out.with_suffix(".json").read_text()):
+        assert read["job"] == records[(read["table"], "nmsnn", "pick")]["picked_job"]
+        assert (
+            read["length"]["tested_epoch"] == 1 and read["length"]["total_steps"] == read["length"]["batches"]
+        )
+        for rule in sweep_refit.RULES:
+            run = tmp_path / "refits" / "train" / "runs" / f"{read['table']}-s0-{rule}"
+            saved = json.loads((run / "metrics.json").read_text())
+            assert saved["metrics"][f"test/{read['metric']}"] == read["scores"][rule]
+            assert not any(k.startswith("val/") for k in saved["metrics"]) and saved["run"]["epochs"] == 1
+            predicted = pd.read_csv(run / "test_predictions.csv")
+            assert len(predicted) == records[(read["table"], "nmsnn", "pick")]["split"]["test"]
+    refit_md = refit_out.with_suffix(".md").read_text()
+    assert "- replay: accuracy" in refit_md and "R²" in refit_md
+    assert sweep_refit.main(["--report-only", "--out", str(refit_out)]) == 0
+    again = refit_out.with_suffix(".md").read_text()
+    assert [line for line in again.splitlines() if not line.startswith("Date:")] == [
+        line for line in refit_md.splitlines() if not line.startswith("Date:")
+    ]
+
     Path(f"{out}.md").unlink()
     assert suite.main(["--report-only", "--out", str(out)]) == 0
     assert Path(f"{out}.md").read_text() == markdown
