@@ -59,6 +59,8 @@ LIGHTNING_CHATTER = (
     "Restoring states from the checkpoint path",
     "Loaded model weights from the checkpoint",
     "Found current_model_state in the checkpoint",  # callbacks.weight_average, testing a checkpoint
+    "Restored all states from the checkpoint",  # nmsnn logs "resuming from ..." itself
+    "`Trainer.fit` stopped:",  # the progress line says how training ended
     "`weights_only` was not set, defaulting to `False`.",  # about saving a full checkpoint
 )
 # Warnings about Lightning's own internals or a setting nmsnn chose on purpose.

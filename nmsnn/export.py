@@ -102,8 +102,8 @@ def export(
     if stale:
         log.warning(
             "%s: left from an earlier export (not in formats=%s); remove it if it is stale.",
-            stale,
-            list(formats),
+            ", ".join(stale),
+            ",".join(formats),
         )
     if "nir" in formats:  # refused before any file is written
         from nmsnn.neuromorphic import nir_refusal

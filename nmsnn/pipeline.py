@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,30 @@ from nmsnn.threads import apply_threads
 log = logging.getLogger(__name__)
 
 
-def instantiate_group(group: DictConfig | None) -> list[Any]:
+def instantiate_setting(node: Any, key: str, **kwargs: Any) -> Any:
+    """``instantiate(node, **kwargs)``; a key its target does not take (``+trainer.max_epoch=5``)
+    is a :class:`ConfigError` naming ``key``, not Hydra's multi-line instantiation error."""
+    try:
+        return instantiate(node, **kwargs)
+    except Exception as err:
+        cause = err
+        while cause.__cause__ is not None and not isinstance(cause, TypeError):
+            cause = cause.__cause__
+        match = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
+        if isinstance(cause, TypeError) and match and match[1] in node:
+            target = node.get("_target_", "its target")
+            raise ConfigError(
+                f"{key}.{match[1]} is not an argument of {target} (a typo?); remove it or use one "
+                "that it takes."
+            ) from None
+        raise
+
+
+def instantiate_group(group: DictConfig | None, name: str = "callbacks") -> list[Any]:
     """Instantiate every non-null entry of a config group such as ``callbacks`` or ``logger``."""
-    return [instantiate(node) for node in (group or {}).values() if node is not None]
+    return [
+        instantiate_setting(node, f"{name}.{key}") for key, node in (group or {}).items() if node is not None
+    ]
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
@@ -123,10 +145,11 @@ def build_trainer(cfg: DictConfig, datamodule: TabularDataModule, loggers: Any =
     the configured ones; no validation without a validation split)."""
     no_validation = {} if "val" in datamodule.tensors else {"limit_val_batches": 0}
     if loggers is None:
-        loggers = instantiate_group(cfg.get("logger")) or False
+        loggers = instantiate_group(cfg.get("logger"), "logger") or False
     plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
-    return instantiate(
+    return instantiate_setting(
         cfg.trainer,
+        "trainer",
         callbacks=instantiate_group(cfg.get("callbacks")),
         logger=loggers,
         **no_validation,

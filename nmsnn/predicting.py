@@ -27,7 +27,10 @@ def predict_frame(
             f"{where}: id_column={id_column!r} is not a column; the columns are "
             f"{list(map(str, frame.columns))}."
         )
-    x = torch.from_numpy(preprocessor.transform(frame, where, report_missing))
+    features = frame  # an id column that is not a feature is carried, not "ignored"
+    if id_column is not None and id_column not in {*preprocessor.numeric, *preprocessor.categorical}:
+        features = frame.drop(columns=[id_column])
+    x = torch.from_numpy(preprocessor.transform(features, where, report_missing))
     values = module.predict_rows(x).numpy()
     if preprocessor.task == "classification":
         out = pd.DataFrame({"prediction": preprocessor.decode(values.argmax(1))}, index=frame.index)

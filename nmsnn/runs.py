@@ -38,7 +38,7 @@ def run_record(run_dir: Path, root: Path) -> dict:
         k: v for k, v in summary.get("metrics", {}).items() if "/spikes/" not in k and "_per_" not in k
     }
     return {
-        "run": str(run_dir.relative_to(root)) if run_dir != root else ".",
+        "run": str(run_dir.relative_to(root)) if run_dir != root else run_dir.name,
         "status": status,
         "overrides": " ".join(overrides or []),
         "epochs": run.get("epochs", metrics.pop("epochs", None)),
@@ -62,6 +62,8 @@ def runs_table(root: Path, sort: str | None = "val/loss") -> pd.DataFrame:
     if sort and sort in frame.columns:
         ascending = metric_direction(sort) == "min"
         frame = frame.sort_values(sort, ascending=ascending, na_position="last", kind="stable")
+    for column in ("epochs", "tested_epoch"):  # whole numbers, blank for runs without them
+        frame[column] = pd.to_numeric(frame[column]).astype("Int64")
     if frame["error"].isna().all():
         frame = frame.drop(columns="error")
     return frame.reset_index(drop=True)

@@ -356,6 +356,21 @@ PREDICT = ["input_path={d}/rows.csv", "output_path={d}/out.csv"]
 # Round two: checkpoints that could act or are damaged, outputs that would replace inputs,
 # settings that would train nothing or mean nothing, and misleading messages.
 CASES += [
+    # ---- a key added with + (as Hydra's own hint suggests) that its target does not take
+    Case(
+        "trainer key its target does not take",
+        "train",
+        [*TRAIN_DATA, *FAST, "+trainer.max_epoch=5"],
+        "trainer.max_epoch is not an argument of lightning.pytorch.Trainer (a typo?)",
+        text("x1,y\n" + "".join(f"{i},{'ab'[i % 2]}\n" for i in range(20))),
+    ),
+    Case(
+        "callback key its target does not take",
+        "train",
+        [*TRAIN_DATA, *FAST, "+callbacks.early_stopping.patiense=3"],
+        "callbacks.early_stopping.patiense is not an argument of",
+        text("x1,y\n" + "".join(f"{i},{'ab'[i % 2]}\n" for i in range(20))),
+    ),
     # ---- checkpoints are data: a callable named anywhere is refused, on every load path
     *(
         Case(
@@ -827,8 +842,10 @@ def test_predict_id_column_comes_first_in_the_predictions(model_dir, tmp_path, m
         "predict", [*args, f"output_path={tmp_path / 'out.csv'}", "id_column=order_id"], capsys
     )
     assert status == 0, output
+    assert "ignoring column" not in output  # carried, not ignored
     status, output = run("predict", [*args, f"output_path={tmp_path / 'plain.csv'}"], capsys)
     assert status == 0, output
+    assert "ignoring column(s) not used in training: ['order_id']" in output
     out, plain = pd.read_csv(tmp_path / "out.csv"), pd.read_csv(tmp_path / "plain.csv")
     assert list(out.columns) == ["order_id", *plain.columns]
     assert out["order_id"].tolist() == rows["order_id"].tolist()

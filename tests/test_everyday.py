@@ -164,8 +164,20 @@ def test_a_sweep_summary_ranks_its_jobs_and_nmsnn_runs_tabulates_them(tmp_path):
     assert len(runs) == 4 and set(runs["status"]) == {"ok", "failed"}
     assert runs["val/loss"].iloc[:3].is_monotonic_increasing and runs["status"].iloc[-1] == "failed"
     assert "decay must be in" in runs["error"].iloc[-1] and "logs/train/runs/alone" in table
+    assert pd.read_csv(tmp_path / "runs.csv", dtype=str)["epochs"].dropna().str.isdigit().all()  # not "1.0"
     missing = run_cli("nmsnn-runs", str(tmp_path / "nothing"), cwd=tmp_path, check=False)
     assert missing.returncode == 2 and "not a directory" in missing.stderr
+    # refusals write nothing: an existing CSV (without --overwrite), a metric the runs lack
+    again = run_cli(
+        "nmsnn-runs", str(tmp_path), "--csv", str(tmp_path / "runs.csv"), cwd=tmp_path, check=False
+    )
+    assert again.returncode == 2 and "runs.csv exists; pass --overwrite" in again.stderr
+    args = ["--sort", "test/bogus", "--csv", str(tmp_path / "other.csv")]
+    bogus = run_cli("nmsnn-runs", str(tmp_path), *args, cwd=tmp_path, check=False)
+    assert bogus.returncode == 2 and "['test/bogus'] not in the table" in bogus.stderr
+    assert not (tmp_path / "other.csv").exists()
+    one = run_cli("nmsnn-runs", str(tmp_path / "logs" / "train" / "runs" / "alone"), cwd=tmp_path).stdout
+    assert "| alone | ok |" in one
 
 
 def test_the_first_run_says_that_numba_compiles_and_the_next_does_not(tmp_path):

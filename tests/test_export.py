@@ -88,4 +88,4 @@ def test_export_settings_are_checked(exported, tmp_path, caplog):
     export(module, dm.preprocessor, tmp_path / "one", formats="onnx", overwrite=True)
     with caplog.at_level("WARNING"):
         export(module, dm.preprocessor, tmp_path / "one", formats=("torchscript",), overwrite=True)
-    assert "model.onnx']: left from an earlier export" in caplog.text
+    assert "model.onnx: left from an earlier export (not in formats=torchscript)" in caplog.text

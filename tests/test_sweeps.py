@@ -189,6 +189,8 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
         "trainer.max_epochs=5",
         "trainer.deterministic=true",
         "callbacks.early_stopping=null",
+        "callbacks.progress.every_s=0",
+        "monitor_mode=max",  # the falling val/loss's "best" is then epoch 1, before the interruption
         "logger=none",
     ]
     kill = [
@@ -202,7 +204,14 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert not (run_dir / "metrics.json").exists()
     resumed = run_cli("nmsnn-train", "run_name=interrupted", *common, *kill, cwd=tmp_path, env=env)
     assert "resuming from" in resumed.stdout + resumed.stderr
-    run_cli("nmsnn-train", "run_name=uninterrupted", *common, cwd=tmp_path, env=env)
+    whole = run_cli("nmsnn-train", "run_name=uninterrupted", *common, cwd=tmp_path, env=env)
+
+    def best_so_far(console: str) -> list[str]:  # "(best <value> at epoch <n>)" of each epoch's line
+        lines = [line for line in console.splitlines() if "nmsnn.progress" in line]
+        return [line.split("(best ")[1].split(")")[0] for line in lines]
+
+    # the resumed run's lines compare with the epochs before the interruption too
+    assert best_so_far(resumed.stdout + resumed.stderr) == best_so_far(whole.stdout + whole.stderr)[-2:]
     got = json.loads((run_dir / "metrics.json").read_text())["metrics"]
     want = json.loads((tmp_path / "logs" / "train" / "runs" / "uninterrupted" / "metrics.json").read_text())[
         "metrics"

@@ -26,13 +26,13 @@ log = logging.getLogger(__name__)
 EVAL_SPLITS = ("train", "val", "test", "all")
 
 
-def evaluate(cfg: DictConfig) -> dict[str, float]:
+def evaluate(cfg: DictConfig) -> dict[str, float | int]:
     """Metrics of the checkpoint on the chosen rows, keyed ``<split>/<metric>``."""
     with reading({"ckpt_path": cfg.ckpt_path, "data.path": (cfg.data or {}).get("path")}):
         return _evaluate(cfg)
 
 
-def _evaluate(cfg: DictConfig) -> dict[str, float]:
+def _evaluate(cfg: DictConfig) -> dict[str, float | int]:
     if cfg.split not in EVAL_SPLITS:
         raise ConfigError(f"split={cfg.split!r} must be one of {EVAL_SPLITS}.")
     if cfg.get("predictions_path"):
@@ -51,7 +51,7 @@ def _evaluate(cfg: DictConfig) -> dict[str, float]:
         return _score(cfg, loaded, datamodule)
 
 
-def _score(cfg: DictConfig, loaded: Any, datamodule: Any) -> dict[str, float]:
+def _score(cfg: DictConfig, loaded: Any, datamodule: Any) -> dict[str, float | int]:
     import lightning as L
 
     from nmsnn.files import write_table
@@ -69,8 +69,10 @@ def _score(cfg: DictConfig, loaded: Any, datamodule: Any) -> dict[str, float]:
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
     )
     results = trainer.test(loaded.module, datamodule=datamodule, verbose=False)[0]
-    metrics = {k.replace("test/", f"{cfg.split}/", 1): float(v) for k, v in results.items()}
-    metrics["skipped_rows"] = float(datamodule.skipped_rows or 0)
+    metrics: dict[str, float | int] = {
+        k.replace("test/", f"{cfg.split}/", 1): float(v) for k, v in results.items()
+    }
+    metrics["skipped_rows"] = int(datamodule.skipped_rows or 0)
     log.info(
         "%s: scored %d row(s) of split %r; skipped %d row(s) without a value in target column %r",
         datamodule.source_name,

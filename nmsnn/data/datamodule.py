@@ -54,7 +54,11 @@ def check_settings(
     """One data source, split fractions in [0, 1), and positive sizes: one message each."""
     given = [name for name, v in (("dataset", dataset), ("path", path), ("frame", frame)) if v is not None]
     if len(given) != 1:
-        raise DataError(f"give exactly one data source (dataset, path or frame); got {given or 'none'}.")
+        raise DataError(
+            f"give exactly one data source, got {given or 'none'}: data.path=FILE data.target=COLUMN "
+            "for a CSV or Parquet file, or data.dataset=NAME (or data=NAME) for a bundled one "
+            "(in Python: path=, dataset= or frame=)."
+        )
     for name, value in (("test_size", test_size), ("val_size", val_size)):
         if not 0.0 <= float(value) < 1.0:
             raise DataError(f"data.{name} must be in [0, 1), got {value}.")

@@ -38,6 +38,7 @@ class ProgressLog(L.Callback):
         self.every_s = float(every_s)
         self.monitor = monitor
         self.mode = mode
+        self._restored: tuple[float, int] | None = None  # the best so far, from a resumed checkpoint
         self._reset()
 
     def _reset(self) -> None:
@@ -48,8 +49,18 @@ class ProgressLog(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._reset()
+        self.best, self._restored = self._restored, None
         self.start = self.last = time.perf_counter()
         self.first_epoch = trainer.current_epoch  # > 0 when resuming
+
+    # The best so far travels in checkpoints, so a resumed run's lines compare with the epochs
+    # before the interruption too.
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": list(self.best) if self.best else None}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        best = state_dict.get("best")
+        self._restored = (float(best[0]), int(best[1])) if best else None
 
     # An epoch's line is written when the next epoch starts (or training ends): only then does
     # ``callback_metrics`` hold that epoch's train/loss as well as its validation metrics.

@@ -90,7 +90,7 @@ def _prepare(cfg: DictConfig, tables: dict[str, Any]) -> Any:
     if module.hparams.scheduler:
         module.make_scheduler(optimizer, lambda: 1)
     out_dir = Path(cfg.paths.output_dir)
-    loggers = instantiate_group(cfg.get("logger"))
+    loggers = instantiate_group(cfg.get("logger"), "logger")
     member = Member(cfg, module, datamodule, out_dir, loggers, checkpoint_paths(cfg, out_dir))
     member.setup_seconds = time.perf_counter() - start
     return member
