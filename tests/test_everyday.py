@@ -184,6 +184,11 @@ def test_the_first_run_says_that_numba_compiles_and_the_next_does_not(tmp_path):
     env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
     args = ["logger=none", "trainer.max_epochs=1", "model.backend=numba"]
     first = run_cli("nmsnn-train", *args, "run_name=first", cwd=tmp_path, env=env)
-    assert "numba: compiling the CPU kernels (first run after installing only" in first.stdout + first.stderr
+    assert "numba: compiling the CPU kernels for this neuron variant" in first.stdout + first.stderr
     second = run_cli("nmsnn-train", *args, "run_name=second", cwd=tmp_path, env=env)
     assert "numba: compiling" not in second.stdout + second.stderr
+    # another variant (binary spikes) compiles its own kernels, and says so
+    third = run_cli(
+        "nmsnn-train", *args, "model.neuron.spike_fn=heaviside", "run_name=third", cwd=tmp_path, env=env
+    )
+    assert "numba: compiling the CPU kernels" in third.stdout + third.stderr

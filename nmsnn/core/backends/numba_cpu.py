@@ -16,12 +16,12 @@ import logging
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numba
 import numpy as np
 import torch
+from numba.core import event as numba_event
 from torch import Tensor
 
 from nmsnn.core.backends.fused import (
@@ -45,17 +45,31 @@ log = logging.getLogger(__name__)
 TILE = 1024  # neurons walked through T together: their state stays in L1
 
 
-def _kernels_cached() -> bool:
-    """Whether numba's on-disk cache already holds this module's kernels (``cache=True`` writes
-    ``numba_cpu.<kernel>-<line>.<python>.nbi`` index files to ``__pycache__`` or NUMBA_CACHE_DIR)."""
-    here = Path(__file__)
-    if numba.config.CACHE_DIR:  # one folder per source folder, named after it and a hash
-        return any(Path(numba.config.CACHE_DIR).glob(f"{here.parent.name}_*/{here.stem}.*.nbi"))
-    return any((here.parent / "__pycache__").glob(f"{here.stem}.*.nbi"))
+class _FirstCompile(numba_event.Listener):
+    """Says once per process, when numba starts compiling one of this module's kernels (a cache
+    miss: the first run of a neuron variant after installing), why the run pauses a few seconds.
+    Loading a kernel from numba's on-disk cache (``cache=True``) compiles nothing and says nothing."""
+
+    said = False
+
+    def on_start(self, event: Any) -> None:
+        dispatcher = (event.data or {}).get("dispatcher")
+        if (
+            _FirstCompile.said
+            or getattr(getattr(dispatcher, "py_func", None), "__module__", None) != __name__
+        ):
+            return
+        _FirstCompile.said = True
+        log.info(
+            "numba: compiling the CPU kernels for this neuron variant (a few seconds, once after "
+            "installing: they are cached on disk)"
+        )
+
+    def on_end(self, event: Any) -> None:
+        pass
 
 
-if not _kernels_cached():
-    log.info("numba: compiling the CPU kernels (first run after installing only: they are cached on disk)")
+numba_event.register("numba:compile", _FirstCompile())
 
 
 def _build(scale: bool, heaviside: bool, membranes: bool = True, biased: bool = False, inplace: bool = False):
