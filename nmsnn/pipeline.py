@@ -335,6 +335,14 @@ def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
     if not found:
         return None
     newest = max(found, key=lambda p: p.stat().st_mtime)
+    finished = out_dir / "metrics.json"  # written after the fit and the test: the run ended
+    if finished.exists() and finished.stat().st_mtime >= newest.stat().st_mtime:
+        raise ConfigError(
+            f"{out_dir} holds a finished run (its results are in {finished}); nothing to resume. "
+            "Use another run_name, resume=never to train it again from the start, or "
+            f"ckpt_path={out_dir / 'checkpoints' / 'last.ckpt'} to train it further (e.g. with a "
+            "larger trainer.max_epochs)."
+        )
     log.info("resuming from %s (resume=auto; set resume=never to start over)", newest)
     return str(newest)
 

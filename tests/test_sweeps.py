@@ -218,6 +218,16 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     ]
     assert got == want
 
+    # the same command on the finished run: refused, its results untouched; ckpt_path trains it on
+    before = (run_dir / "metrics.json").read_bytes()
+    again = run_cli("nmsnn-train", "run_name=interrupted", *common, cwd=tmp_path, env=env, check=False)
+    assert again.returncode == 2 and "holds a finished run" in again.stderr
+    assert (run_dir / "metrics.json").read_bytes() == before
+    last = f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"
+    longer = [a if a != "trainer.max_epochs=5" else "trainer.max_epochs=6" for a in common]
+    run_cli("nmsnn-train", "run_name=interrupted", *longer, last, cwd=tmp_path, env=env)
+    assert json.loads((run_dir / "metrics.json").read_text())["run"]["epochs"] == 6
+
 
 def test_ddp_configs_compose(tmp_path):
     for trainer, strategy in (("ddp", "ddp"), ("ddp_sim", "ddp_spawn")):
