@@ -852,6 +852,21 @@ def test_predict_id_column_comes_first_in_the_predictions(model_dir, tmp_path, m
     pd.testing.assert_frame_equal(out.drop(columns="order_id"), plain)
 
 
+def test_eval_of_rows_of_one_class_reports_no_auroc(model_dir, tmp_path, monkeypatch, capsys):
+    """AUROC is undefined without both classes: not reported (torchmetrics would say 0, with a
+    warning per class), the other metrics are; all rows together are not called a training split."""
+    monkeypatch.setenv("NMSNN_LOG_DIR", str(tmp_path / "logs"))
+    rows = pd.read_csv(FIXTURE)
+    rows[rows["label"] == rows["label"].iloc[0]].head(30).to_csv(tmp_path / "one.csv", index=False)
+    args = [f"ckpt_path={model_dir / 'model.ckpt'}", f"+data.path={tmp_path / 'one.csv'}", "split=all"]
+    status, output = run("eval", args, capsys)
+    assert status == 0, output
+    metrics = json.loads(output.strip().splitlines()[-1])
+    assert "all/acc" in metrics and "all/auroc" not in metrics
+    assert "one class only; AUROC is undefined" in output and "No positive samples" not in output
+    assert "30 rows, not split" in output and "-> train 30" not in output
+
+
 def test_eval_scores_the_rows_with_a_target_and_counts_the_others(model_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NMSNN_LOG_DIR", str(tmp_path / "logs"))
     rows = pd.read_csv(FIXTURE).head(50)

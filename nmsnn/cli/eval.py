@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from typing import Any
 
 import hydra
@@ -68,7 +69,17 @@ def _score(cfg: DictConfig, loaded: Any, datamodule: Any) -> dict[str, float | i
     trainer = L.Trainer(
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
     )
-    results = trainer.test(loaded.module, datamodule=datamodule, verbose=False)[0]
+    one_class = loaded.preprocessor.task == "classification" and len(rows.y.unique()) < 2
+    with warnings.catch_warnings():
+        if one_class:  # torchmetrics warns per missing class and reports AUROC 0; it is undefined
+            warnings.filterwarnings("ignore", message="No (positive|negative) samples in targets")
+        results = trainer.test(loaded.module, datamodule=datamodule, verbose=False)[0]
+    if one_class:
+        results = {k: v for k, v in results.items() if k != "test/auroc"}
+        log.warning(
+            "%s: the scored rows hold one class only; AUROC is undefined there and not reported.",
+            datamodule.source_name,
+        )
     metrics: dict[str, float | int] = {
         k.replace("test/", f"{cfg.split}/", 1): float(v) for k, v in results.items()
     }
