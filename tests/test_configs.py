@@ -63,6 +63,13 @@ def test_trainer_callback_and_logger_configs_instantiate(tmp_path, group):
             instantiate_group(cfg.get(group))
 
 
+def test_an_optuna_search_picks_its_best_trial(tmp_path):
+    """The one-SE rule keeps a sweep's first job, a default listed first; an Optuna search's first
+    trial is a random sample, so its pick is the best trial."""
+    assert compose_train(tmp_path).sweep_pick == "one_se"
+    assert compose_train(tmp_path, ["hparams_search=neuron_optuna"]).sweep_pick == "best"
+
+
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_experiment_configs_compose(tmp_path, experiment):
     cfg = compose_train(tmp_path, [f"experiment={experiment}"])
