@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 
 def to_log_files(message: str, level: int = logging.INFO) -> None:
@@ -61,6 +62,7 @@ LIGHTNING_CHATTER = (
     "Found current_model_state in the checkpoint",  # callbacks.weight_average, testing a checkpoint
     "Restored all states from the checkpoint",  # nmsnn logs "resuming from ..." itself
     "`Trainer.fit` stopped:",  # the progress line says how training ended
+    "Received SIGTERM:",  # nmsnn says where a terminated run resumes from
     "`weights_only` was not set, defaulting to `False`.",  # about saving a full checkpoint
 )
 # Warnings about Lightning's own internals or a setting nmsnn chose on purpose.
@@ -74,7 +76,7 @@ THIRD_PARTY_WARNINGS = (
 
 class _DropChatter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        message = str(record.msg)
+        message = re.sub(r"^\[rank: \d+\] ", "", str(record.msg))
         return not any(message.startswith(text) for text in LIGHTNING_CHATTER)
 
 
@@ -90,7 +92,11 @@ def tidy_third_party_output() -> None:
         for handler in list(lightning.handlers):
             if type(handler) is logging.StreamHandler:
                 lightning.removeHandler(handler)
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    for name in (
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.fabric.utilities.rank_zero",
+        "lightning.pytorch.trainer.connectors.signal_connector",
+    ):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropChatter) for f in logger.filters):
             logger.addFilter(_DropChatter())

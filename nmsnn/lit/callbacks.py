@@ -173,9 +173,9 @@ class InterruptCheckpoint(L.Callback):
     ) -> None:
         if trainer.state.fn != "fit":
             return
-        if isinstance(exception, SIGTERMException):
+        if isinstance(exception, SIGTERMException):  # nmsnn-train logs where the run resumes
             if trainer.is_global_zero:
-                log.warning(
+                log.debug(
                     "terminated (SIGTERM) in epoch %d: the same command resumes from the last "
                     "completed epoch (last.ckpt)",
                     trainer.current_epoch + 1,
