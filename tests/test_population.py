@@ -211,7 +211,12 @@ def test_mixed_sweep_runs_as_groups_and_isolates_failures(tmp_path):
     columns = metric_columns(frame)
     pd.testing.assert_frame_equal(frame[columns], summary(tmp_path / "basic")[columns], atol=1e-5, rtol=0)
 
-    sweep("hydra/launcher=population", "model.neuron.decay=0.8,1.5,0.9", *QUICK, cwd=tmp_path / "failing")
+    result = sweep(
+        "hydra/launcher=population", "model.neuron.decay=0.8,1.5,0.9", *QUICK, cwd=tmp_path / "failing"
+    )
+    console = (result.stdout + result.stderr).splitlines()
+    said = [line for line in console if "decay must be in" in line and not line.startswith("|")]
+    assert len(said) == 1 and "full_key" not in "".join(console), said  # logged once (and in the table)
     failing = summary(tmp_path / "failing")
     assert failing.loc[1, "status"] == "failed" and "decay must be in (0, 1]" in failing.loc[1, "error"]
     assert (failing.loc[[0, 2], "status"] == "ok").all()

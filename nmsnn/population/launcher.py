@@ -34,6 +34,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nmsnn.console import tidy_third_party_output
+from nmsnn.errors import user_error
 
 log = logging.getLogger(__name__)
 
@@ -223,8 +224,12 @@ class PopulationLaunch:
                 continue
             if isinstance(value, _NotPopulationAble):
                 log.info("\t#%d runs on its own: %s", idx, value)
-            else:  # its own run records the error, if it is the job's own
-                log.info("\t#%d runs on its own after an error in its set-up: %s", idx, value)
+            else:  # its own run records (and logs) the error, if it is the job's own
+                log.info(
+                    "\t#%d runs on its own: its set-up failed (%s)",
+                    idx,
+                    type(user_error(value) or value).__name__,
+                )
             results[i] = self._run(self.task_function, overrides, idx)
         if not prepared:
             return results
