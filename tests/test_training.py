@@ -293,6 +293,7 @@ def test_resuming_with_changed_settings_or_rows_is_refused(tmp_path, fixtures):
     train(compose_train(tmp_path / "run", [*common, "trainer.max_epochs=1"]))
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     before = last.read_bytes()
+    common.append(f"ckpt_path={last}")  # the run finished: training it further names its checkpoint
     with pytest.raises(ConfigError, match=r"model.neuron.decay: 0.9 -> 0.5; model.time_steps: 16 -> 8\)"):
         train(
             compose_train(
