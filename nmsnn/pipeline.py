@@ -29,7 +29,7 @@ from nmsnn.errors import ConfigError, Terminated
 from nmsnn.files import reading, write_csv
 from nmsnn.lit.checkpoint_io import AtomicCheckpointIO
 from nmsnn.lit.module import SpikingModule
-from nmsnn.predicting import predict_frame
+from nmsnn.predicting import labelled_predictions, predict_frame
 from nmsnn.sweeps import in_multirun, parallel_jobs
 from nmsnn.threads import apply_threads
 
@@ -290,7 +290,8 @@ def _write_predictions_and_plots(
     out_dir = Path(cfg.paths.output_dir)
     rows = datamodule.split_frame("test")
     predictions = predict_frame(model, datamodule.preprocessor, rows, "test rows", report_missing=False)
-    write_csv(predictions, out_dir / "test_predictions.csv", overwrite=True)
+    labelled = labelled_predictions(predictions, rows, datamodule.preprocessor.target)
+    write_csv(labelled, out_dir / "test_predictions.csv", overwrite=True)
     if not wants_plots(cfg):
         return {}
     plots, figures = evaluation_plots(datamodule.preprocessor, rows, predictions, out_dir / "plots")

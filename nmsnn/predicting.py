@@ -43,3 +43,14 @@ def predict_frame(
             raise ConfigError(f"{where}: id_column={id_column!r} is also an output column; rename it.")
         out.insert(0, id_column, frame[id_column])
     return out
+
+
+def labelled_predictions(predictions: pd.DataFrame, rows: pd.DataFrame, target: str) -> pd.DataFrame:
+    """``predictions`` of labelled ``rows`` with what they are judged against in front: ``row``
+    (each row's number among the source file's data rows, from 0) and the target's value (under
+    the target's name, or ``target`` where that name is taken)."""
+    name = str(target) if str(target) not in {"row", *map(str, predictions.columns)} else "target"
+    out = predictions.reset_index(drop=True)
+    out.insert(0, name, rows[target].to_numpy())
+    out.insert(0, "row", rows.index.to_numpy())
+    return out

@@ -880,4 +880,5 @@ def test_eval_scores_the_rows_with_a_target_and_counts_the_others(model_dir, tmp
     assert (
         "scored 47 row(s) of split 'all'; skipped 3 row(s) without a value in target column 'label'" in output
     )
-    assert len(pd.read_csv(tmp_path / "pred.csv")) == 47
+    scored = pd.read_csv(tmp_path / "pred.csv")
+    assert len(scored) == 47 and not {3, 10, 11} & set(scored["row"]) and scored["label"].notna().all()

@@ -74,8 +74,11 @@ def test_checkpoint_predictions_reproduce_the_test_split(trained_run):
     dm.setup()
     test_rows = dm.split_frame("test")
     expected = pd.read_csv(out / "test_predictions.csv")
+    # each test row's number in the file and its label, in front of the predictions
+    assert expected["row"].tolist() == test_rows.index.tolist()
+    assert expected["label"].tolist() == test_rows["label"].tolist()
     again = predict_frame(loaded.module, loaded.preprocessor, test_rows).reset_index(drop=True)
-    pd.testing.assert_frame_equal(again, expected, check_exact=True)
+    pd.testing.assert_frame_equal(again, expected.drop(columns=["row", "label"]), check_exact=True)
     accuracy = (again["prediction"].to_numpy() == test_rows["label"].to_numpy()).mean()
     assert accuracy == pytest.approx(metrics["test/acc"], abs=1e-6)
     repeated = predict_frame(loaded.module, loaded.preprocessor, test_rows).reset_index(drop=True)
@@ -102,7 +105,7 @@ def test_cli_train_predict_eval_round_trip(tmp_path, fixtures):
     dm.split_frame("test").to_csv(tmp_path / "rows.csv", index=False)
     run_cli("nmsnn-predict", f"ckpt_path={ckpt}", "input_path=rows.csv", "output_path=out.csv", cwd=tmp_path)
     predicted = pd.read_csv(tmp_path / "out.csv")
-    expected = pd.read_csv(run_dir / "test_predictions.csv")
+    expected = pd.read_csv(run_dir / "test_predictions.csv").drop(columns=["row", "price"])
     pd.testing.assert_frame_equal(predicted, expected, check_exact=True)
     assert not list(tmp_path.glob("*.log")), "predict leaves no log files behind"
 
@@ -217,7 +220,8 @@ def test_eval_of_every_row_keeps_the_file_order_and_skips_training_checks(traine
     loaded = load_checkpoint(ckpt)
     expected = predict_frame(loaded.module, loaded.preprocessor, rows.reset_index(drop=True))
     written = pd.read_parquet(tmp_path / "scored.parquet")
-    pd.testing.assert_frame_equal(written, expected, check_exact=True)
+    assert written["row"].tolist() == list(range(len(rows)))  # few.csv's rows, in its order
+    pd.testing.assert_frame_equal(written.drop(columns=["row", "label"]), expected, check_exact=True)
     assert metrics["all/acc"] == pytest.approx((expected["prediction"] == "yes").mean(), abs=1e-6)
 
 

@@ -56,7 +56,7 @@ def _score(cfg: DictConfig, loaded: Any, datamodule: Any) -> dict[str, float | i
     import lightning as L
 
     from nmsnn.files import write_table
-    from nmsnn.predicting import predict_frame
+    from nmsnn.predicting import labelled_predictions, predict_frame
 
     datamodule.setup("test")
     if cfg.split == "all":
@@ -96,11 +96,9 @@ def _score(cfg: DictConfig, loaded: Any, datamodule: Any) -> dict[str, float | i
         import pandas as pd
 
         frame = pd.concat(frames)
-        write_table(
-            predict_frame(loaded.module, loaded.preprocessor, frame, "rows", report_missing=False),
-            cfg.predictions_path,
-            cfg.overwrite,
-        )
+        predictions = predict_frame(loaded.module, loaded.preprocessor, frame, "rows", report_missing=False)
+        labelled = labelled_predictions(predictions, frame, loaded.preprocessor.target)
+        write_table(labelled, cfg.predictions_path, cfg.overwrite)
     return metrics
 
 
