@@ -102,3 +102,9 @@ def tidy_third_party_output() -> None:
             logger.addFilter(_DropChatter())
     for pattern in THIRD_PARTY_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
+
+
+def quiet_backend_choice() -> None:
+    """For the commands that only run a trained model (predict, eval, export): which recurrence
+    backend ``auto`` picks says nothing about their results, so only its warnings are shown."""
+    logging.getLogger("nmsnn.core.backends").setLevel(logging.WARNING)

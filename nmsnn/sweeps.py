@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 import traceback
 from collections.abc import Callable
@@ -324,7 +325,14 @@ def pick_job(
 def summary_view(frame: pd.DataFrame, metric: str | None, rows: int | None = None) -> pd.DataFrame:
     """What the Markdown summary and the console show: rank, job, status, the varying overrides,
     the optimized metric, the other non-spike metrics, seconds, error; floats to 4 digits."""
-    varying = varying_overrides(frame)
+    # a sampled value (Optuna's 0.7118273996694524) to 4 digits too; the CSV keeps it whole
+    varying = varying_overrides(frame).map(
+        lambda v: (
+            f"{float(v):.4g}"
+            if isinstance(v, str) and re.fullmatch(r"[-+]?\d*\.\d{5,}(e[-+]?\d+)?", v)
+            else v
+        )
+    )
     firsts = [metric] if metric in frame.columns else []
     metrics = [
         c

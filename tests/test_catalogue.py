@@ -22,6 +22,7 @@ from nmsnn.cli import eval as eval_cli
 from nmsnn.cli import export as export_cli
 from nmsnn.cli import predict as predict_cli
 from nmsnn.cli import train as train_cli
+from nmsnn.core.backends import reset_auto
 from nmsnn.errors import ConfigError
 from nmsnn.lit.module import SpikingModule
 from nmsnn.pipeline import train as train_pipeline
@@ -838,11 +839,13 @@ def test_predict_id_column_comes_first_in_the_predictions(model_dir, tmp_path, m
     rows.insert(1, "order_id", [f"A{i:03d}" for i in range(12)])
     rows.to_csv(tmp_path / "rows.csv", index=False)
     args = [f"ckpt_path={model_dir / 'model.ckpt'}", f"input_path={tmp_path / 'rows.csv'}"]
+    reset_auto()  # the backend is chosen (and would be logged) again in this process
     status, output = run(
         "predict", [*args, f"output_path={tmp_path / 'out.csv'}", "id_column=order_id"], capsys
     )
     assert status == 0, output
     assert "ignoring column" not in output  # carried, not ignored
+    assert "backend=auto" not in output  # the backend choice says nothing about predictions
     status, output = run("predict", [*args, f"output_path={tmp_path / 'plain.csv'}"], capsys)
     assert status == 0, output
     assert "ignoring column(s) not used in training: ['order_id']" in output

@@ -322,3 +322,29 @@ def test_one_se_pick_keeps_the_first_job_unless_the_best_beats_it_by_a_standard_
     assert picked(frame)[0] == 1
     with pytest.raises(ValueError, match="sweep_pick='median' must be one of one_se, best"):
         pick_job(_ranked([0.5], [0.1]), "val/loss", "min", "median")
+
+
+def test_the_summary_shows_sampled_values_to_four_digits_and_keeps_them_whole_in_the_csv():
+    from nmsnn.sweeps import summary_view
+
+    frame = pd.DataFrame(
+        {
+            "rank": [1, 2],
+            "best": [True, False],
+            "pick": [True, False],
+            "job": [0, 1],
+            "status": ["ok", "ok"],
+            "overrides": [
+                "model.neuron.decay=0.7118273996694524 model.hidden=[64,64] model.optimizer.lr=0.003",
+                "model.neuron.decay=0.9 model.hidden=[32] model.optimizer.lr=0.001",
+            ],
+            "val/loss": [0.123456789, 0.2],
+            "seconds": [1.0, 2.0],
+            "error": [None, None],
+        }
+    )
+    view = summary_view(frame, "val/loss")
+    assert view["model.neuron.decay"].tolist() == ["0.7118", "0.9"]
+    assert view["model.hidden"].tolist() == ["[64,64]", "[32]"]
+    assert view["model.optimizer.lr"].tolist() == ["0.003", "0.001"] and view["val/loss"][0] == 0.1235
+    assert "0.7118273996694524" in frame["overrides"][0]  # the frame written to summary.csv is untouched

@@ -18,7 +18,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from nmsnn.cli.common import CONFIG_PATH, entry_point, user_errors
-from nmsnn.console import format_table, tidy_third_party_output
+from nmsnn.console import format_table, quiet_backend_choice, tidy_third_party_output
 from nmsnn.errors import ConfigError
 from nmsnn.files import reading, refuse_existing
 
@@ -41,6 +41,7 @@ def _evaluate(cfg: DictConfig) -> dict[str, float | int]:
     from nmsnn.checkpoint import load_checkpoint
 
     tidy_third_party_output()
+    quiet_backend_choice()
     loaded = load_checkpoint(cfg.ckpt_path)
     overrides = OmegaConf.to_container(cfg.data, resolve=True) if cfg.data else {}
     if cfg.split == "all":  # no split: every row lands in "train", in the file's order

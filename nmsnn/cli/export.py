@@ -6,7 +6,7 @@ import hydra
 from omegaconf import DictConfig
 
 from nmsnn.cli.common import CONFIG_PATH, entry_point, user_errors
-from nmsnn.console import tidy_third_party_output
+from nmsnn.console import quiet_backend_choice, tidy_third_party_output
 from nmsnn.export_targets import export_targets
 from nmsnn.files import reading
 
@@ -19,6 +19,7 @@ def run(cfg: DictConfig) -> None:
         from nmsnn.export import export
 
         tidy_third_party_output()
+        quiet_backend_choice()
         loaded = load_checkpoint(cfg.ckpt_path)
         paths = export(loaded.module, loaded.preprocessor, cfg.output_dir, cfg.formats, cfg.overwrite)
         for path in paths.values():

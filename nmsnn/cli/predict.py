@@ -14,7 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from nmsnn.cli.common import CONFIG_PATH, entry_point, user_errors
-from nmsnn.console import tidy_third_party_output
+from nmsnn.console import quiet_backend_choice, tidy_third_party_output
 from nmsnn.files import reading, refuse_existing
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ def _predict(cfg: DictConfig) -> str:
     from nmsnn.predicting import predict_frame
 
     tidy_third_party_output()
+    quiet_backend_choice()
     loaded = load_checkpoint(cfg.ckpt_path)
     rows = read_table(cfg.input_path)
     id_column = cfg.get("id_column")
