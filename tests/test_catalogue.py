@@ -358,19 +358,26 @@ PREDICT = ["input_path={d}/rows.csv", "output_path={d}/out.csv"]
 # settings that would train nothing or mean nothing, and misleading messages.
 CASES += [
     # ---- a key added with + (as Hydra's own hint suggests) that its target does not take
-    Case(
-        "trainer key its target does not take",
-        "train",
-        [*TRAIN_DATA, *FAST, "+trainer.max_epoch=5"],
-        "trainer.max_epoch is not an argument of lightning.pytorch.Trainer (a typo?)",
-        text("x1,y\n" + "".join(f"{i},{'ab'[i % 2]}\n" for i in range(20))),
-    ),
-    Case(
-        "callback key its target does not take",
-        "train",
-        [*TRAIN_DATA, *FAST, "+callbacks.early_stopping.patiense=3"],
-        "callbacks.early_stopping.patiense is not an argument of",
-        text("x1,y\n" + "".join(f"{i},{'ab'[i % 2]}\n" for i in range(20))),
+    *(
+        Case(
+            f"{what} key its target does not take",
+            "train",
+            [*TRAIN_DATA, *FAST, key],
+            message,
+            csv(good_frame()),
+        )
+        for what, key, message in (
+            (
+                "trainer",
+                "+trainer.max_epoch=5",
+                "trainer.max_epoch is not an argument of lightning.pytorch.Trainer (a typo?)",
+            ),
+            (
+                "callback",
+                "+callbacks.early_stopping.patiense=3",
+                "callbacks.early_stopping.patiense is not an argument of",
+            ),
+        )
     ),
     # ---- checkpoints are data: a callable named anywhere is refused, on every load path
     *(

@@ -279,19 +279,9 @@ class TabularDataModule(L.LightningDataModule):
             for name, rows in index.items()
             if len(rows)
         }
-        if len(index["val"]) or len(index["test"]):
-            log.info(
-                "%s: %d rows -> train %d / val %d / test %d; %d features; task %s",
-                where,
-                len(frame),
-                *(len(index[s]) for s in SPLITS),
-                self.num_features,
-                task,
-            )
-        else:  # data.test_size=0 and data.val_size=0: every row together (scored, or fitted)
-            log.info(
-                "%s: %d rows, not split; %d features; task %s", where, len(frame), self.num_features, task
-            )
+        train, val, test = (len(index[s]) for s in SPLITS)
+        split = f" -> train {train} / val {val} / test {test}" if val or test else ", not split"
+        log.info("%s: %d rows%s; %d features; task %s", where, len(frame), split, self.num_features, task)
 
     def _split(self, y: pd.Series, task: str, where: str) -> dict[str, np.ndarray]:
         h = self.hparams

@@ -60,22 +60,17 @@ class StepBudget(L.Callback):
             self._cap = loop.max_epochs  # trainer.max_epochs, kept for a second fit
         loop.max_epochs = budget_epochs(self.steps, batches, self._cap)
         uncapped = budget_epochs(self.steps, batches, None)
-        if uncapped > loop.max_epochs:
-            log.info(
-                "training budget: %d steps would be %d epochs of %d batches; trainer.max_epochs=%s caps it",
-                self.steps,
-                uncapped,
-                batches,
-                self._cap,
-            )
-        else:
-            log.info(
-                "training budget: %d steps = %d epochs of %d batches (trainer.max_epochs=%s would cap it)",
-                self.steps,
-                loop.max_epochs,
-                batches,
-                self._cap,
-            )
+        capped = uncapped > loop.max_epochs
+        log.info(
+            "training budget: %d steps %s %d epochs of %d batches%s",
+            self.steps,
+            "would be" if capped else "=",
+            uncapped,
+            batches,
+            f"; trainer.max_epochs={self._cap} caps it"
+            if capped
+            else f" (trainer.max_epochs={self._cap} would cap it)",
+        )
 
 
 class WeightAverage(EMAWeightAveraging):
