@@ -245,7 +245,7 @@ def report(
     tested = Path(ckpt_path).name if ckpt_path else "the final weights"
     fit = "" if fit_seconds is None else f", fit in {fit_seconds:.1f} s"
     notes = [f"tested {tested} from epoch {tested_epoch} of {epochs}{fit}"]
-    table = results_table(metrics, f"nmsnn-train: {out_dir}", notes)
+    table = results_table(metrics, f"nmsnn-{cfg.get('task_name', 'train')}: {out_dir}", notes)
     to_log_files(f"final metrics (also in metrics.json):\n{table}")
     if in_multirun():  # one line per job; the sweep's table comes at its end
         main = [k for k in metrics if k.startswith("test/") and "/spikes/" not in k and "_per_" not in k]

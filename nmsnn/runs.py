@@ -56,6 +56,7 @@ def runs_table(root: Path, sort: str | None = "val/loss") -> pd.DataFrame:
     if frame.empty:
         return frame
     varying = varying_overrides(frame).drop(columns=["run_name"], errors="ignore")  # the run column says it
+    varying = varying.fillna("default")  # a run that did not override the key
     frame = pd.concat(
         [frame[["run", "status"]], varying, frame.drop(columns=["run", "status", "overrides"])], axis=1
     )

@@ -418,7 +418,16 @@ def write_summary(
 
 
 class SweepSummary(Callback):
-    """Hydra callback: write the sweep summary table when a multirun ends."""
+    """Hydra callback: write the sweep summary table when a multirun ends (and, as it starts,
+    send an Optuna sweeper's log lines through the same handlers as every other line)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if "optuna" in str(config.hydra.sweeper.get("_target_", "")):
+            import optuna
+
+            # Optuna's own handler colours its lines (escape codes in piped output and log files)
+            optuna.logging.disable_default_handler()
+            optuna.logging.enable_propagation()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

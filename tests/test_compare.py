@@ -11,7 +11,8 @@ from nmsnn.tools.compare import compare
 from tests.conftest import compose_train
 
 
-def test_compare_iris_writes_table_and_chart(tmp_path):
+def test_compare_iris_writes_table_and_chart(tmp_path, caplog, capsys):
+    caplog.set_level("INFO")
     cfg = compose_train(
         tmp_path, ["data=iris", "trainer.max_epochs=2", "logger=none", "timing_repeats=1"], config="compare"
     )
@@ -37,6 +38,9 @@ def test_compare_iris_writes_table_and_chart(tmp_path):
     assert "nmsnn-compare data=iris" in markdown and "multipl" in markdown
     assert (tmp_path / "spiking" / "checkpoints" / "best.ckpt").is_file()
     assert spiking["model"].startswith("spiking [128]")  # hidden=auto, as built for classification
+    # the console names the command that ran, and the split is logged once, by the training run
+    assert f"nmsnn-compare: {tmp_path / 'spiking'}" in capsys.readouterr().out
+    assert sum("rows -> train" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_the_baselines_get_the_scaled_columns_without_the_spiking_models_bins():

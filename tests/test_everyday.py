@@ -165,6 +165,8 @@ def test_a_sweep_summary_ranks_its_jobs_and_nmsnn_runs_tabulates_them(tmp_path):
     assert runs["val/loss"].iloc[:3].is_monotonic_increasing and runs["status"].iloc[-1] == "failed"
     assert "decay must be in" in runs["error"].iloc[-1] and "logs/train/runs/alone" in table
     assert pd.read_csv(tmp_path / "runs.csv", dtype=str)["epochs"].dropna().str.isdigit().all()  # not "1.0"
+    alone = runs[runs["run"].str.endswith("alone")].iloc[0]
+    assert alone["model.neuron.decay"] == "default"  # the single run did not override the swept key
     missing = run_cli("nmsnn-runs", str(tmp_path / "nothing"), cwd=tmp_path, check=False)
     assert missing.returncode == 2 and "not a directory" in missing.stderr
     # refusals write nothing: an existing CSV (without --overwrite), a metric the runs lack

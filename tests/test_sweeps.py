@@ -63,6 +63,8 @@ def test_optuna_search_goes_on_past_a_failed_trial_and_writes_its_best_parameter
     )
     assert "Traceback" not in result.stdout + result.stderr, "a user error is logged as one line"
     assert "alembic" not in result.stdout + result.stderr
+    # Optuna's lines come through the same handlers as the rest, without colour codes
+    assert "study created" in result.stdout + result.stderr and "\x1b[" not in result.stdout + result.stderr
     sweep = sweep_dir(tmp_path)
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert set(best["best_params"]) == {

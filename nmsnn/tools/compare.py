@@ -32,6 +32,7 @@ from nmsnn.data.preprocessing import TabularPreprocessor
 from nmsnn.errors import ConfigError
 from nmsnn.files import write_csv, write_text
 from nmsnn.lit.module import hidden_sizes, target_values
+from nmsnn.quiet import quiet_loggers
 from nmsnn.sweeps import markdown_table
 
 CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "auroc")
@@ -238,7 +239,8 @@ def run_spiking(cfg: DictConfig, out_dir: Path, repeats: int) -> tuple[dict[str,
     fit_s = time.perf_counter() - start
     loaded = load_checkpoint(checkpoint_path(cfg, out_dir))
     datamodule = loaded.datamodule()
-    datamodule.setup("fit")
+    with quiet_loggers(["nmsnn.data"]):  # the training run has logged this split already
+        datamodule.setup("fit")
     rows = split_rows(datamodule)
     x_test = torch.from_numpy(rows.x_test)
     with torch.inference_mode():
