@@ -81,7 +81,11 @@ CASES = [
     Case("header-only file", "train", TRAIN_DATA, "has a header but no data rows", text("x1,x2,y\n")),
     Case("binary file", "train", TRAIN_DATA, "not a text file", text(bytes(range(256)) * 8)),
     Case(
-        "semicolon delimiter", "train", TRAIN_DATA, "seems to use ';' as delimiter", text("x1;y\n1;a\n2;b\n")
+        "broken gzip",
+        "train",
+        ["data=csv", "data.path={d}/data.csv.gz", "data.target=y"],
+        "data.csv.gz: not a readable .gz file",
+        text(b"x1,y\n1,a\n", "data.csv.gz"),
     ),
     Case(
         "duplicate column names",

@@ -185,9 +185,22 @@ BAD_INPUTS = [
         "not UTF-8 text (byte 0xe9 at offset 1200009)",
     ),
     (
-        "wrong delimiter",
-        lambda p: {"path": write(p, "d.csv", "x;y\n1;2\n3;4\n"), "target": "y"},
-        "';' as delimiter",
+        "zip of two files",
+        lambda p: {
+            "path": zipped(p, "two.zip", {"a.csv": "x,y\n1,2\n", "b.csv": "x,y\n1,2\n"}),
+            "target": "y",
+        },
+        "the zip archive holds 2 files (a.csv, b.csv); nmsnn reads an archive of one CSV file",
+    ),
+    (
+        "zip of a spreadsheet",
+        lambda p: {"path": zipped(p, "sheet.zip", {"data.xlsx": "x"}), "target": "y"},
+        "holds a '.xlsx' file; a compressed file is read as the CSV it holds",
+    ),
+    (
+        "broken gzip",
+        lambda p: {"path": write(p, "broken.csv.gz", b"not gzip at all", "wb"), "target": "y"},
+        "broken.csv.gz: not a readable .gz file",
     ),
     (
         "duplicate columns",
@@ -407,6 +420,76 @@ def test_an_unnamed_column_such_as_a_saved_index_is_pointed_out(tmp_path, caplog
 
 
 # ----------------------------------------------------------------------------- messy CSV files
+def zipped(directory, name, members):
+    """A zip archive ``name`` in ``directory`` holding ``members`` (file name: text)."""
+    import zipfile
+
+    with zipfile.ZipFile(directory / name, "w") as archive:
+        for member, text in members.items():
+            archive.writestr(member, text)
+    return str(directory / name)
+
+
+def test_compressed_and_otherwise_delimited_csvs_read_as_the_plain_csv(tmp_path, caplog):
+    """data.csv.gz/.bz2/.xz/.zip, a ';'-separated file with decimal commas (as spreadsheets in
+    many countries save CSV) and a tab-separated .csv: the same rows as the plain CSV."""
+    import bz2
+    import gzip
+    import lzma
+
+    frame = frame_rows(40, size=np.round(np.linspace(0.5, 20.25, 40), 2))
+    frame.to_csv(tmp_path / "plain.csv", index=False)
+    text = (tmp_path / "plain.csv").read_bytes()
+    (tmp_path / "data.csv.gz").write_bytes(gzip.compress(text))
+    (tmp_path / "data.csv.bz2").write_bytes(bz2.compress(text))
+    (tmp_path / "data.tsv.xz").write_bytes(lzma.compress(frame.to_csv(sep="\t", index=False).encode()))
+    zipped(tmp_path, "data.zip", {"inner/data.csv": text.decode()})
+    frame.to_csv(tmp_path / "semicolon.csv", sep=";", decimal=",", index=False)
+    frame.to_csv(tmp_path / "tabs.csv", sep="\t", index=False)
+    assert b"0,5" in (tmp_path / "semicolon.csv").read_bytes()
+
+    def tensors(name):
+        dm = TabularDataModule(path=str(tmp_path / name), target="y")
+        dm.setup()
+        return dm.tensors["train"].x
+
+    expected = tensors("plain.csv")
+    with caplog.at_level(logging.INFO):
+        for name in ("data.csv.gz", "data.csv.bz2", "data.tsv.xz", "data.zip", "semicolon.csv", "tabs.csv"):
+            torch.testing.assert_close(tensors(name), expected, msg=name)
+    assert (
+        f"{tmp_path / 'semicolon.csv'}: the header holds no ',' but ';'; read with ';' as the delimiter "
+        "and ',' as the decimal mark" in caplog.text
+    )
+    assert f"{tmp_path / 'tabs.csv'}: the header holds no ',' but '\\t'; read with '\\t'" in caplog.text
+
+
+def test_numbers_written_with_currency_separators_and_percents_are_numbers(tmp_path, caplog):
+    """'$1,234.50', '45%', '-€3': numeric columns (in training and prediction rows alike), and a
+    regression target written so is learned and reported as its numbers."""
+    amounts = [f"${v:,.2f}" for v in np.linspace(-500, 250_000, 60)]
+    shares = [f"{v}%" for v in range(60)]
+    price = [f"€{v:,}" for v in range(1000, 61_000, 1000)]
+    path = messy_csv(tmp_path, amount=amounts, share=shares, y=price)
+    with caplog.at_level(logging.INFO):
+        dm = TabularDataModule(path=path, target="y")
+        dm.setup()
+    pre = dm.preprocessor
+    assert pre.task == "regression" and pre.numeric == ["x", "amount", "share"] and not pre.categorical
+    assert (
+        "column 'amount' holds numbers written with currency signs, thousands separators or percent "
+        "signs (e.g. '$-500.00'); read as the numbers written ('$-500.00' is -500)" in caplog.text
+    )
+    numbers = frame_rows(60, amount=np.linspace(-500, 250_000, 60), share=np.arange(60.0))
+    np.testing.assert_allclose(pre.transform(pd.read_csv(path)), pre.transform(numbers), atol=1e-5)  # cents
+    np.testing.assert_allclose(pre.target_numbers(pd.Series(["€1,000", "2000", "-$3.5"])), [1000, 2000, -3.5])
+    # a code that only looks like a number with separators stays text
+    codes = messy_csv(tmp_path, code=["1,2", "3,45", "A-1"] * 20)
+    dm = TabularDataModule(path=codes, target="y")
+    dm.setup()
+    assert dm.preprocessor.categorical == ["code"]
+
+
 def messy_csv(tmp_path, n=60, **columns):
     """A CSV file of ``frame_rows(n, **columns)``, written and read back as a user's file is."""
     path = tmp_path / "data.csv"

@@ -33,7 +33,7 @@ def evaluation_plots(
         proba = predictions[[f"proba_{c}" for c in preprocessor.classes]].to_numpy()
         figures = classification_figures(preprocessor.transform_target(y), proba, preprocessor.classes)
     else:
-        figures = regression_figures(y.to_numpy(dtype=float), predictions["prediction"].to_numpy())
+        figures = regression_figures(preprocessor.target_numbers(y), predictions["prediction"].to_numpy())
     names = list(figures)
     return dict(zip(names, save_figures(figures, directory), strict=True)), figures
 

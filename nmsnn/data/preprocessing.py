@@ -49,6 +49,11 @@ ISO_DATE = re.compile(
     r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?"
 )
 
+# numbers as people write them: a currency sign, thousands separators, a percent sign
+# ($1,234.50, -€12, 45%, 1,000,000); read as the number written (45% is 45)
+WRITTEN_NUMBER = re.compile(r"[-+]?\s*[$€£¥]?\s*[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?\s*%?")
+NUMBER_MARKS = r"[$€£¥,%\s]"
+
 
 def _rows(index: pd.Index, limit: int = 5) -> str:
     shown = ", ".join(str(i) for i in index[:limit])
@@ -88,7 +93,7 @@ def _as_number_column(values: pd.Series, column: str, where: str) -> pd.Series |
         return values.astype(float)
     present, strays = _present_and_strays(values)
     if len(present) and not len(strays):
-        return pd.to_numeric(values.replace(r"^\s*$", np.nan, regex=True), errors="coerce")
+        return _to_numbers(values)
     if len(present) and _looks_iso(present):
         return _iso_seconds(values, present, column, where)
     return None
@@ -179,7 +184,7 @@ def _coerced_numbers(values: pd.Series, column: str, where: str, warn: bool = Tr
             len(strays),
             _first(strays),
         )
-    return pd.to_numeric(values.astype(object).where(~values.index.isin(strays.index)), errors="coerce")
+    return _to_numbers(values.astype(object).where(~values.index.isin(strays.index)))
 
 
 def _forced_numbers(
@@ -204,10 +209,33 @@ def _forced_numbers(
 
 def _present_and_strays(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     """A column's present values (neither missing nor blank), and those among them that are not
-    numbers."""
+    numbers (see :func:`_to_numbers`)."""
     present = values.dropna()
     present = present[present.astype(str).str.strip() != ""]
-    return present, present[pd.to_numeric(present, errors="coerce").isna()]
+    return present, present[_to_numbers(present).isna()]
+
+
+def _to_numbers(values: pd.Series) -> pd.Series:
+    """``values`` as floats: numbers, numbers as text, and numbers as people write them
+    (:data:`WRITTEN_NUMBER`); missing where a value is none of these (or blank)."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    if ptypes.is_numeric_dtype(values):
+        return numbers.astype(float)
+    numbers = numbers.astype(float)
+    left = (numbers.isna() & values.notna()).to_numpy()
+    if left.any():
+        text = values[left].astype(str).str.strip()
+        written = text.str.fullmatch(WRITTEN_NUMBER).to_numpy(dtype=bool)
+        if written.any():
+            plain = text[written].str.replace(NUMBER_MARKS, "", regex=True)
+            numbers.iloc[np.flatnonzero(left)[written]] = pd.to_numeric(plain, errors="coerce").to_numpy()
+    return numbers
+
+
+def _written_numbers(present: pd.Series) -> pd.Series:
+    """The values of text ``present`` (all numbers, see :func:`_to_numbers`) that are written with
+    a currency sign, thousands separators or a percent sign."""
+    return present[pd.to_numeric(present, errors="coerce").isna()]
 
 
 def _first(values: pd.Series) -> str:
@@ -236,9 +264,9 @@ def infer_task(target: pd.Series, task: str, column: str) -> str:
     numeric = ptypes.is_numeric_dtype(values) and not ptypes.is_bool_dtype(values)
     integral = numeric and bool(np.all(np.mod(values.to_numpy(dtype=float), 1) == 0))
     if not numeric and not ptypes.is_bool_dtype(values):
-        numbers = pd.to_numeric(values, errors="coerce")
+        numbers = _to_numbers(values)
         strays = values[numbers.isna()]
-        if not len(strays):  # numbers stored as text
+        if not len(strays):  # numbers stored as text (also as people write them, $1,200)
             values, numeric = numbers, True
             integral = bool(np.all(np.mod(numbers.to_numpy(dtype=float), 1) == 0))
         elif len(strays) <= 0.05 * len(values) and (
@@ -414,13 +442,7 @@ def _column_kind(
     if as_number is None:
         return _text_kind(values, column, where, max_categories)
     _check_finite(as_number, column, where)
-    if not ptypes.is_numeric_dtype(values) and _looks_iso(present):
-        log.info(
-            "%s: column %r holds ISO-8601 dates (e.g. %r); read as seconds since 1970-01-01 UTC.",
-            where,
-            column,
-            str(present.iloc[0]),
-        )
+    _note_text_read_as_numbers(present, as_number, column, where)
     if ptypes.is_integer_dtype(values) and len(values) > MIN_ID_ROWS and values.nunique() == len(values):
         log.warning(
             "%s: integer column %r has a different value in every row, like a row id; it is used as "
@@ -430,6 +452,29 @@ def _column_kind(
             column,
         )
     return "numeric"
+
+
+def _note_text_read_as_numbers(present: pd.Series, as_number: pd.Series, column: str, where: str) -> None:
+    """Log how a numeric column's text was read: ISO-8601 dates, or numbers written for people."""
+    if ptypes.is_numeric_dtype(present):
+        return
+    if _looks_iso(present):
+        log.info(
+            "%s: column %r holds ISO-8601 dates (e.g. %r); read as seconds since 1970-01-01 UTC.",
+            where,
+            column,
+            str(present.iloc[0]),
+        )
+    elif len(written := _written_numbers(present)):
+        log.info(
+            "%s: column %r holds numbers written with currency signs, thousands separators or "
+            "percent signs (e.g. %r); read as the numbers written (%r is %s).",
+            where,
+            column,
+            str(written.iloc[0]),
+            str(written.iloc[0]),
+            f"{as_number[written.index[0]]:g}",
+        )
 
 
 def _text_kind(values: pd.Series, column: str, where: str, max_categories: int) -> str | None:
@@ -571,6 +616,7 @@ class TabularPreprocessor:
 
     def _fit_target(self, y: pd.Series, target_scaler: str, target_transform: str, where: str) -> None:
         """The regression target's transform and scaling, fitted on the training rows ``y``."""
+        y = _to_numbers(y)
         self.target_transform = _target_transform(y, self.target, target_transform, where)
         y = pd.Series(self._forward_target(y.to_numpy(dtype=float), where), index=y.index)
         if target_scaler == "standard":
@@ -778,8 +824,14 @@ class TabularPreprocessor:
                     f"not seen in training (known: {self.classes})."
                 )
             return np.asarray([index[v] for v in labels], dtype=np.int64)
-        y = self._forward_target(values.to_numpy(dtype=float), where)
+        y = self._forward_target(self.target_numbers(values), where)
         return ((y - self.target_mean) / self.target_std).astype(np.float32)
+
+    @staticmethod
+    def target_numbers(values: pd.Series) -> np.ndarray:
+        """A regression target's values as floats, also where the file writes them as text
+        (``1200``, ``$1,200``)."""
+        return _to_numbers(values).to_numpy(dtype=float)
 
     def _forward_target(self, y: np.ndarray, where: str) -> np.ndarray:
         """Regression targets on the scale the model learns (before standardizing)."""

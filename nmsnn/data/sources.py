@@ -6,10 +6,14 @@ target column. Problems with a file raise :class:`~nmsnn.errors.DataError` namin
 
 from __future__ import annotations
 
+import bz2
 import codecs
 import csv
+import gzip
 import io
 import logging
+import lzma
+import zipfile
 from collections import Counter
 from collections.abc import Callable
 from importlib import resources
@@ -24,6 +28,10 @@ log = logging.getLogger(__name__)
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
+# a CSV compressed as a whole (data.csv.gz): read into memory, then as the CSV it holds
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zip")
+# delimiters a CSV may use instead of the one its suffix implies, in the order they are tried
+OTHER_DELIMITERS = (";", "\t", "|", ",")
 
 
 def _sklearn(loader: Callable[..., object]) -> Callable[[], tuple[pd.DataFrame, str]]:
@@ -102,18 +110,48 @@ def _read_table(path: Path) -> pd.DataFrame:
     if (path.stat().st_size if content is None else len(content)) == 0:
         raise DataError(f"{path}: the file is empty.")
     suffix = path.suffix.lower()
+    if suffix in COMPRESSED_SUFFIXES:
+        content, inner = _decompress(path, suffix, content)
+        if inner not in (*CSV_SUFFIXES, ""):
+            raise DataError(
+                f"{path}: holds a {inner!r} file; a compressed file is read as the CSV it holds "
+                f"({', '.join(CSV_SUFFIXES)}); decompress other files first."
+            )
+        suffix = inner
     if suffix in PARQUET_SUFFIXES:
         frame = _read_parquet(path, content)
     elif suffix in CSV_SUFFIXES or suffix == "":
         frame = _read_csv(path, "\t" if suffix == ".tsv" else ",", content)
     else:
         raise DataError(
-            f"{path}: unknown file type {suffix!r}; use a CSV ({', '.join(CSV_SUFFIXES)}) "
-            f"or Parquet ({', '.join(PARQUET_SUFFIXES)}) file."
+            f"{path}: unknown file type {suffix!r}; use a CSV ({', '.join(CSV_SUFFIXES)}, also "
+            f"compressed: {', '.join(COMPRESSED_SUFFIXES)}) or Parquet ({', '.join(PARQUET_SUFFIXES)}) file."
         )
     if len(frame) == 0:
         raise DataError(f"{path}: the file has a header but no data rows.")
     return frame
+
+
+def _decompress(path: Path, suffix: str, content: bytes | None) -> tuple[bytes, str]:
+    """The bytes a ``.gz``, ``.bz2``, ``.xz`` or single-file ``.zip`` file holds, and the suffix
+    of the file they are (``data.csv.gz``: ``.csv``; a zip: its member's)."""
+    raw = path.read_bytes() if content is None else content
+    try:
+        if suffix == ".zip":
+            with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+                files = [m for m in archive.infolist() if not m.is_dir()]
+                if len(files) != 1:
+                    raise DataError(
+                        f"{path}: the zip archive holds {len(files)} files "
+                        f"({', '.join(m.filename for m in files[:5])}); nmsnn reads an archive of one CSV file."
+                    )
+                return archive.read(files[0]), Path(files[0].filename).suffix.lower()
+        unpack = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}[suffix]
+        return unpack(raw), Path(path.stem).suffix.lower()
+    except DataError:
+        raise
+    except (OSError, EOFError, ValueError, lzma.LZMAError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: not a readable {suffix} file ({err}).") from None
 
 
 def _read_parquet(path: Path, content: bytes | None = None) -> pd.DataFrame:
@@ -147,14 +185,44 @@ def _not_utf8(path: Path) -> DataError:
             offset += len(chunk)
 
 
+_DELIMITERS_NOTED: set[Path] = set()  # files whose delimiter was logged (the report reads them again)
+
+
+def _delimiter(path: Path, first_line: str, sep: str) -> str:
+    """The delimiter of a CSV whose first line is ``first_line``: ``sep`` (what its suffix
+    implies) if the line holds it, else the first of :data:`OTHER_DELIMITERS` that it holds."""
+    if sep in first_line:
+        return sep
+    for other in OTHER_DELIMITERS:
+        if other in first_line:
+            if path in _DELIMITERS_NOTED:
+                return other
+            _DELIMITERS_NOTED.add(path)
+            log.info(
+                "%s: the header holds no %r but %r; read with %r as the delimiter%s.",
+                path,
+                sep,
+                other,
+                other,
+                " and ',' as the decimal mark where a number has one (1,5 is 1.5)" if other == ";" else "",
+            )
+            return other
+    return sep
+
+
 def _read_csv(path: Path, sep: str, content: bytes | None = None) -> pd.DataFrame:
     """``content``: the file's bytes, for a file that can be read only once (a pipe)."""
     try:  # utf-8-sig: a byte-order mark is not part of the first column's name
         if content is None:
             with path.open(newline="", encoding="utf-8-sig") as handle:
+                sep = _delimiter(path, handle.readline(), sep)
+                handle.seek(0)
                 header = next(csv.reader(handle, delimiter=sep), [])
         else:
-            header = next(csv.reader(io.StringIO(content.decode("utf-8-sig"), newline=""), delimiter=sep), [])
+            text = io.StringIO(content.decode("utf-8-sig"), newline="")
+            sep = _delimiter(path, text.readline(), sep)
+            text.seek(0)
+            header = next(csv.reader(text, delimiter=sep), [])
     except UnicodeDecodeError:
         raise (
             _not_utf8(path) if content is None else DataError(f"{path}: not UTF-8 text; save it as UTF-8.")
@@ -162,20 +230,15 @@ def _read_csv(path: Path, sep: str, content: bytes | None = None) -> pd.DataFram
     duplicates = sorted(name for name, n in Counter(header).items() if n > 1)
     if duplicates:
         raise DataError(f"{path}: duplicate column names {duplicates}; rename them so each is unique.")
+    # ';'-separated files come from spreadsheets that write 1,5 for 1.5 (numbers written 1.5
+    # there stay text for pandas and are read as numbers by the preprocessing)
+    decimal = "," if sep == ";" else "."
     try:
-        frame = pd.read_csv(path if content is None else io.BytesIO(content), sep=sep)
+        frame = pd.read_csv(path if content is None else io.BytesIO(content), sep=sep, decimal=decimal)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty.") from None
     except UnicodeDecodeError:
         raise _not_utf8(path) from None
     except (pd.errors.ParserError, ValueError) as err:
         raise DataError(f"{path}: not a readable CSV file ({err}).") from None
-    if frame.shape[1] == 1:
-        name = str(frame.columns[0])
-        for other in (";", "\t", "|"):
-            if other in name and other != sep:
-                raise DataError(
-                    f"{path}: found one column named {name!r}; the file seems to use {other!r} "
-                    f"as delimiter, but nmsnn reads {sep!r}-separated files. Convert it to CSV."
-                )
     return frame
