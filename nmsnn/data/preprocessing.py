@@ -211,6 +211,8 @@ def _present_and_strays(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     """A column's present values (neither missing nor blank), and those among them that are not
     numbers (see :func:`_to_numbers`)."""
     present = values.dropna()
+    if ptypes.is_numeric_dtype(present) or ptypes.is_bool_dtype(present):  # no blanks, no words
+        return present, present.iloc[:0]
     present = present[present.astype(str).str.strip() != ""]
     return present, present[_to_numbers(present).isna()]
 
@@ -420,7 +422,8 @@ def _column_kind(
             column,
             column,
         )
-    if values.map(lambda v: isinstance(v, (list, dict, np.ndarray))).any():
+    nested = values.dtype == object and values.map(lambda v: isinstance(v, (list, dict, np.ndarray))).any()
+    if nested:  # (only an object column can hold them)
         raise DataError(
             f"{where}: column {column!r} holds nested values (lists or structs); "
             "flatten it or drop it with data.drop=[...]."
