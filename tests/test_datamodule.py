@@ -167,24 +167,6 @@ BAD_INPUTS = [
         "not a text file",
     ),
     (
-        "latin-1 text",
-        lambda p: {
-            "path": write(p, "l.csv", "x,y\n1,caf\xe9\n2,th\xe9\n".encode("latin-1"), "wb"),
-            "target": "y",
-        },
-        "not UTF-8 text (byte 0xe9 at offset 9)",
-    ),
-    (
-        "latin-1 past the first chunk",
-        lambda p: {
-            "path": write(
-                p, "late.csv", ("x,y\n" + "1,a\n" * 300_000 + "2,caf\xe9\n").encode("latin-1"), "wb"
-            ),
-            "target": "y",
-        },
-        "not UTF-8 text (byte 0xe9 at offset 1200009)",
-    ),
-    (
         "zip of two files",
         lambda p: {
             "path": zipped(p, "two.zip", {"a.csv": "x,y\n1,2\n", "b.csv": "x,y\n1,2\n"}),
@@ -462,6 +444,37 @@ def test_compressed_and_otherwise_delimited_csvs_read_as_the_plain_csv(tmp_path,
         "and ',' as the decimal mark" in caplog.text
     )
     assert f"{tmp_path / 'tabs.csv'}: the header holds no ',' but '\\t'; read with '\\t'" in caplog.text
+
+
+def test_spreadsheet_encodings_read_as_the_utf8_file_with_a_note(tmp_path, caplog):
+    """Windows-1252 (also past pandas' first chunk, and for a byte it leaves undefined, as
+    Latin-1) and UTF-16 with a byte-order mark read as the same rows as UTF-8; the first
+    non-UTF-8 byte is named."""
+    frame = frame_rows(40, city=["café", "thé", "Zürich", "€uro"] * 10)
+    long = frame_rows(60_000, city=[*(["a", "b"] * 30_000)[:-1], "café"])
+    files = {
+        "utf8.csv": frame.to_csv(index=False).encode(),
+        "cp1252.csv": frame.to_csv(index=False).encode("cp1252"),
+        "utf16.csv": frame.to_csv(index=False).encode("utf-16"),
+        "late.csv": long.to_csv(index=False).encode("cp1252"),
+        "undefined.csv": frame.to_csv(index=False).encode("cp1252").replace(b"\x80uro", b"\x81uro"),
+    }
+    for name, raw in files.items():
+        (tmp_path / name).write_bytes(raw)
+
+    def read(name):
+        dm = TabularDataModule(path=str(tmp_path / name), target="y")
+        return dm.load_frame()[0]
+
+    with caplog.at_level(logging.INFO):
+        for name in ("cp1252.csv", "utf16.csv"):
+            pd.testing.assert_frame_equal(read(name), read("utf8.csv"))
+        assert read("late.csv")["city"].iloc[-1] == "café"
+        assert read("undefined.csv")["city"].iloc[3] == "\x81uro"
+    first = frame.to_csv(index=False).encode("cp1252").index(b"\xe9")
+    assert f"cp1252.csv: not UTF-8 text (byte 0xe9 at offset {first}); read as Windows-1252" in caplog.text
+    assert "utf16.csv: UTF-16 text (by its byte-order mark)" in caplog.text
+    assert "undefined.csv: not UTF-8 text (byte 0xe9" in caplog.text and "read as Latin-1" in caplog.text
 
 
 def test_numbers_written_with_currency_separators_and_percents_are_numbers(tmp_path, caplog):

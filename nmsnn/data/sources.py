@@ -161,28 +161,35 @@ def _read_parquet(path: Path, content: bytes | None = None) -> pd.DataFrame:
         raise DataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err}).") from None
 
 
-def _not_utf8(path: Path) -> DataError:
-    """The error for a file that does not decode as UTF-8: binary data, or text in another
-    encoding (with the first offending byte and its offset, found by decoding in chunks)."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    offset = 0
-    with path.open("rb") as handle:
-        while True:
-            chunk = handle.read(1 << 20)
-            if b"\0" in chunk:
-                return DataError(f"{path}: not a text file (it holds binary data); expected CSV.")
-            pending = len(decoder.getstate()[0])  # bytes of a character split across chunks
-            try:
-                decoder.decode(chunk, final=not chunk)
-            except UnicodeDecodeError as err:
-                return DataError(
-                    f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
-                    f"{offset - pending + err.start}), probably another encoding such as Latin-1 or "
-                    "Windows-1252; save it as UTF-8 (spreadsheet programs call it 'CSV UTF-8')."
-                )
-            if not chunk:
-                return DataError(f"{path}: not UTF-8 text; save it as UTF-8.")
-            offset += len(chunk)
+def _as_utf8(path: Path, raw: bytes) -> bytes:
+    """A CSV's bytes as UTF-8: UTF-16 with its byte-order mark (spreadsheets' "Unicode text")
+    decoded, other non-UTF-8 text read as Windows-1252 (Western European spreadsheets' CSV; bytes
+    it leaves undefined as Latin-1), with a warning naming the first byte that is not UTF-8.
+    Binary data is an error."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        log.info("%s: UTF-16 text (by its byte-order mark); read as such.", path)
+        return raw.decode("utf-16").encode("utf-8")
+    if b"\0" in raw:
+        raise DataError(f"{path}: not a text file (it holds binary data); expected CSV.")
+    try:
+        raw.decode("utf-8")
+        return raw
+    except UnicodeDecodeError as err:
+        byte, offset = err.object[err.start], err.start
+    try:
+        text, encoding = raw.decode("cp1252"), "Windows-1252"
+    except UnicodeDecodeError:
+        text, encoding = raw.decode("latin-1"), "Latin-1"
+    log.warning(
+        "%s: not UTF-8 text (byte %#04x at offset %d); read as %s, the encoding spreadsheet "
+        "programs in Western Europe save CSV in. If its text looks wrong (in categories or labels), "
+        "save the file as UTF-8 ('CSV UTF-8').",
+        path,
+        byte,
+        offset,
+        encoding,
+    )
+    return text.encode("utf-8")
 
 
 _DELIMITERS_NOTED: set[Path] = set()  # files whose delimiter was logged (the report reads them again)
@@ -212,21 +219,25 @@ def _delimiter(path: Path, first_line: str, sep: str) -> str:
 
 def _read_csv(path: Path, sep: str, content: bytes | None = None) -> pd.DataFrame:
     """``content``: the file's bytes, for a file that can be read only once (a pipe)."""
-    try:  # utf-8-sig: a byte-order mark is not part of the first column's name
-        if content is None:
-            with path.open(newline="", encoding="utf-8-sig") as handle:
-                sep = _delimiter(path, handle.readline(), sep)
-                handle.seek(0)
-                header = next(csv.reader(handle, delimiter=sep), [])
-        else:
-            text = io.StringIO(content.decode("utf-8-sig"), newline="")
-            sep = _delimiter(path, text.readline(), sep)
-            text.seek(0)
-            header = next(csv.reader(text, delimiter=sep), [])
-    except UnicodeDecodeError:
-        raise (
-            _not_utf8(path) if content is None else DataError(f"{path}: not UTF-8 text; save it as UTF-8.")
-        ) from None
+    try:
+        return _parse_csv(path, sep, content)
+    except UnicodeDecodeError:  # read it whole, in the encoding it seems to have
+        return _parse_csv(path, sep, _as_utf8(path, path.read_bytes() if content is None else content))
+
+
+def _parse_csv(path: Path, sep: str, content: bytes | None = None) -> pd.DataFrame:
+    """A UTF-8 CSV (``UnicodeDecodeError`` where it is not), from ``path`` or ``content``."""
+    # utf-8-sig: a byte-order mark is not part of the first column's name
+    if content is None:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            sep = _delimiter(path, handle.readline(), sep)
+            handle.seek(0)
+            header = next(csv.reader(handle, delimiter=sep), [])
+    else:
+        text = io.StringIO(content.decode("utf-8-sig"), newline="")
+        sep = _delimiter(path, text.readline(), sep)
+        text.seek(0)
+        header = next(csv.reader(text, delimiter=sep), [])
     duplicates = sorted(name for name, n in Counter(header).items() if n > 1)
     if duplicates:
         raise DataError(f"{path}: duplicate column names {duplicates}; rename them so each is unique.")
@@ -237,8 +248,8 @@ def _read_csv(path: Path, sep: str, content: bytes | None = None) -> pd.DataFram
         frame = pd.read_csv(path if content is None else io.BytesIO(content), sep=sep, decimal=decimal)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty.") from None
-    except UnicodeDecodeError:
-        raise _not_utf8(path) from None
+    except UnicodeDecodeError:  # a ValueError, but for _read_csv to read in another encoding
+        raise
     except (pd.errors.ParserError, ValueError) as err:
         raise DataError(f"{path}: not a readable CSV file ({err}).") from None
     return frame
