@@ -446,6 +446,20 @@ def test_compressed_and_otherwise_delimited_csvs_read_as_the_plain_csv(tmp_path,
     assert f"{tmp_path / 'tabs.csv'}: the header holds no ',' but '\\t'; read with '\\t'" in caplog.text
 
 
+def test_spaced_csv_with_question_marks_reads_as_the_clean_file_with_gaps(tmp_path):
+    """A UCI-style file: ", " between values, "?" for a missing one (also in the target, whose
+    row is skipped)."""
+    spaced = "age, work, hours, y\n30, Private, 40.5, a\n41, ?, ?, b\n52, State-gov, 38, ?\n"
+    (tmp_path / "spaced.csv").write_text(spaced)
+    (tmp_path / "clean.csv").write_text("age,work,hours,y\n30,Private,40.5,a\n41,,,b\n52,State-gov,38,\n")
+    frames = [
+        TabularDataModule(path=str(tmp_path / n), target="y").load_frame()[0]
+        for n in ("spaced.csv", "clean.csv")
+    ]
+    pd.testing.assert_frame_equal(*frames)
+    assert list(frames[0].columns) == ["age", "work", "hours", "y"] and len(frames[0]) == 2
+
+
 def test_spreadsheet_encodings_read_as_the_utf8_file_with_a_note(tmp_path, caplog):
     """Windows-1252 (also past pandas' first chunk, and for a byte it leaves undefined, as
     Latin-1) and UTF-16 with a byte-order mark read as the same rows as UTF-8; the first

@@ -30,6 +30,8 @@ CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 # a CSV compressed as a whole (data.csv.gz): read into memory, then as the CSV it holds
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zip")
+# values that mean "missing" beside pandas' own (NA, N/A, null, an empty cell, ...)
+MISSING_MARKS = ["?"]
 # delimiters a CSV may use instead of the one its suffix implies, in the order they are tried
 OTHER_DELIMITERS = (";", "\t", "|", ",")
 
@@ -232,20 +234,26 @@ def _parse_csv(path: Path, sep: str, content: bytes | None = None) -> pd.DataFra
         with path.open(newline="", encoding="utf-8-sig") as handle:
             sep = _delimiter(path, handle.readline(), sep)
             handle.seek(0)
-            header = next(csv.reader(handle, delimiter=sep), [])
+            header = next(csv.reader(handle, delimiter=sep, skipinitialspace=True), [])
     else:
         text = io.StringIO(content.decode("utf-8-sig"), newline="")
         sep = _delimiter(path, text.readline(), sep)
         text.seek(0)
-        header = next(csv.reader(text, delimiter=sep), [])
+        header = next(csv.reader(text, delimiter=sep, skipinitialspace=True), [])
     duplicates = sorted(name for name, n in Counter(header).items() if n > 1)
     if duplicates:
         raise DataError(f"{path}: duplicate column names {duplicates}; rename them so each is unique.")
     # ';'-separated files come from spreadsheets that write 1,5 for 1.5 (numbers written 1.5
     # there stay text for pandas and are read as numbers by the preprocessing)
     decimal = "," if sep == ";" else "."
-    try:
-        frame = pd.read_csv(path if content is None else io.BytesIO(content), sep=sep, decimal=decimal)
+    try:  # "a, b" files: no leading space in names and values; "?" marks a missing value (UCI)
+        frame = pd.read_csv(
+            path if content is None else io.BytesIO(content),
+            sep=sep,
+            decimal=decimal,
+            skipinitialspace=True,
+            na_values=MISSING_MARKS,
+        )
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty.") from None
     except UnicodeDecodeError:  # a ValueError, but for _read_csv to read in another encoding
