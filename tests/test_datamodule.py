@@ -199,6 +199,16 @@ BAD_INPUTS = [
         lambda p: {"frame": frame_rows(), "target": "label"},
         "target column 'label' not found; the columns are ['x', 'y']",
     ),
+    (
+        "target in another case",
+        lambda p: {"frame": frame_rows(), "target": " Y"},
+        "target column ' Y' not found (did you mean 'y'?); the columns are ['x', 'y']",
+    ),
+    (
+        "misspelt override",
+        lambda p: {"frame": frame_rows(price=1.0), "target": "y", "drop": ["prize"]},
+        "data.drop names column(s) ['prize'] that do not exist (did you mean 'price'?)",
+    ),
     ("no target given", lambda p: {"frame": frame_rows()}, "no target column given"),
     (
         "target all missing",

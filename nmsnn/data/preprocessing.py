@@ -9,6 +9,7 @@ holds it without pickled objects, and applies it as ``(x - center) / scale`` and
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 import warnings
@@ -330,7 +331,8 @@ def validate_target(frame: pd.DataFrame, target: str, where: str, training: bool
         raise DataError(f"{where}: no target column given; set data.target to one of {list(frame.columns)}.")
     if target not in frame.columns:
         raise DataError(
-            f"{where}: target column {target!r} not found; the columns are {list(map(str, frame.columns))}."
+            f"{where}: target column {target!r} not found{_did_you_mean(target, frame.columns)}; "
+            f"the columns are {list(map(str, frame.columns))}."
         )
     values = frame[target]
     missing = values.index[values.isna()]
@@ -385,6 +387,15 @@ def split_columns(
     return numbers, texts
 
 
+def _did_you_mean(name: Any, columns: Sequence[Any]) -> str:
+    """`` (did you mean 'Price'?)`` for the column whose name is ``name`` but for case and
+    surrounding spaces, else the closest name by spelling, else nothing."""
+    names = [str(c) for c in columns]
+    same = [c for c in names if c.strip().casefold() == str(name).strip().casefold()]
+    close = same or difflib.get_close_matches(str(name), names, n=1, cutoff=0.8)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _check_overrides(
     frame: pd.DataFrame, target: str, where: str, settings: dict[str, list[str]]
 ) -> dict[str, str]:
@@ -394,7 +405,10 @@ def _check_overrides(
     for name, columns in settings.items():
         unknown = [c for c in columns if c not in frame.columns]
         if unknown:
-            problems.append(f"data.{name} names column(s) {unknown} that do not exist")
+            problems.append(
+                f"data.{name} names column(s) {unknown} that do not exist"
+                + "".join(_did_you_mean(c, frame.columns) for c in unknown)
+            )
         if name != "drop" and target in columns:
             problems.append(f"data.{name} names the target column {target!r} (it applies to features)")
         for column in columns:
