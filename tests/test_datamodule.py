@@ -697,6 +697,24 @@ def test_a_text_column_of_unique_names_is_ignored_unless_kept(tmp_path, caplog):
     assert kept.preprocessor.feature_names[-1] == "name=<other>" and kept.num_features == 6
 
 
+def test_a_column_of_other_date_formats_points_to_parse_dates(tmp_path, caplog):
+    """Dates not in ISO-8601 may be day or month first: ignored unasked, with the setting that
+    reads them named, not the one for names (data.categorical)."""
+    days = pd.date_range("2020-01-01", periods=60, freq="D").strftime("%m/%d/%Y")
+    path = messy_csv(tmp_path, day=list(days))
+    with caplog.at_level(logging.WARNING):
+        dm = TabularDataModule(path=path, target="y")
+        dm.setup()
+    assert "day" not in dm.preprocessor.numeric + dm.preprocessor.categorical
+    assert (
+        "text column 'day' holds dates (e.g. '01/01/2020', format %m/%d/%Y) and is ignored" in caplog.text
+        and "data.parse_dates=[day] reads them as dates" in caplog.text
+    )
+    forced = TabularDataModule(path=path, target="y", parse_dates=["day"])
+    forced.setup()
+    assert forced.preprocessor.numeric == ["x", "day"]
+
+
 def test_an_integer_id_column_is_pointed_out_but_used(tmp_path, caplog):
     ids = np.random.default_rng(1).permutation(60) + 1000
     path = messy_csv(tmp_path, customer=ids, visits=[1, 2, 3] * 20)

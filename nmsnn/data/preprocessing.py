@@ -134,18 +134,27 @@ def date_format(values: pd.Series, column: str, where: str) -> str:
     text = _date_text(values)
     if not len(text) or _looks_iso(text):
         return "ISO8601"
+    fmt, tried = _guess_date_format(text)
+    if fmt:
+        return fmt
+    fallback = tried[0] if tried else "mixed"  # mixed: each value as pandas reads it
+    _parsed_dates(values, column, where, fallback)  # raises, naming a value, unless all parse
+    return fallback
+
+
+def _guess_date_format(text: pd.Series) -> tuple[str | None, list[str]]:
+    """The format of ``text``'s first value (month first, then day first) that every value of
+    ``text`` has, or ``None``; and the formats tried."""
     tried = []
     for dayfirst in (False, True):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # pandas' note on the day-first guess
-            guessed = guess_datetime_format(text.iloc[0], dayfirst=dayfirst)
+            guessed = guess_datetime_format(str(text.iloc[0]).strip(), dayfirst=dayfirst)
         if guessed and guessed not in tried:
             tried.append(guessed)
             if pd.to_datetime(text, format=guessed, errors="coerce").notna().all():
-                return guessed
-    fallback = tried[0] if tried else "mixed"  # mixed: each value as pandas reads it
-    _parsed_dates(values, column, where, fallback)  # raises, naming a value, unless all parse
-    return fallback
+                return guessed, tried
+    return None, tried
 
 
 def _date_text(values: pd.Series) -> pd.Series:
@@ -520,6 +529,18 @@ def _text_kind(values: pd.Series, column: str, where: str, max_categories: int) 
             column,
         )
         return "categorical"
+    if distinct > max_categories and (fmt := _guess_date_format(present.astype(str).str.strip())[0]):
+        log.warning(
+            "%s: text column %r holds dates (e.g. %r, format %s) and is ignored: only ISO-8601 "
+            "dates (2024-01-31) are read as dates unasked, as others may be day or month first. "
+            "data.parse_dates=[%s] reads them as dates.",
+            where,
+            column,
+            str(present.iloc[0]),
+            fmt,
+            column,
+        )
+        return None
     if distinct > max_categories and distinct >= UNIQUE_SHARE * len(present):
         log.warning(
             "%s: text column %r has %d distinct values in %d rows, nearly one per row (names, free "
