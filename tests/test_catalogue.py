@@ -97,9 +97,9 @@ CASES = [
     Case(
         "unknown file type",
         "train",
-        ["data=csv", "data.path={d}/data.xlsx", "data.target=y"],
-        "unknown file type '.xlsx'",
-        text("x", "data.xlsx"),
+        ["data=csv", "data.path={d}/data.xls", "data.target=y"],
+        "unknown file type '.xls' (an .xls workbook: save it as .xlsx or CSV)",
+        text("x", "data.xls"),
     ),
     Case(
         "parquet with nested column",

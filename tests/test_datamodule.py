@@ -191,8 +191,13 @@ BAD_INPUTS = [
     ),
     (
         "unknown suffix",
+        lambda p: {"path": write(p, "f.ods", "x"), "target": "y"},
+        "unknown file type '.ods'",
+    ),
+    (
+        "broken workbook",
         lambda p: {"path": write(p, "f.xlsx", "x"), "target": "y"},
-        "unknown file type '.xlsx'",
+        "f.xlsx: not a readable Excel workbook (BadZipFile",
     ),
     (
         "target not found",
@@ -454,6 +459,27 @@ def test_compressed_and_otherwise_delimited_csvs_read_as_the_plain_csv(tmp_path,
         "and ',' as the decimal mark" in caplog.text
     )
     assert f"{tmp_path / 'tabs.csv'}: the header holds no ',' but '\\t'; read with '\\t'" in caplog.text
+
+
+def test_an_excel_workbook_reads_its_first_sheet_with_typed_dates(tmp_path, caplog):
+    """The first sheet, its Excel dates as dates: the same features as the CSV of the same rows
+    (ISO-8601 text there); the other sheets are named."""
+    frame = frame_rows(40, when=pd.date_range("2024-01-01 06:00", periods=40, freq="37h"))
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    with pd.ExcelWriter(tmp_path / "book.xlsx") as book:
+        frame.to_excel(book, sheet_name="rows", index=False)
+        frame.head(2).to_excel(book, sheet_name="notes", index=False)
+
+    def features(name):
+        dm = TabularDataModule(path=str(tmp_path / name), target="y")
+        dm.setup()
+        return dm.preprocessor.numeric, dm.tensors["train"].x
+
+    with caplog.at_level(logging.INFO):
+        (columns, x), (csv_columns, csv_x) = features("book.xlsx"), features("data.csv")
+    assert columns == csv_columns == ["x", "when"]
+    torch.testing.assert_close(x, csv_x)
+    assert "book.xlsx: read its first sheet, 'rows', of 2 ('notes')" in caplog.text
 
 
 def test_spaced_csv_with_question_marks_reads_as_the_clean_file_with_gaps(tmp_path):

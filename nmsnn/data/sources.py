@@ -28,12 +28,23 @@ log = logging.getLogger(__name__)
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
+EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 # a CSV compressed as a whole (data.csv.gz): read into memory, then as the CSV it holds
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zip")
 # values that mean "missing" beside pandas' own (NA, N/A, null, an empty cell, ...)
 MISSING_MARKS = ["?"]
 # delimiters a CSV may use instead of the one its suffix implies, in the order they are tried
 OTHER_DELIMITERS = (";", "\t", "|", ",")
+
+
+_NOTED: set[tuple[Path, str]] = set()  # (file, what) logged already: the report reads a file again
+
+
+def _note_once(path: Path, what: str, message: str, *args: object) -> None:
+    """Log ``message`` about ``path`` once per process and ``what``."""
+    if (path, what) not in _NOTED:
+        _NOTED.add((path, what))
+        log.info(message, path, *args)
 
 
 def _sklearn(loader: Callable[..., object]) -> Callable[[], tuple[pd.DataFrame, str]]:
@@ -88,10 +99,11 @@ def load_bundled(name: str) -> tuple[pd.DataFrame, str]:
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV (``.csv``, ``.tsv``, ``.txt``) or Parquet (``.parquet``, ``.pq``) file.
+    """Read a CSV (``.csv``, ``.tsv``, ``.txt``, also compressed), Parquet (``.parquet``,
+    ``.pq``) or Excel (``.xlsx``, ``.xlsm``: the first sheet) file.
 
-    Raises :class:`DataError` for a missing, empty, header-only or unreadable file, duplicate
-    column names, or a CSV that seems to use another delimiter.
+    Raises :class:`DataError` for a missing, empty, header-only or unreadable file, or duplicate
+    column names.
     """
     path = Path(path)
     if not path.exists():
@@ -122,12 +134,16 @@ def _read_table(path: Path) -> pd.DataFrame:
         suffix = inner
     if suffix in PARQUET_SUFFIXES:
         frame = _read_parquet(path, content)
+    elif suffix in EXCEL_SUFFIXES:
+        frame = _read_excel(path, content)
     elif suffix in CSV_SUFFIXES or suffix == "":
         frame = _read_csv(path, "\t" if suffix == ".tsv" else ",", content)
     else:
+        older = " (an .xls workbook: save it as .xlsx or CSV)" if suffix == ".xls" else ""
         raise DataError(
-            f"{path}: unknown file type {suffix!r}; use a CSV ({', '.join(CSV_SUFFIXES)}, also "
-            f"compressed: {', '.join(COMPRESSED_SUFFIXES)}) or Parquet ({', '.join(PARQUET_SUFFIXES)}) file."
+            f"{path}: unknown file type {suffix!r}{older}; use a CSV ({', '.join(CSV_SUFFIXES)}, also "
+            f"compressed: {', '.join(COMPRESSED_SUFFIXES)}), Parquet ({', '.join(PARQUET_SUFFIXES)}) "
+            f"or Excel ({', '.join(EXCEL_SUFFIXES)}) file."
         )
     if len(frame) == 0:
         raise DataError(f"{path}: the file has a header but no data rows.")
@@ -154,6 +170,27 @@ def _decompress(path: Path, suffix: str, content: bytes | None) -> tuple[bytes, 
         raise
     except (OSError, EOFError, ValueError, lzma.LZMAError, zipfile.BadZipFile) as err:
         raise DataError(f"{path}: not a readable {suffix} file ({err}).") from None
+
+
+def _read_excel(path: Path, content: bytes | None = None) -> pd.DataFrame:
+    """The first sheet of an Excel workbook (its first row the header; cells typed as Excel
+    types them: dates are dates)."""
+    try:
+        with pd.ExcelFile(path if content is None else io.BytesIO(content), engine="openpyxl") as book:
+            sheets = book.sheet_names
+            frame = book.parse(sheets[0])
+    except Exception as err:  # openpyxl raises many types for a broken file
+        raise DataError(f"{path}: not a readable Excel workbook ({type(err).__name__}: {err}).") from None
+    if len(sheets) > 1:
+        _note_once(
+            path,
+            "sheet",
+            "%s: read its first sheet, %r, of %d (%s); save another sheet as its own file to use it.",
+            sheets[0],
+            len(sheets),
+            ", ".join(map(repr, sheets[1:4])) + (", ..." if len(sheets) > 4 else ""),
+        )
+    return frame
 
 
 def _read_parquet(path: Path, content: bytes | None = None) -> pd.DataFrame:
@@ -194,9 +231,6 @@ def _as_utf8(path: Path, raw: bytes) -> bytes:
     return text.encode("utf-8")
 
 
-_DELIMITERS_NOTED: set[Path] = set()  # files whose delimiter was logged (the report reads them again)
-
-
 def _delimiter(path: Path, first_line: str, sep: str) -> str:
     """The delimiter of a CSV whose first line is ``first_line``: ``sep`` (what its suffix
     implies) if the line holds it, else the first of :data:`OTHER_DELIMITERS` that it holds."""
@@ -204,12 +238,10 @@ def _delimiter(path: Path, first_line: str, sep: str) -> str:
         return sep
     for other in OTHER_DELIMITERS:
         if other in first_line:
-            if path in _DELIMITERS_NOTED:
-                return other
-            _DELIMITERS_NOTED.add(path)
-            log.info(
-                "%s: the header holds no %r but %r; read with %r as the delimiter%s.",
+            _note_once(
                 path,
+                "delimiter",
+                "%s: the header holds no %r but %r; read with %r as the delimiter%s.",
                 sep,
                 other,
                 other,
