@@ -40,11 +40,11 @@ OTHER_DELIMITERS = (";", "\t", "|", ",")
 _NOTED: set[tuple[Path, str]] = set()  # (file, what) logged already: the report reads a file again
 
 
-def _note_once(path: Path, what: str, message: str, *args: object) -> None:
+def _note_once(path: Path, what: str, message: str, *args: object, level: int = logging.INFO) -> None:
     """Log ``message`` about ``path`` once per process and ``what``."""
     if (path, what) not in _NOTED:
         _NOTED.add((path, what))
-        log.info(message, path, *args)
+        log.log(level, message, path, *args)
 
 
 def _sklearn(loader: Callable[..., object]) -> Callable[[], tuple[pd.DataFrame, str]]:
@@ -206,7 +206,7 @@ def _as_utf8(path: Path, raw: bytes) -> bytes:
     it leaves undefined as Latin-1), with a warning naming the first byte that is not UTF-8.
     Binary data is an error."""
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        log.info("%s: UTF-16 text (by its byte-order mark); read as such.", path)
+        _note_once(path, "encoding", "%s: UTF-16 text (by its byte-order mark); read as such.")
         return raw.decode("utf-16").encode("utf-8")
     if b"\0" in raw:
         raise DataError(f"{path}: not a text file (it holds binary data); expected CSV.")
@@ -219,14 +219,16 @@ def _as_utf8(path: Path, raw: bytes) -> bytes:
         text, encoding = raw.decode("cp1252"), "Windows-1252"
     except UnicodeDecodeError:
         text, encoding = raw.decode("latin-1"), "Latin-1"
-    log.warning(
+    _note_once(
+        path,
+        "encoding",
         "%s: not UTF-8 text (byte %#04x at offset %d); read as %s, the encoding spreadsheet "
         "programs in Western Europe save CSV in. If its text looks wrong (in categories or labels), "
         "save the file as UTF-8 ('CSV UTF-8').",
-        path,
         byte,
         offset,
         encoding,
+        level=logging.WARNING,
     )
     return text.encode("utf-8")
 
