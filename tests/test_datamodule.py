@@ -214,6 +214,15 @@ BAD_INPUTS = [
         lambda p: {"frame": frame_rows(price=1.0), "target": "y", "drop": ["prize"]},
         "data.drop names column(s) ['prize'] that do not exist (did you mean 'price'?)",
     ),
+    (
+        "file without a header line",
+        lambda p: {
+            "path": write(p, "iris.data", "5.1,3.5,1.4,0.2,setosa\n4.9,3.0,1.4,0.2,setosa\n"),
+            "target": "class",
+        },
+        "the columns are ['5.1', '3.5', '1.4', '0.2', 'setosa']. The first line looks like data, not column "
+        "names: add a header line that names the columns.",
+    ),
     ("no target given", lambda p: {"frame": frame_rows()}, "no target column given"),
     (
         "target all missing",

@@ -339,9 +339,15 @@ def validate_target(frame: pd.DataFrame, target: str, where: str, training: bool
     if target is None:
         raise DataError(f"{where}: no target column given; set data.target to one of {list(frame.columns)}.")
     if target not in frame.columns:
+        names = pd.Series([str(c) for c in frame.columns])
+        headless = (
+            " The first line looks like data, not column names: add a header line that names the columns."
+            if _to_numbers(names).notna().mean() >= 0.5
+            else ""
+        )
         raise DataError(
             f"{where}: target column {target!r} not found{_did_you_mean(target, frame.columns)}; "
-            f"the columns are {list(map(str, frame.columns))}."
+            f"the columns are {list(names)}.{headless}"
         )
     values = frame[target]
     missing = values.index[values.isna()]

@@ -26,7 +26,7 @@ from nmsnn.errors import DataError
 
 log = logging.getLogger(__name__)
 
-CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".data")  # .data: UCI's comma-separated files
 PARQUET_SUFFIXES = (".parquet", ".pq")
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 # a CSV compressed as a whole (data.csv.gz): read into memory, then as the CSV it holds
