@@ -289,7 +289,7 @@ def _write_predictions_and_plots(
     """``test_predictions.csv`` and, where plots are wanted, the plots (also to TensorBoard)."""
     out_dir = Path(cfg.paths.output_dir)
     rows = datamodule.split_frame("test")
-    predictions = predict_frame(model, datamodule.preprocessor, rows, "test rows", report_missing=False)
+    predictions = predict_frame(model, datamodule.preprocessor, rows, "test rows", report=False)
     labelled = labelled_predictions(predictions, rows, datamodule.preprocessor.target)
     write_csv(labelled, out_dir / "test_predictions.csv", overwrite=True)
     if not wants_plots(cfg):

@@ -17,11 +17,11 @@ def predict_frame(
     frame: pd.DataFrame,
     where: str = "rows",
     id_column: str | None = None,
-    report_missing: bool = True,
+    report: bool = True,
 ) -> pd.DataFrame:
     """One output row per input row: ``prediction`` and, for classes, ``proba_<class>`` columns;
-    ``id_column``: a column of ``frame`` copied, as it is, in front of them; ``report_missing``:
-    warn about the missing values imputed (a run's report does not: its setup already did)."""
+    ``id_column``: a column of ``frame`` copied, as it is, in front of them; ``report``:
+    warn about the values imputed and categories unseen (a run's report does not: its set-up did)."""
     if id_column is not None and id_column not in frame.columns:
         raise ConfigError(
             f"{where}: id_column={id_column!r} is not a column; the columns are "
@@ -30,7 +30,7 @@ def predict_frame(
     features = frame  # an id column that is not a feature is carried, not "ignored"
     if id_column is not None and id_column not in {*preprocessor.numeric, *preprocessor.categorical}:
         features = frame.drop(columns=[id_column])
-    x = torch.from_numpy(preprocessor.transform(features, where, report_missing))
+    x = torch.from_numpy(preprocessor.transform(features, where, report))
     values = module.predict_rows(x).numpy()
     if preprocessor.task == "classification":
         out = pd.DataFrame({"prediction": preprocessor.decode(values.argmax(1))}, index=frame.index)

@@ -92,6 +92,34 @@ def test_missing_values_are_reported_once_with_one_count_per_column(tmp_path):
     )
 
 
+def test_a_category_only_in_test_rows_is_warned_about_once(tmp_path):
+    """The set-up names it for the file; the report of the test rows does not repeat it."""
+    import numpy as np
+    import pandas as pd
+
+    from nmsnn.data.datamodule import TabularDataModule
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=120), "kind": ["a", "b"] * 60, "y": ["p", "q", "r"] * 40})
+    dm = TabularDataModule(frame=frame, target="y")
+    dm.setup()
+    frame.loc[dm.split_index["test"][:2], "kind"] = "z"  # the same split from the file below
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    args = [
+        "data=csv",
+        f"data.path={tmp_path / 'rows.csv'}",
+        "data.target=y",
+        "trainer.max_epochs=1",
+        "logger=none",
+    ]
+    result = run_cli("nmsnn-train", *args, cwd=tmp_path)
+    console = result.stdout + result.stderr
+    lines = [line for line in console.splitlines() if "not seen in training" in line]
+    assert len(lines) == 1 and "rows.csv: column 'kind' has categories not seen in training" in lines[0], (
+        lines
+    )
+
+
 def test_a_failed_run_leaves_a_failed_marker_with_its_error(tmp_path):
     missing = tmp_path / "nowhere.csv"
     args = ["data=csv", f"data.path={missing}", "data.target=y", "run_name=bad"]

@@ -97,7 +97,7 @@ def _score(cfg: DictConfig, loaded: Any, datamodule: Any) -> dict[str, float | i
         import pandas as pd
 
         frame = pd.concat(frames)
-        predictions = predict_frame(loaded.module, loaded.preprocessor, frame, "rows", report_missing=False)
+        predictions = predict_frame(loaded.module, loaded.preprocessor, frame, "rows", report=False)
         labelled = labelled_predictions(predictions, frame, loaded.preprocessor.target)
         write_table(labelled, cfg.predictions_path, cfg.overwrite)
     return metrics

@@ -754,9 +754,11 @@ class TabularPreprocessor:
     def num_outputs(self) -> int:
         return len(self.classes) if self.task == "classification" else 1
 
-    def transform(self, frame: pd.DataFrame, where: str = "rows", report_missing: bool = True) -> np.ndarray:
+    def transform(self, frame: pd.DataFrame, where: str = "rows", report: bool = True) -> np.ndarray:
         """Preprocessed features ``[N, F]`` (float32) for raw rows with the training columns;
-        missing values are imputed and, with ``report_missing``, counted in one warning."""
+        missing values are imputed. With ``report``, the imputed values are counted in one
+        warning, and unseen categories and words read as missing (``data.numeric``) are warned
+        about."""
         expected = [*self.numeric, *self.categorical]
         missing = [c for c in expected if c not in frame.columns]
         if missing:
@@ -766,7 +768,7 @@ class TabularPreprocessor:
         extra = [c for c in frame.columns if c not in expected and c != self.target]
         if extra:
             log.info("%s: ignoring column(s) not used in training: %s", where, extra)
-        frame = _forced_numbers(frame, self.coerce, self.dates, self.date_formats, where)
+        frame = _forced_numbers(frame, self.coerce, self.dates, self.date_formats, where, warn=report)
         parts = []
         filled: dict[str, tuple[int, str]] = {}  # column -> values imputed, and with what
         if self.numeric:  # each part computed in float64, kept as float32 (half the memory)
@@ -781,8 +783,8 @@ class TabularPreprocessor:
             missing = int(frame[column].isna().sum())
             if missing:
                 filled[str(column)] = (missing, repr(self.category_fill[j]))
-            parts.append(self._one_hot(frame[column], j, grouped[j], where).astype(np.float32))
-        if filled and report_missing:
+            parts.append(self._one_hot(frame[column], j, grouped[j], where, report).astype(np.float32))
+        if filled and report:
             log.warning(
                 "%s: %d missing value(s) imputed with the training split's median or most frequent value: %s",
                 where,
@@ -831,15 +833,18 @@ class TabularPreprocessor:
         fitted.n_features_in_ = len(self.numeric)
         return fitted
 
-    def _one_hot(self, values: pd.Series, j: int, grouped: bool, where: str) -> np.ndarray:
+    def _one_hot(
+        self, values: pd.Series, j: int, grouped: bool, where: str, report: bool = True
+    ) -> np.ndarray:
         """One-hot columns of categorical column ``j``: missing values get the training's most
-        frequent value; other values count as ``<other>`` (``grouped``) or all zeros."""
+        frequent value; other values count as ``<other>`` (``grouped``) or all zeros (logged
+        with ``report``)."""
         column, cats, fill = self.categorical[j], self.categories[j], self.category_fill[j]
         values = values.astype("object")
         known = set(cats)
         text = values.where(values.notna(), fill).map(lambda v, known=known: _category_text(v, known))
         onehot = (text.to_numpy()[:, None] == np.asarray(cats, dtype=object)[None, :]).astype(float)
-        unseen = sorted(set(text) - known)
+        unseen = sorted(set(text) - known) if report else []
         if unseen and grouped:
             log.info(
                 "%s: column %r: %d row(s) with values outside its %d most frequent training values "
