@@ -75,9 +75,12 @@ def _check_finite(values: pd.Series, column: str, where: str) -> None:
         )
 
 
-def _as_number_column(values: pd.Series, column: str, where: str) -> pd.Series | None:
+def _as_number_column(
+    values: pd.Series, column: str, where: str, parsed: tuple[pd.Series, pd.Series] | None = None
+) -> pd.Series | None:
     """The column as floats if every present value is a number (possibly stored as text) or an
-    ISO-8601 date, else ``None``.
+    ISO-8601 date, else ``None``. ``parsed``: its :func:`_present_and_strays`, where the caller
+    has them.
 
     Dates and times (typed, or ISO-8601 text) become seconds since 1970-01-01 (UTC for dates
     without a time zone) and durations become seconds, whatever resolution the file stores them
@@ -92,7 +95,7 @@ def _as_number_column(values: pd.Series, column: str, where: str) -> pd.Series |
         return values.astype(float)
     if ptypes.is_numeric_dtype(values):
         return values.astype(float)
-    present, strays = _present_and_strays(values)
+    present, strays = parsed or _present_and_strays(values)
     if len(present) and not len(strays):
         return _to_numbers(values)
     if len(present) and _looks_iso(present):
@@ -457,7 +460,7 @@ def _column_kind(
             f"{where}: column {column!r} holds nested values (lists or structs); "
             "flatten it or drop it with data.drop=[...]."
         )
-    present, _ = _present_and_strays(values)
+    present, strays = _present_and_strays(values)
     if not len(present):
         log.warning("%s: column %r holds only blank values and is ignored.", where, column)
         return None
@@ -470,9 +473,9 @@ def _column_kind(
         fmt = date_format(values, column, where)
         log.info("%s: column %r (data.parse_dates) read as dates in format %s.", where, column, fmt)
         return "numeric"
-    as_number = _as_number_column(values, column, where)
+    as_number = _as_number_column(values, column, where, (present, strays))
     if as_number is None:
-        return _text_kind(values, column, where, max_categories)
+        return _text_kind(present, strays, column, where, max_categories)
     _check_finite(as_number, column, where)
     _note_text_read_as_numbers(present, as_number, column, where)
     if ptypes.is_integer_dtype(values) and len(values) > MIN_ID_ROWS and values.nunique() == len(values):
@@ -509,10 +512,12 @@ def _note_text_read_as_numbers(present: pd.Series, as_number: pd.Series, column:
         )
 
 
-def _text_kind(values: pd.Series, column: str, where: str, max_categories: int) -> str | None:
-    """A column that is not all numbers: ``categorical``, ``None`` for one of (almost) only
-    distinct values (names, free text, ids), or an error for many numbers with a few words."""
-    present, strays = _present_and_strays(values)
+def _text_kind(
+    present: pd.Series, strays: pd.Series, column: str, where: str, max_categories: int
+) -> str | None:
+    """A column that is not all numbers (its present values, and those that are not numbers):
+    ``categorical``, ``None`` for one of (almost) only distinct values (names, free text, ids), or
+    an error for many numbers with a few words."""
     distinct = present.astype(str).nunique()
     if len(strays) <= 0.5 * len(present):  # mostly numbers, and some words
         words = sorted(set(strays.astype(str)))
