@@ -192,6 +192,15 @@ class _SpikingEstimator(BaseEstimator):
 
     def _target(self, y: Any) -> np.ndarray:
         y = column_or_1d(y, warn=True)
+        missing = np.flatnonzero(pd.isna(y))
+        if len(missing):
+            # nmsnn-train skips such rows with a warning; an estimator leaves the choice to the
+            # caller, as scikit-learn's own do, but says where they are
+            where = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+            raise ValueError(
+                f"y has {len(missing)} missing value(s) (NaN or None) of {len(y)}, at positions {where}; "
+                "drop those rows first, e.g. keep = y.notna(); fit(X[keep], y[keep])."
+            )
         if self._task == "classification":
             check_classification_targets(y)
         else:

@@ -78,6 +78,17 @@ def test_dataframe_with_text_and_missing_values(fixtures):
     assert set(clf.predict(X)) <= {"no", "yes"}
 
 
+def test_missing_targets_are_named_not_a_type_error():
+    X = pd.DataFrame({"a": np.arange(8.0)})
+    labels = pd.Series(["yes", "no", None, "yes", "no", np.nan, "yes", "no"])
+    with pytest.raises(
+        ValueError, match=r"y has 2 missing value\(s\) .* of 8, at positions 2, 5; drop those rows"
+    ):
+        SpikingClassifier(**SMALL).fit(X, labels)
+    with pytest.raises(ValueError, match=r"y has 1 missing value\(s\) .* at positions 3;"):
+        SpikingRegressor(**SMALL).fit(X, [1.0, 2.0, 3.0, np.nan, 5.0, 6.0, 7.0, 8.0])
+
+
 def test_get_and_set_params_and_validation():
     clf = SpikingClassifier(decay=0.8)
     assert clf.get_params()["decay"] == 0.8
