@@ -64,6 +64,15 @@ def test_a_checkpoint_naming_a_callable_is_refused_on_every_python_load_path(tra
     assert not (trained / MARKER).exists()
 
 
+def test_lightning_load_from_checkpoint_gives_the_same_model_as_load_checkpoint(trained):
+    """A researcher's first way to load a model: Lightning's classmethod, outside any Trainer."""
+    path = trained / "run" / "checkpoints" / "best.ckpt"
+    ours = load_checkpoint(path)
+    lightning = SpikingModule.load_from_checkpoint(path, map_location="cpu").eval()
+    x = torch.randn(5, ours.module.hparams.num_inputs)
+    torch.testing.assert_close(lightning.predict_rows(x), ours.module.predict_rows(x), rtol=0, atol=0)
+
+
 def test_an_allowed_target_and_a_users_own_target(trained, monkeypatch):
     """nmsnn's own targets load; a user's own optimizer loads once NMSNN_ALLOW_TARGETS names it."""
     saved = torch.load(trained / "run" / "checkpoints" / "best.ckpt", weights_only=True)

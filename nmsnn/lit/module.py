@@ -429,7 +429,7 @@ class SpikingModule(L.LightningModule):
         loads it (``load_from_checkpoint``, resuming); restore the noise generators when fitting."""
         check_checkpoint_targets(checkpoint, "the checkpoint")
         state = checkpoint.get("nmsnn_rng")
-        if not state or self.trainer is None or self.trainer.state.fn != "fit":
+        if not state or self._trainer is None or self._trainer.state.fn != "fit":
             return
         torch.set_rng_state(state["torch"])
         if "cuda" in state and torch.cuda.is_available():
