@@ -24,6 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
 from nmsnn.data.datamodule import TabularDataModule
+from nmsnn.data.preprocessing import listed_rows
 from nmsnn.lit.callbacks import StepBudget
 from nmsnn.lit.module import SpikingModule
 from nmsnn.quiet import quiet_loggers
@@ -196,9 +197,9 @@ class _SpikingEstimator(BaseEstimator):
         if len(missing):
             # nmsnn-train skips such rows with a warning; an estimator leaves the choice to the
             # caller, as scikit-learn's own do, but says where they are
-            where = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
             raise ValueError(
-                f"y has {len(missing)} missing value(s) (NaN or None) of {len(y)}, at positions {where}; "
+                f"y has {len(missing)} missing value(s) (NaN or None) of {len(y)}, at positions "
+                f"{listed_rows(missing)}; "
                 "drop those rows first, e.g. keep = y.notna(); fit(X[keep], y[keep])."
             )
         if self._task == "classification":

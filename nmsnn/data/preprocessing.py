@@ -56,7 +56,8 @@ WRITTEN_NUMBER = re.compile(r"[-+]?\s*[$€£¥]?\s*[-+]?(?:\d{1,3}(?:,\d{3})+|\
 NUMBER_MARKS = r"[$€£¥,%\s]"
 
 
-def _rows(index: pd.Index, limit: int = 5) -> str:
+def listed_rows(index: Any, limit: int = 5) -> str:
+    """``14, 97, 112, ...``: the first ``limit`` of ``index``'s row labels, for messages."""
     shown = ", ".join(str(i) for i in index[:limit])
     return shown + (", ..." if len(index) > limit else "")
 
@@ -70,7 +71,7 @@ def _check_finite(values: pd.Series, column: str, where: str) -> None:
     bad = values.index[np.isinf(values.to_numpy(dtype=float, na_value=np.nan))]
     if len(bad):
         raise DataError(
-            f"{where}: column {column!r} has infinite values (rows {_rows(bad)}); "
+            f"{where}: column {column!r} has infinite values (rows {listed_rows(bad)}); "
             "replace them with finite numbers or leave the cells empty to impute them."
         )
 
@@ -233,10 +234,9 @@ def _present_and_strays(values: pd.Series) -> tuple[pd.Series, pd.Series]:
 def _to_numbers(values: pd.Series) -> pd.Series:
     """``values`` as floats: numbers, numbers as text, and numbers as people write them
     (:data:`WRITTEN_NUMBER`); missing where a value is none of these (or blank)."""
-    numbers = pd.to_numeric(values, errors="coerce")
+    numbers = pd.to_numeric(values, errors="coerce").astype(float)
     if ptypes.is_numeric_dtype(values):
-        return numbers.astype(float)
-    numbers = numbers.astype(float)
+        return numbers
     left = (numbers.isna() & values.notna()).to_numpy()
     if left.any():
         text = values[left].astype(str).str.strip()
@@ -331,7 +331,7 @@ def drop_missing_target(
             where,
             len(missing),
             target,
-            _rows(missing),
+            listed_rows(missing),
         )
     return frame.drop(index=missing)
 
@@ -359,7 +359,7 @@ def validate_target(frame: pd.DataFrame, target: str, where: str, training: bool
     if len(missing):
         raise DataError(
             f"{where}: target column {target!r} has {len(missing)} missing value(s) (rows "
-            f"{_rows(missing)}); drop those rows or fill them in."
+            f"{listed_rows(missing)}); drop those rows or fill them in."
         )
     if training and values.nunique() < 2:
         raise DataError(
@@ -788,7 +788,7 @@ class TabularPreprocessor:
             missing = int(frame[column].isna().sum())
             if missing:
                 filled[str(column)] = (missing, repr(self.category_fill[j]))
-            parts.append(self._one_hot(frame[column], j, grouped[j], where, report).astype(np.float32))
+            parts.append(self._one_hot(frame[column], j, grouped[j], where, report))
         if filled and report:
             log.warning(
                 "%s: %d missing value(s) imputed with the training split's median or most frequent value: %s",
@@ -848,7 +848,7 @@ class TabularPreprocessor:
         values = values.astype("object")
         known = set(cats)
         text = values.where(values.notna(), fill).map(lambda v, known=known: _category_text(v, known))
-        onehot = (text.to_numpy()[:, None] == np.asarray(cats, dtype=object)[None, :]).astype(float)
+        onehot = (text.to_numpy()[:, None] == np.asarray(cats, dtype=object)[None, :]).astype(np.float32)
         unseen = sorted(set(text) - known) if report else []
         if unseen and grouped:
             log.info(
@@ -869,7 +869,7 @@ class TabularPreprocessor:
                 unseen[:10],
             )
         if grouped:
-            onehot = np.column_stack([onehot, onehot.sum(1) == 0]).astype(float)
+            onehot = np.column_stack([onehot, onehot.sum(1) == 0]).astype(np.float32)
         return onehot
 
     def transform_target(self, values: pd.Series, where: str = "rows") -> np.ndarray:

@@ -265,15 +265,13 @@ def _parse_csv(path: Path, sep: str, content: bytes | None = None) -> pd.DataFra
     """A UTF-8 CSV (``UnicodeDecodeError`` where it is not), from ``path`` or ``content``."""
     # utf-8-sig: a byte-order mark is not part of the first column's name
     if content is None:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            sep = _delimiter(path, handle.readline(), sep)
-            handle.seek(0)
-            header = next(csv.reader(handle, delimiter=sep, skipinitialspace=True), [])
+        opened = path.open(newline="", encoding="utf-8-sig")
     else:
-        text = io.StringIO(content.decode("utf-8-sig"), newline="")
-        sep = _delimiter(path, text.readline(), sep)
-        text.seek(0)
-        header = next(csv.reader(text, delimiter=sep, skipinitialspace=True), [])
+        opened = io.StringIO(content.decode("utf-8-sig"), newline="")
+    with opened as handle:
+        sep = _delimiter(path, handle.readline(), sep)
+        handle.seek(0)
+        header = next(csv.reader(handle, delimiter=sep, skipinitialspace=True), [])
     duplicates = sorted(name for name, n in Counter(header).items() if n > 1)
     if duplicates:
         raise DataError(f"{path}: duplicate column names {duplicates}; rename them so each is unique.")
