@@ -65,6 +65,7 @@ OLD_DEFAULT = [
     "model.ensemble=1",
     "model.neuron.spike_fn=relu",
     "data.bins=0",
+    "data.folds=0",
     "model.optimizer.weight_decay=3.0",
     "model.scheduler=null",
     "callbacks.training_budget=null",

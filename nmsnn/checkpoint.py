@@ -26,7 +26,16 @@ from nmsnn.lit.targets import check_checkpoint_targets
 
 DATAMODULE_KEY = TabularDataModule.__qualname__
 # the data settings that decide which rows land in which split
-SPLIT_SETTINGS = ("dataset", "path", "test_size", "val_size", "split_seed", "val_split_seed", "stratify")
+SPLIT_SETTINGS = (
+    "dataset",
+    "path",
+    "test_size",
+    "val_size",
+    "split_seed",
+    "val_split_seed",
+    "stratify",
+    "folds",
+)
 
 
 @dataclass
@@ -42,7 +51,8 @@ class LoadedCheckpoint:
 
     def datamodule(self, **overrides: Any) -> TabularDataModule:
         """A DataModule with the checkpoint's settings (and ``overrides``) and fitted preprocessing."""
-        settings = {**self.data_hparams, **overrides}
+        # a checkpoint from before data.folds had one validation split
+        settings = {"folds": 0, **self.data_hparams, **overrides}
         settings["target"] = overrides.get("target") or self.preprocessor.target
         if overrides.get("path") is not None or overrides.get("frame") is not None:
             settings["dataset"] = None

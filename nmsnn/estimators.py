@@ -231,6 +231,7 @@ class _SpikingEstimator(BaseEstimator):
                 task=self._task,
                 test_size=0.0,
                 val_size=self.validation_fraction if self.early_stopping else 0.0,
+                folds=0,  # validation_fraction, as documented
                 split_seed=seed,
                 shuffle_seed=seed,
                 batch_size=self.batch_size,

@@ -36,7 +36,7 @@ def test_bundled_sources(name, task, outputs):
 
 
 def test_seed_splits_match_the_original_notebooks():
-    house = TabularDataModule(dataset="seed_house", test_size=0.3, split_seed=1, val_split_seed=2)
+    house = TabularDataModule(dataset="seed_house", test_size=0.3, split_seed=1, val_split_seed=2, folds=0)
     house.setup()
     assert [len(house.split_index[s]) for s in ("train", "val", "test")] == [231, 58, 125]
     iris = TabularDataModule(dataset="seed_iris", val_size=0.0, split_seed=2, stratify=False)

@@ -68,3 +68,21 @@ def block_weights(linear: nn.Module) -> list[Tensor]:
     if isinstance(linear, GroupedLinear):
         return list(linear.blocks.unbind(0))
     return [linear.weight]
+
+
+def fold_members(prediction: Tensor, fold: Tensor, folds: int, held_out: bool) -> Tensor:
+    """An ensemble's outputs ``[B, K, O]`` narrowed, row by row, to the members that hold out
+    (``held_out=True``) or train on (``False``) that row's fold ``fold [B]`` (in ``0..folds-1``).
+
+    Member ``k`` holds out the rows of fold ``k % folds``, so every row has ``K / folds`` members
+    that never trained on it (its out-of-fold predictions) and ``K - K / folds`` that did. The
+    result is ``[B, M, O]`` with the same ``M`` on every row: the selected members' outputs in
+    member order.
+    """
+    members = prediction.shape[1]
+    if members % folds:
+        raise ValueError(f"{members} ensemble members do not divide into {folds} folds")
+    k = torch.arange(members, device=prediction.device)
+    table = torch.stack([k[(k % folds == f) == held_out] for f in range(folds)])  # [folds, M]
+    index = table[fold.to(prediction.device, torch.long)]  # [B, M]
+    return prediction.gather(1, index.unsqueeze(-1).expand(-1, -1, prediction.shape[-1]))

@@ -11,10 +11,11 @@ from torch.utils.data import Dataset, Sampler
 
 
 class TensorRows(Dataset):
-    """Whole-split tensors; ``rows[indices]`` returns ``{"x": x[indices], "y": y[indices], "row": indices}``."""
+    """Whole-split tensors; ``rows[indices]`` returns ``{"x": x[indices], "y": y[indices], "row": indices}``
+    and, for rows dealt into validation folds, ``"fold": fold[indices]``."""
 
-    def __init__(self, x: Tensor, y: Tensor | None = None) -> None:
-        self.x, self.y = x, y
+    def __init__(self, x: Tensor, y: Tensor | None = None, fold: Tensor | None = None) -> None:
+        self.x, self.y, self.fold = x, y, fold
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -24,6 +25,8 @@ class TensorRows(Dataset):
         batch = {"x": self.x[indices], "row": indices}
         if self.y is not None:
             batch["y"] = self.y[indices]
+        if self.fold is not None:
+            batch["fold"] = self.fold[indices]
         return batch
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from torch.utils.data import DataLoader
 
 from nmsnn.data.batching import IndexBatchSampler, TensorRows, auto_batch_size
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 # data.bins=auto, per task (measured on the tabular suite, experiments/results/tabular_suite.md)
 AUTO_BINS = {"classification": 0, "regression": 8}
+# data.folds=auto, per task (measured on the tabular suite: out-of-fold validation lifted the
+# regression tables and not the classification ones, experiments/results/tabular_suite_levers.md)
+AUTO_FOLDS = {"classification": 0, "regression": 4}
 
 
 def check_settings(
@@ -50,6 +54,7 @@ def check_settings(
     batch_size: Any,
     eval_batch_size: Any,
     bins: Any = 0,
+    folds: Any = 0,
 ) -> None:
     """One data source, split fractions in [0, 1), and positive sizes: one message each."""
     given = [name for name, v in (("dataset", dataset), ("path", path), ("frame", frame)) if v is not None]
@@ -72,13 +77,17 @@ def check_settings(
         raise DataError(f"data.eval_batch_size must be a positive integer, got {eval_batch_size!r}.")
     if bins != "auto" and (isinstance(bins, (bool, str, float)) or int(bins) < 0 or int(bins) == 1):
         raise DataError(f"data.bins must be auto, 0 (no bins) or an integer >= 2, got {bins!r}.")
+    if folds != "auto" and (isinstance(folds, (bool, str, float)) or int(folds) < 0 or int(folds) == 1):
+        raise DataError(
+            f"data.folds must be auto, 0 (one validation split) or an integer >= 2, got {folds!r}."
+        )
 
 
 def plain_settings(given: dict[str, Any]) -> dict[str, Any]:
     """The DataModule's (checked) arguments as the plain values its checkpoints record."""
     whole = {"eval_batch_size", "max_categories"}
     text = {"drop", "categorical", "numeric", "parse_dates"}
-    auto = {"batch_size": (None, "auto"), "bins": ("auto",)}
+    auto = {"batch_size": (None, "auto"), "bins": ("auto",), "folds": ("auto",)}
     out: dict[str, Any] = {}
     for key, value in given.items():
         if key in whole:
@@ -142,6 +151,14 @@ class TabularDataModule(L.LightningDataModule):
             since 1970 (UTC); a value that is not a date is an error. Text columns of ISO-8601
             dates (``2024-01-31``, ``2024-01-31T12:00:00+01:00``) are read as dates anyway.
         shuffle_seed: seed of the training batch order (``None``: 0, for the same reason).
+        folds: 0: one validation split (``val_size``). F >= 2: the non-test rows are dealt into F
+            folds (stratified by class for classification, seeded like the validation split)
+            and every one of them both trains and validates: the model's ensemble member k
+            holds out fold ``k % F`` (see :class:`~nmsnn.lit.module.SpikingModule`), so each row
+            is validated by members that never trained on it; ``val_size`` is then unused. The
+            ``train`` and ``val`` splits are the same rows, each with its fold (``batch["fold"]``).
+            ``auto``: the task's entry of :data:`AUTO_FOLDS` (0 when ``val_size`` is 0); the
+            resolved count is what the settings record.
         bins: piecewise-linear bins per numeric column (quantiles of its training values, see
             :func:`~nmsnn.data.preprocessing.piecewise_linear`), fed beside its scaled value; 0:
             the scaled value alone; ``auto``: the task's entry of :data:`AUTO_BINS`.
@@ -171,10 +188,20 @@ class TabularDataModule(L.LightningDataModule):
         parse_dates: Sequence[str] = (),
         target_transform: str = "none",
         bins: int | str = "auto",
+        folds: int | str = "auto",
     ) -> None:
         super().__init__()
         check_settings(
-            dataset, path, frame, test_size, val_size, max_categories, batch_size, eval_batch_size, bins
+            dataset,
+            path,
+            frame,
+            test_size,
+            val_size,
+            max_categories,
+            batch_size,
+            eval_batch_size,
+            bins,
+            folds,
         )
         # Plain values only: checkpoints must load with torch.load(weights_only=True).
         given = {k: v for k, v in locals().items() if k not in ("self", "frame", "__class__")}
@@ -183,6 +210,7 @@ class TabularDataModule(L.LightningDataModule):
         self.preprocessor: TabularPreprocessor | None = None
         self.tensors: dict[str, TensorRows] = {}
         self.split_index: dict[str, np.ndarray] = {}
+        self.fold_of: np.ndarray | None = None  # each train (= val) row's fold, with data.folds
         # each split's rows, hashed (saved in checkpoints; see _check_fingerprints)
         self.fingerprints: dict[str, str] = {}
         self.expected_fingerprints: dict[str, str] = {}
@@ -217,6 +245,7 @@ class TabularDataModule(L.LightningDataModule):
             "target_mean": pre.target_mean,
             "target_std": pre.target_std,
             "target_transform": pre.target_transform,
+            "folds": self.hparams.folds if self.fold_of is not None else 0,
         }
 
     def _fitted(self) -> TabularPreprocessor:
@@ -262,8 +291,11 @@ class TabularDataModule(L.LightningDataModule):
             task = self.preprocessor.task
         else:
             task = infer_task(y, h.task, target)
-        # Record the resolved task: it is what the checkpoint and the logged settings should say.
-        self.save_hyperparameters({**self.hparams, "task": task})
+        # Record the resolved task and folds: what the checkpoint and the logged settings should say.
+        folds = h.get("folds", 0)
+        if folds == "auto":
+            folds = AUTO_FOLDS[task] if h.val_size > 0 else 0
+        self.save_hyperparameters({**self.hparams, "task": task, "folds": folds})
         index = self._split(y, task, where)
         if self.preprocessor is None:
             self.preprocessor = self._fit(frame, target, task, frame.iloc[index["train"]], y)
@@ -274,13 +306,20 @@ class TabularDataModule(L.LightningDataModule):
         x = torch.from_numpy(pre.transform(frame, where))
         y_all = torch.from_numpy(pre.transform_target(frame[target], where))
         self.split_index = index
+        fold = None if self.fold_of is None else torch.from_numpy(self.fold_of)
         self.tensors = {
-            name: TensorRows(x[torch.from_numpy(rows)], y_all[torch.from_numpy(rows)])
+            name: TensorRows(
+                x[torch.from_numpy(rows)], y_all[torch.from_numpy(rows)], fold if name != "test" else None
+            )
             for name, rows in index.items()
             if len(rows)
         }
         train, val, test = (len(index[s]) for s in SPLITS)
         split = f" -> train {train} / val {val} / test {test}" if val or test else ", not split"
+        if fold is not None:
+            split = (
+                f" -> {train} rows in {self.hparams.folds} folds (each trains and validates) / test {test}"
+            )
         log.info("%s: %d rows%s; %d features; task %s", where, len(frame), split, self.num_features, task)
 
     def _split(self, y: pd.Series, task: str, where: str) -> dict[str, np.ndarray]:
@@ -312,8 +351,11 @@ class TabularDataModule(L.LightningDataModule):
                 raise DataError(f"{where}: cannot split {len(idx)} rows ({err}).") from None
 
         rest, test = split(rows, h.test_size, h.split_seed) if h.test_size > 0 else (rows, rows[:0])
+        val_seed = h.split_seed if h.val_split_seed is None else h.val_split_seed
+        if h.get("folds", 0):
+            self.fold_of = deal_folds(y.iloc[rest], h.folds, stratify, val_seed, where)
+            return {"train": rest, "val": rest, "test": test}
         if h.val_size > 0:
-            val_seed = h.split_seed if h.val_split_seed is None else h.val_split_seed
             train, val = split(rest, h.val_size, val_seed)
         else:
             train, val = rest, np.array([], dtype=int)
@@ -456,6 +498,23 @@ class TabularDataModule(L.LightningDataModule):
                 "run_name, or resume=never)."
             )
         self.preprocessor = saved
+
+
+def deal_folds(y: pd.Series, folds: int, stratify: bool, seed: int, where: str) -> np.ndarray:
+    """Each row's fold in ``0..folds-1``: shuffled by ``seed``, each class spread evenly over
+    the folds when ``stratify`` (a class with fewer rows than folds is missing from some)."""
+    if len(y) < 2 * folds:
+        raise DataError(
+            f"{where}: {len(y)} rows left for training cannot fill data.folds={folds} folds of at "
+            "least 2 rows each; use fewer folds, or data.folds=0 for one validation split."
+        )
+    dealer = (StratifiedKFold if stratify else KFold)(n_splits=folds, shuffle=True, random_state=seed)
+    out = np.empty(len(y), dtype=np.int64)
+    with warnings.catch_warnings():  # a rare class missing from some folds is expected, not news
+        warnings.filterwarnings("ignore", message="The least populated class")
+        for f, (_, held) in enumerate(dealer.split(np.zeros(len(y)), y.to_numpy() if stratify else None)):
+            out[held] = f
+    return out
 
 
 def fingerprint(rows: pd.DataFrame) -> str:

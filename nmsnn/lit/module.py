@@ -22,6 +22,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from nmsnn.core.encoders import build_encoder, resolve_encoder
+from nmsnn.core.ensemble import check_members, fold_members
 from nmsnn.core.layers import (
     ModelOutput,
     NetworkOutput,
@@ -83,6 +84,24 @@ def build_model(h: Mapping[str, Any]) -> SpikingModel:
         sizes, neurons, readout=h["readout"], backend=h["backend"], init=h["init"], ensemble=h["ensemble"]
     )
     return SpikingModel(encoder, network, TimeAverageHead(h["burn_in"], h["reduce"]))
+
+
+def ensemble_size(ensemble: int | str | None, task: str, folds: int) -> int:
+    """``model.ensemble`` as a member count: ``auto`` is the task's entry of
+    :data:`AUTO_ENSEMBLE`, ``None`` is 1, each raised to the next multiple of ``folds`` (each
+    fold is held out by the same number of members); a given count must be such a multiple."""
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 0 or folds == 1:
+        raise ConfigError(f"data.folds must be 0 (one validation split) or an integer >= 2, got {folds!r}.")
+    if ensemble in ("auto", None):
+        base = AUTO_ENSEMBLE[task] if ensemble == "auto" else 1
+        return -(-base // folds) * folds if folds else base
+    ensemble = check_members(ensemble)
+    if folds and ensemble % folds:
+        raise ConfigError(
+            f"model.ensemble={ensemble} does not divide into data.folds={folds}: each fold is held "
+            f"out by the same number of members; use a multiple of {folds}, or ensemble=auto."
+        )
+    return ensemble
 
 
 def check_task(task: str, num_outputs: int) -> None:
@@ -197,7 +216,8 @@ class SpikingModule(L.LightningModule):
         init: ``calibrated`` (every layer fires at any depth) or ``torch`` (PyTorch's default).
         ensemble: K networks of these sizes trained together as one (each on its own loss) and
             averaged at prediction (see :mod:`nmsnn.core.ensemble`); 1: a single network; ``auto``:
-            the task's entry of :data:`AUTO_ENSEMBLE`.
+            the task's entry of :data:`AUTO_ENSEMBLE`; ``None``: one network, or one per fold
+            with ``folds``. ``auto`` and ``None`` round up to a multiple of ``folds``.
         backend: recurrence implementation (``auto``, ``reference``, ...).
         optimizer: Hydra config of a partial optimizer (``_target_``, ``_partial_: true``, ...).
         scheduler: optional LR scheduler: a name of :data:`SCHEDULES` (``warmup_cosine``) or a
@@ -206,6 +226,10 @@ class SpikingModule(L.LightningModule):
         target_mean, target_std, target_transform: regression target scaling; predictions and
             metrics are on the original scale ``y = mean + std * output`` (``target_transform``
             ``log1p``: ``y = expm1(mean + std * output)``).
+        folds: the data's validation folds (``data.folds``; 0: one validation split). With F
+            folds, ensemble member k holds out the rows of fold ``k % F``: it trains on the
+            other folds, and validation scores each row by the members that never trained on
+            it (see :func:`~nmsnn.core.ensemble.fold_members`).
     """
 
     def __init__(
@@ -222,18 +246,19 @@ class SpikingModule(L.LightningModule):
         readout: str = "integrator",
         reduce: str = "mean",
         init: str = "calibrated",
-        ensemble: int | str = 1,
+        ensemble: int | str | None = None,
         backend: str = "auto",
         optimizer: Mapping[str, Any] | None = None,
         scheduler: str | Mapping[str, Any] | None = None,
         target_mean: float = 0.0,
         target_std: float = 1.0,
         target_transform: str = "none",
+        folds: int = 0,
     ) -> None:
         super().__init__()
         check_task(task, num_outputs)
         hidden = hidden_sizes(hidden, task)
-        ensemble = AUTO_ENSEMBLE[task] if ensemble == "auto" else ensemble
+        ensemble = ensemble_size(plain(ensemble), task, folds)
         neuron = neuron_settings(plain(neuron) or {})
         encoder, encoder_params = resolve_encoder(plain(encoder), plain(encoder_params), task)
         optimizer = plain(optimizer) or dict(DEFAULT_OPTIMIZER)
@@ -338,11 +363,20 @@ class SpikingModule(L.LightningModule):
             return F.cross_entropy(prediction.float(), y, reduction=reduction)
         return F.mse_loss(prediction.float().squeeze(-1), y, reduction=reduction)
 
+    def fold_view(self, prediction: Tensor, fold: Tensor | None, training: bool) -> Tensor:
+        """The outputs that learn from (``training``) or score (otherwise) rows of folds
+        ``fold``: the members that train on each row, or those that hold it out. Rows without a
+        fold (the test split, new rows) and a model without folds: every member."""
+        if fold is None or not self.hparams.get("folds"):
+            return prediction
+        return fold_members(prediction, fold, self.hparams.folds, held_out=not training)
+
     def _step(self, batch: dict[str, Tensor], stage: str) -> dict[str, Any]:
         out = self(batch["x"])
-        loss = self.loss(out.prediction, batch["y"])
+        prediction = self.fold_view(out.prediction, batch.get("fold"), training=stage == "train")
+        loss = self.loss(prediction, batch["y"])
         metrics = self.train_metrics if stage == "train" else self.metrics[stage]
-        metrics.update(self.predict_values(out.prediction), self.metric_target(batch["y"]))
+        metrics.update(self.predict_values(prediction), self.metric_target(batch["y"]))
         batch_size = batch["y"].shape[0]
         if stage == "train":  # logged once per epoch, in on_train_epoch_end
             self._train_loss += (loss.detach() * batch_size, batch_size)
@@ -351,7 +385,7 @@ class SpikingModule(L.LightningModule):
             self.log(f"{stage}/loss", self.eval_losses[stage], on_step=False, on_epoch=True, prog_bar=True)
             # the rows' terms again rather than the loss as their mean: a mean of the terms may
             # round apart from the reduced loss, and val/loss picks the checkpoint
-            self.eval_loss_errors[stage].update(self.row_losses(out.prediction, batch["y"]))
+            self.eval_loss_errors[stage].update(self.row_losses(prediction, batch["y"]))
             self.log(f"{stage}/loss_se", self.eval_loss_errors[stage], on_step=False, on_epoch=True)
             self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
         # the activity goes to callbacks (spike statistics) without a second forward pass

@@ -227,13 +227,15 @@ class PopulationTrainer:
             raise ConfigError("population training steps its scheduler with frequency 1 only")
         return scheduler, str(keys.get("interval", "epoch"))
 
-    def _tensors(self, dm: TabularDataModule) -> dict[str, tuple[Tensor, Tensor, list]]:
-        """Each split's whole tensors on the device, with the split's batch sampler."""
+    def _tensors(self, dm: TabularDataModule) -> dict[str, tuple[Tensor, Tensor, list, Tensor | None]]:
+        """Each split's whole tensors on the device, with the split's batch sampler and, with
+        ``data.folds``, each row's fold."""
         out = {}
         for split, loader in (("train", dm.train_dataloader()), ("val", dm.val_dataloader())):
             if split in dm.tensors and loader:
                 rows = dm.tensors[split]
-                out[split] = (rows.x.to(self.device), rows.y.to(self.device), loader.sampler)
+                fold = None if rows.fold is None else rows.fold.to(self.device)
+                out[split] = (rows.x.to(self.device), rows.y.to(self.device), loader.sampler, fold)
         return out
 
     def active(self) -> list[int]:
@@ -344,14 +346,18 @@ class PopulationTrainer:
         running = [k for k in batches if not self.members[k].stopped]
         if not running:
             return False
-        inputs, targets = [], []
+        inputs, targets, folds = [], [], []
         for k in running:
-            x, y, _ = self.data[k]["train"]
+            x, y, _, fold = self.data[k]["train"]
             index = torch.as_tensor(batches[k][step], device=self.device)
             inputs.append(self.members[k].module.encode(x[index]))
             targets.append(y[index])
+            folds.append(None if fold is None else fold[index])
         self.optimizer.zero_grad(set_to_none=True)
-        predictions = self.network(inputs, running)
+        predictions = [  # the members that learn from each row (all, without data.folds)
+            self.members[k].module.fold_view(p, folds[i], training=True)
+            for i, (k, p) in enumerate(zip(running, self.network(inputs, running)))
+        ]
         losses = [self.members[k].module.loss(predictions[i], targets[i]) for i, k in enumerate(running)]
         stacked = torch.stack(losses)
         stacked.sum().backward()
@@ -442,14 +448,20 @@ class PopulationTrainer:
             k: ActivityAccumulator(self.members[k].module.model.network, self.burn_in) for k in active
         }
         for step in range(len(batches[0])):
-            inputs, targets = [], []
+            inputs, targets, folds = [], [], []
             for i, k in enumerate(active):
-                x, y, _ = self.data[k]["val"]
+                x, y, _, fold = self.data[k]["val"]
                 index = torch.as_tensor(batches[i][step], device=self.device)
                 inputs.append(self.members[k].module.encode(x[index]))
                 targets.append(y[index])
+                folds.append(None if fold is None else fold[index])
             layer_spikes: list[Tensor] = []
-            predictions = self.network(inputs, active, layer_spikes if stats else None)
+            predictions = [  # the members that score each row (with data.folds: out of fold)
+                self.members[k].module.fold_view(p, folds[i], training=False)
+                for i, (k, p) in enumerate(
+                    zip(active, self.network(inputs, active, layer_spikes if stats else None))
+                )
+            ]
             if stats:  # each member's share of every layer's spikes, as its spike statistics see them
                 batch = targets[0].shape[0]
                 for i, k in enumerate(active):
