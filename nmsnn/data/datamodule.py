@@ -312,8 +312,10 @@ class TabularDataModule(L.LightningDataModule):
                 x[torch.from_numpy(rows)], y_all[torch.from_numpy(rows)], fold if name != "test" else None
             )
             for name, rows in index.items()
-            if len(rows)
+            if len(rows) and not (fold is not None and name == "val")
         }
+        if fold is not None:  # with folds, validation reads the training rows (one copy)
+            self.tensors["val"] = self.tensors["train"]
         train, val, test = (len(index[s]) for s in SPLITS)
         split = f" -> train {train} / val {val} / test {test}" if val or test else ", not split"
         if fold is not None:
