@@ -76,6 +76,8 @@ def describe(model: SpikingModule) -> str:
     spikes = f"{neuron.spike_fn} spikes" if hasattr(neuron, "spike_fn") else "spikes"
     reset = f", {neuron.reset} reset" if hasattr(neuron, "reset") else ""
     members = f", an ensemble of {h.ensemble} such networks" if h.ensemble > 1 else ""
+    if h.get("folds"):
+        members += f" ({h.folds} validation folds, each held out by {h.ensemble // h.folds} member(s))"
     return (
         f"{sizes} ({h.task}){members}, T={h.time_steps}, {kind} neuron ({spikes}{reset}), "
         f"{h.encoder} encoder, {params:,} parameters"

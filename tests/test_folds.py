@@ -14,7 +14,7 @@ from nmsnn.core.ensemble import fold_members
 from nmsnn.data.datamodule import TabularDataModule
 from nmsnn.errors import ConfigError, DataError
 from nmsnn.lit.module import SpikingModule
-from nmsnn.pipeline import train
+from nmsnn.pipeline import describe, train
 from tests.conftest import compose_train, run_cli
 
 
@@ -134,6 +134,9 @@ def test_a_run_with_folds_validates_out_of_fold_and_its_checkpoint_predicts(tmp_
     ckpt = tmp_path / "checkpoints" / "best.ckpt"
     loaded = load_checkpoint(ckpt)
     assert loaded.module.hparams.folds == 2 and loaded.module.hparams.ensemble == 4
+    assert "an ensemble of 4 such networks (2 validation folds, each held out by 2 member(s))" in describe(
+        loaded.module
+    )
     with initialize_config_module("nmsnn.conf", version_base="1.3"):
         val = evaluate(compose("eval", overrides=[f"ckpt_path={ckpt}", "split=val"]))
         test = evaluate(compose("eval", overrides=[f"ckpt_path={ckpt}"]))
