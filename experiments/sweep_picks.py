@@ -134,7 +134,8 @@ class JobOutputs:
         with torch.no_grad():  # each split in one pass: at most a few thousand rows
             for split in ("val", "test"):
                 rows = datamodule.tensors[split]
-                prediction = module(rows.x).prediction
+                # validation rows in folds are scored by the members that held them out
+                prediction = module.fold_view(module(rows.x).prediction, rows.fold, training=False)
                 if split == "val":
                     losses = module.row_losses(prediction, rows.y).double().numpy()
                     self.row_losses = pd.Series(losses, index=datamodule.split_frame("val").index)
