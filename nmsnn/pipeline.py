@@ -77,7 +77,8 @@ def describe(model: SpikingModule) -> str:
     reset = f", {neuron.reset} reset" if hasattr(neuron, "reset") else ""
     members = f", an ensemble of {h.ensemble} such networks" if h.ensemble > 1 else ""
     if h.get("folds"):
-        members += f" ({h.folds} validation folds, each held out by {h.ensemble // h.folds} member(s))"
+        holding = "one member" if h.ensemble == h.folds else f"{h.ensemble // h.folds} members"
+        members += f" ({h.folds} validation folds, {holding} holding out each)"
     return (
         f"{sizes} ({h.task}){members}, T={h.time_steps}, {kind} neuron ({spikes}{reset}), "
         f"{h.encoder} encoder, {params:,} parameters"

@@ -134,7 +134,7 @@ def test_a_run_with_folds_validates_out_of_fold_and_its_checkpoint_predicts(tmp_
     ckpt = tmp_path / "checkpoints" / "best.ckpt"
     loaded = load_checkpoint(ckpt)
     assert loaded.module.hparams.folds == 2 and loaded.module.hparams.ensemble == 4
-    assert "an ensemble of 4 such networks (2 validation folds, each held out by 2 member(s))" in describe(
+    assert "an ensemble of 4 such networks (2 validation folds, 2 members holding out each)" in describe(
         loaded.module
     )
     with initialize_config_module("nmsnn.conf", version_base="1.3"):
