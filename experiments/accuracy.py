@@ -460,7 +460,8 @@ def render(store: dict[str, Any], md_path: Path) -> None:
         "for early stopping and to pick its best checkpoint, and is tested on that checkpoint "
         "(for regression, `data.folds=auto` deals the non-test rows into 4 folds instead: every "
         "one trains 3 of the 4 ensemble members and validates the fourth, so its train/val rows "
-        "are the same rows, and its preprocessing is fit on all of them). The baselines are fit on the training and validation rows together. Fit time is the "
+        "are the same rows, and its preprocessing is fit on all of them). The baselines are fit "
+        "on the training and validation rows together. Fit time is the "
         "wall time of `trainer.fit` for nmsnn (all epochs, with their validation passes) and of "
         "`.fit` for the baselines; the machine was shared with other work, so times are rough.",
         "",

@@ -96,8 +96,10 @@ def build(
         L.seed_everything(cfg.seed, workers=True)
     if datamodule is None:
         datamodule = instantiate(cfg.data)
+    ensemble = cfg.model.get("ensemble", "auto")
+    if _whole(ensemble):  # data.folds=auto must fit it (see TabularDataModule.members)
+        datamodule.members = ensemble
     datamodule.setup("fit")
-    datamodule = folds_for_the_ensemble(cfg, datamodule)
     if "test" not in datamodule.tensors:
         raise ConfigError("data.test_size must be > 0 for nmsnn-train: it tests the trained model.")
     monitor = cfg.get("monitor")
@@ -119,26 +121,6 @@ def build(
             "(or a val/spikes/<layer>/<statistic>)."
         )
     return datamodule, model
-
-
-def folds_for_the_ensemble(cfg: DictConfig, datamodule: TabularDataModule) -> TabularDataModule:
-    """``data.folds=auto`` gives way to a ``model.ensemble`` count that its folds do not divide
-    (each fold needs as many members holding it out): the data is set up again with one
-    validation split. Folds given as a number are the user's choice, and the model refuses a
-    count that does not fit them."""
-    folds, ensemble = datamodule.hparams.get("folds", 0), cfg.model.get("ensemble", "auto")
-    if cfg.data.get("folds") != "auto" or not folds or not _whole(ensemble) or ensemble % folds == 0:
-        return datamodule
-    log.info(
-        "data.folds=auto: one validation split of data.val_size, as model.ensemble=%d members cannot "
-        "hold out %d folds (a multiple of %d can)",
-        ensemble,
-        folds,
-        folds,
-    )
-    datamodule = instantiate(cfg.data, folds=0)
-    datamodule.setup("fit")
-    return datamodule
 
 
 def _whole(value: Any) -> bool:

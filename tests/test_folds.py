@@ -172,3 +172,17 @@ def test_a_population_sweep_with_folds_equals_the_one_by_one_sweep(tmp_path):
     columns = [c for c in basic.columns if c.startswith(("val/loss", "val/acc", "test/"))]
     assert "val/loss" in columns and "test/acc" in columns
     pd.testing.assert_frame_equal(population[columns], basic[columns], atol=1e-5, rtol=0)
+
+
+def test_folds_auto_gives_way_to_an_ensemble_they_do_not_divide(tmp_path, caplog):
+    cfg = compose_train(
+        tmp_path, ["data=diabetes", "model.ensemble=1", "trainer.max_epochs=1", "logger=none"]
+    )
+    with caplog.at_level("INFO"):
+        train(cfg)
+    module = load_checkpoint(tmp_path / "checkpoints" / "best.ckpt").module
+    assert module.hparams.folds == 0 and module.hparams.ensemble == 1
+    assert "model.ensemble=1 members cannot hold out 4 folds" in caplog.text
+    # folds given as a number are the user's: the model refuses the count (through Hydra)
+    with pytest.raises(Exception, match=r"model\.ensemble=1 does not divide into data\.folds=4"):
+        train(compose_train(tmp_path / "given", ["data=diabetes", "data.folds=4", "model.ensemble=1"]))

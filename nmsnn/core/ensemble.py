@@ -9,6 +9,7 @@ through any backend, and the readout gives ``[K*O]`` values per row, member k's 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -79,10 +80,16 @@ def fold_members(prediction: Tensor, fold: Tensor, folds: int, held_out: bool) -
     result is ``[B, M, O]`` with the same ``M`` on every row: the selected members' outputs in
     member order.
     """
-    members = prediction.shape[1]
-    if members % folds:
-        raise ValueError(f"{members} ensemble members do not divide into {folds} folds")
-    k = torch.arange(members, device=prediction.device)
-    table = torch.stack([k[(k % folds == f) == held_out] for f in range(folds)])  # [folds, M]
+    table = _fold_table(prediction.shape[1], folds, held_out).to(prediction.device)
     index = table[fold.to(prediction.device, torch.long)]  # [B, M]
     return prediction.gather(1, index.unsqueeze(-1).expand(-1, -1, prediction.shape[-1]))
+
+
+@functools.lru_cache(maxsize=32)
+def _fold_table(members: int, folds: int, held_out: bool) -> Tensor:
+    """``[folds, M]``: row f lists the members that hold out (or train on) fold f (made once
+    per layout, not at every step)."""
+    if members % folds:
+        raise ValueError(f"{members} ensemble members do not divide into {folds} folds")
+    k = torch.arange(members)
+    return torch.stack([k[(k % folds == f) == held_out] for f in range(folds)])

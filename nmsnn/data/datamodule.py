@@ -211,6 +211,9 @@ class TabularDataModule(L.LightningDataModule):
         self.tensors: dict[str, TensorRows] = {}
         self.split_index: dict[str, np.ndarray] = {}
         self.fold_of: np.ndarray | None = None  # each train (= val) row's fold, with data.folds
+        # an explicit ensemble size of the model to come (set before setup by whoever builds it):
+        # data.folds=auto gives way to one validation split where its folds do not divide it
+        self.members: int | None = None
         # each split's rows, hashed (saved in checkpoints; see _check_fingerprints)
         self.fingerprints: dict[str, str] = {}
         self.expected_fingerprints: dict[str, str] = {}
@@ -294,7 +297,7 @@ class TabularDataModule(L.LightningDataModule):
         # Record the resolved task and folds: what the checkpoint and the logged settings should say.
         folds = h.get("folds", 0)
         if folds == "auto":
-            folds = AUTO_FOLDS[task] if h.val_size > 0 else 0
+            folds = self._auto_folds(task)
         self.save_hyperparameters({**self.hparams, "task": task, "folds": folds})
         index = self._split(y, task, where)
         if self.preprocessor is None:
@@ -306,23 +309,36 @@ class TabularDataModule(L.LightningDataModule):
         x = torch.from_numpy(pre.transform(frame, where))
         y_all = torch.from_numpy(pre.transform_target(frame[target], where))
         self.split_index = index
-        fold = None if self.fold_of is None else torch.from_numpy(self.fold_of)
         self.tensors = {
-            name: TensorRows(
-                x[torch.from_numpy(rows)], y_all[torch.from_numpy(rows)], fold if name != "test" else None
-            )
+            name: TensorRows(x[torch.from_numpy(rows)], y_all[torch.from_numpy(rows)])
             for name, rows in index.items()
-            if len(rows) and not (fold is not None and name == "val")
+            if len(rows) and not (self.fold_of is not None and name == "val")
         }
-        if fold is not None:  # with folds, validation reads the training rows (one copy)
+        if self.fold_of is not None:  # with folds, validation reads the training rows (one copy)
+            self.tensors["train"].fold = torch.from_numpy(self.fold_of)
             self.tensors["val"] = self.tensors["train"]
         train, val, test = (len(index[s]) for s in SPLITS)
         split = f" -> train {train} / val {val} / test {test}" if val or test else ", not split"
-        if fold is not None:
+        if self.fold_of is not None:
             split = (
                 f" -> {train} rows in {self.hparams.folds} folds (each trains and validates) / test {test}"
             )
         log.info("%s: %d rows%s; %d features; task %s", where, len(frame), split, self.num_features, task)
+
+    def _auto_folds(self, task: str) -> int:
+        """``data.folds=auto``: the task's entry of :data:`AUTO_FOLDS` (0 without a validation
+        split, or when :attr:`members` is a count those folds do not divide)."""
+        folds = AUTO_FOLDS[task] if self.hparams.val_size > 0 else 0
+        if folds and self.members is not None and self.members % folds:
+            log.info(
+                "data.folds=auto: one validation split of data.val_size, as model.ensemble=%d "
+                "members cannot hold out %d folds (a multiple of %d can)",
+                self.members,
+                folds,
+                folds,
+            )
+            return 0
+        return folds
 
     def _split(self, y: pd.Series, task: str, where: str) -> dict[str, np.ndarray]:
         h = self.hparams

@@ -230,12 +230,15 @@ class PopulationTrainer:
     def _tensors(self, dm: TabularDataModule) -> dict[str, tuple[Tensor, Tensor, list, Tensor | None]]:
         """Each split's whole tensors on the device, with the split's batch sampler and, with
         ``data.folds``, each row's fold."""
-        out = {}
+        out, moved = {}, {}  # with folds, train and val are the same rows: moved once
         for split, loader in (("train", dm.train_dataloader()), ("val", dm.val_dataloader())):
             if split in dm.tensors and loader:
                 rows = dm.tensors[split]
-                fold = None if rows.fold is None else rows.fold.to(self.device)
-                out[split] = (rows.x.to(self.device), rows.y.to(self.device), loader.sampler, fold)
+                if id(rows) not in moved:
+                    fold = None if rows.fold is None else rows.fold.to(self.device)
+                    moved[id(rows)] = (rows.x.to(self.device), rows.y.to(self.device), fold)
+                x, y, fold = moved[id(rows)]
+                out[split] = (x, y, loader.sampler, fold)
         return out
 
     def active(self) -> list[int]:
