@@ -9,6 +9,7 @@ test rows (a) the members at the epoch of the lowest mean loss, what the checkpo
 writes ``member_best.json`` into the run directory. Not part of the package: a measurement.
 
     PYTHONPATH=$PWD/experiments python experiments/tabular_suite.py --only-nmsnn --seeds 2 3 4 \\
+        --tables birthwt mroz participation hdma chile titanic kyphosis \\
         --variant 'mb=data.folds=4,+callbacks.member_best={_target_:member_best.MemberBest}' \\
         --variants mb --out /tmp/mb/out --work-dir /tmp/mb/work
     python experiments/member_best.py --runs /tmp/mb/out.json --work-dir /tmp/mb/work
@@ -51,7 +52,7 @@ class MemberBest(Callback):
 
     @torch.no_grad()
     def on_validation_epoch_end(self, trainer, module) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or module.task != "classification":
             return
         folds, members = module.hparams.folds, module.hparams.ensemble
         was_training = module.training
@@ -77,6 +78,8 @@ class MemberBest(Callback):
 
     @torch.no_grad()
     def on_fit_end(self, trainer, module) -> None:
+        if not self.best:  # a regression run, or no validation epoch
+            return
         current, was_training = _state(module), module.training
         module.eval()
 
