@@ -866,16 +866,37 @@ def test_bins_auto_bins_regression_features_and_a_bad_value_is_named(caplog):
     with caplog.at_level(logging.INFO, logger="nmsnn"):
         regression = TabularDataModule(frame=frame.drop(columns="label"), target="y")
         regression.setup()
-    from nmsnn.data.datamodule import AUTO_BINS
-
-    assert regression.num_features == 2 + 2 * AUTO_BINS["regression"]
-    assert "piecewise-linear encoding" in caplog.text
+    assert regression.num_features == 2 + 2 * 8  # 8 bins below 8 * 150 training rows
+    assert "piecewise-linear encoding over up to 8 quantile bins (data.bins=auto: one per 150" in caplog.text
     classification = TabularDataModule(frame=frame.drop(columns="y"), target="label")
     classification.setup()
-    assert classification.num_features == 2 + 2 * AUTO_BINS["classification"]
+    assert classification.num_features == 2
     none = TabularDataModule(frame=frame.drop(columns="label"), target="y", bins=0)
     none.setup()
     assert none.num_features == 2
     for bad in (1, -2, "many", 2.5, True):
         with pytest.raises(DataError, match=r"data\.bins must be auto, 0 .* got"):
             TabularDataModule(frame=frame, target="y", bins=bad)
+
+
+def test_bins_auto_grow_with_the_rows_the_bins_are_fitted_on():
+    from nmsnn.data.datamodule import auto_bins
+
+    assert [auto_bins("regression", n) for n in (100, 1199, 1650, 3332, 4800, 50_000)] == [
+        8,
+        8,
+        11,
+        22,
+        32,
+        32,
+    ]
+    assert auto_bins("classification", 50_000) == 0
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"a": rng.normal(size=6000)})
+    frame["y"] = np.sin(3 * frame.a)
+    dm = TabularDataModule(frame=frame, target="y", folds=0)  # 6000 * 0.8 * 0.8 = 3840 training rows
+    dm.setup()
+    assert dm.num_features == 1 + 3840 // 150 == 26
+    explicit = TabularDataModule(frame=frame, target="y", bins=4, folds=0)
+    explicit.setup()
+    assert explicit.num_features == 1 + 4

@@ -37,8 +37,20 @@ from nmsnn.errors import DataError
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-# data.bins=auto, per task (measured on the tabular suite, experiments/results/tabular_suite.md)
-AUTO_BINS = {"classification": 0, "regression": 8}
+# data.bins=auto, per task (measured on the tabular suite, experiments/results/tabular_suite_levers.md):
+# no bins for classification; for regression 8, and on larger tables one per ROWS_PER_BIN rows the
+# bins are fitted on, up to 32 (finer bins paid on `computers`, 5,000 rows, and cost the small
+# tables, where a bin of 32 holds about 10 rows)
+AUTO_BINS = {"classification": (0, 0), "regression": (8, 32)}
+ROWS_PER_BIN = 150
+
+
+def auto_bins(task: str, rows: int) -> int:
+    """``data.bins=auto`` for a ``task`` whose bins are fitted on ``rows`` rows."""
+    fewest, most = AUTO_BINS[task]
+    return min(most, max(fewest, rows // ROWS_PER_BIN))
+
+
 # data.folds=auto, per task (measured on the tabular suite: out-of-fold validation lifted the
 # regression tables and not the classification ones, experiments/results/tabular_suite_levers.md)
 AUTO_FOLDS = {"classification": 0, "regression": 4}
@@ -161,7 +173,8 @@ class TabularDataModule(L.LightningDataModule):
             resolved count is what the settings record.
         bins: piecewise-linear bins per numeric column (quantiles of its training values, see
             :func:`~nmsnn.data.preprocessing.piecewise_linear`), fed beside its scaled value; 0:
-            the scaled value alone; ``auto``: the task's entry of :data:`AUTO_BINS`.
+            the scaled value alone; ``auto``: :func:`auto_bins` (none for classification; for
+            regression 8, or one per 150 training rows, up to 32).
     """
 
     def __init__(
@@ -388,7 +401,7 @@ class TabularDataModule(L.LightningDataModule):
         numeric, categorical = split_columns(
             frame, target, list(h.drop), h.max_categories, where, **overrides
         )
-        bins = AUTO_BINS[task] if h.get("bins", 0) == "auto" else h.get("bins", 0)
+        bins = auto_bins(task, len(train)) if h.get("bins", 0) == "auto" else h.get("bins", 0)
         pre = TabularPreprocessor.fit(
             train,
             target,
@@ -410,13 +423,16 @@ class TabularDataModule(L.LightningDataModule):
         )
         binned = [c for c, edges in zip(pre.numeric, pre.bin_edges) if edges]
         if binned:
+            rule = (
+                f"auto: one per {ROWS_PER_BIN} of {len(train)} rows, 8 to 32" if h.bins == "auto" else h.bins
+            )
             log.info(
                 "%s: %d numeric column(s) each feed a piecewise-linear encoding over up to %d "
                 "quantile bins (data.bins=%s): %d inputs beside their scaled values",
                 where,
                 len(binned),
                 bins,
-                h.bins,
+                rule,
                 sum(len(e) - 1 for e in pre.bin_edges),
             )
         return pre
