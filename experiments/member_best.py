@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tabular_suite.json"
@@ -59,10 +58,10 @@ class MemberBest(Callback):
         module.eval()
         sums, counts = torch.zeros(members), torch.zeros(members)
         for batch in _batches(trainer.datamodule.val_dataloader(), module):
-            prediction = module(batch["x"]).prediction.float()  # [B, K, C]
-            for k in range(members):
+            prediction = module(batch["x"]).prediction  # [B, K, C]
+            for k in range(members):  # the module's own loss, member k alone on its held-out rows
                 rows = batch["fold"] == k % folds
-                sums[k] += F.cross_entropy(prediction[rows, k], batch["y"][rows], reduction="sum").cpu()
+                sums[k] += module.row_losses(prediction[rows, k : k + 1], batch["y"][rows]).sum().cpu()
                 counts[k] += rows.sum().cpu()
         module.train(was_training)
         loss = sums / counts
@@ -83,19 +82,22 @@ class MemberBest(Callback):
         current, was_training = _state(module), module.training
         module.eval()
 
-        def test_probabilities(state):
+        def test_outputs(state):
             module.load_state_dict(state)
-            probabilities, targets = [], []
+            outputs, targets = [], []
             for batch in _batches(trainer.datamodule.test_dataloader(), module):
-                probabilities.append(torch.softmax(module(batch["x"]).prediction.float(), -1).cpu())
+                outputs.append(module(batch["x"]).prediction.cpu())  # [B, K, C]
                 targets.append(batch["y"].cpu())
-            return torch.cat(probabilities), torch.cat(targets)
+            return torch.cat(outputs), torch.cat(targets)
 
-        joint, y = test_probabilities(self.joint[2])
-        own = torch.stack([test_probabilities(s)[0][:, k] for k, s in enumerate(self.states)], 1)
+        def accuracy(outputs):  # the members' mean probabilities, as the module predicts
+            return float((module.predict_values(outputs).argmax(-1) == y).float().mean())
+
+        joint, y = test_outputs(self.joint[2])
+        own = torch.stack([test_outputs(s)[0][:, k] for k, s in enumerate(self.states)], 1)
         result = {
-            "joint_acc": float((joint.mean(1).argmax(-1) == y).float().mean()),
-            "member_acc": float((own.mean(1).argmax(-1) == y).float().mean()),
+            "joint_acc": accuracy(joint),
+            "member_acc": accuracy(own),
             "joint_epoch": self.joint[1],
             "member_epochs": self.epochs,
         }

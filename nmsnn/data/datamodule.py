@@ -423,16 +423,15 @@ class TabularDataModule(L.LightningDataModule):
         )
         binned = [c for c, edges in zip(pre.numeric, pre.bin_edges) if edges]
         if binned:
-            rule = (
-                f"auto: one per {ROWS_PER_BIN} of {len(train)} rows, 8 to 32" if h.bins == "auto" else h.bins
-            )
+            fewest, most = AUTO_BINS[task]
+            rule = f"auto: one per {ROWS_PER_BIN} of {len(train)} rows, {fewest} to {most}"
             log.info(
                 "%s: %d numeric column(s) each feed a piecewise-linear encoding over up to %d "
                 "quantile bins (data.bins=%s): %d inputs beside their scaled values",
                 where,
                 len(binned),
                 bins,
-                rule,
+                rule if h.bins == "auto" else h.bins,
                 sum(len(e) - 1 for e in pre.bin_edges),
             )
         return pre
